@@ -1,0 +1,1 @@
+"""hwbot: book Hello Work online job consultations over LINE."""

@@ -1,0 +1,181 @@
+"""Business days, holidays, deadlines, the booking window and the slot grid.
+
+Pure functions of (profile, now, booked counts); no I/O. Every datetime returned is aware and in
+Asia/Tokyo; `now` may arrive in any offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+
+import holidays
+from dateutil.relativedelta import relativedelta
+
+from bot.clock import JST
+from bot.profiles.models import WEEKDAYS, DeadlineKind, OfficeProfile
+
+WEEKDAY_JA = "月火水木金土日"
+
+
+@lru_cache(maxsize=64)
+def _japan_holidays(year: int) -> holidays.HolidayBase:
+    # The holidays package includes 振替休日 (substitute) and 国民の休日 (citizens' holidays).
+    return holidays.country_holidays("JP", years=year, language="ja")
+
+
+def closure_reason(profile: OfficeProfile, day: date) -> str | None:
+    """Why the office is closed on `day` (土曜日, a holiday's name, 年末年始, …), or None when open."""
+    if day.weekday() == 5:
+        return "土曜日"
+    if day.weekday() == 6:
+        return "日曜日"
+    holiday = _japan_holidays(day.year).get(day)
+    if holiday:
+        return holiday
+    if (day.month == 12 and day.day >= 29) or (day.month == 1 and day.day <= 3):
+        return "年末年始"
+    for closed in profile.schedule.closed:
+        if closed.start <= day <= (closed.end or closed.start):
+            return closed.reason
+    return None
+
+
+def is_open(profile: OfficeProfile, day: date) -> bool:
+    """True when the office is open on `day` (its business days)."""
+    return closure_reason(profile, day) is None
+
+
+def business_days_before(profile: OfficeProfile, day: date, count: int) -> date:
+    """The `count`-th business day before `day` (count=0: `day` itself)."""
+    current = day
+    remaining = count
+    while remaining > 0:
+        current -= timedelta(days=1)
+        if is_open(profile, current):
+            remaining -= 1
+    return current
+
+
+def deadline(profile: OfficeProfile, day: date) -> datetime:
+    """The last instant a consultation on `day` can be booked: closing time on the Nth day before."""
+    rule = profile.booking.deadline
+    if rule.kind is DeadlineKind.business_days:
+        last_day = business_days_before(profile, day, rule.days)
+    else:
+        last_day = day - timedelta(days=rule.days)
+    return datetime.combine(last_day, profile.hours.close, tzinfo=JST)
+
+
+def window_end(profile: OfficeProfile, now: datetime) -> date:
+    """The last bookable day: the same day N calendar months on (clamped to month end), inclusive."""
+    today = now.astimezone(JST).date()
+    return today + relativedelta(months=profile.booking.window_months)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One consultation slot of an office."""
+
+    office: str
+    start: datetime
+    end: datetime
+    capacity: int
+    remaining: int
+
+    @property
+    def key(self) -> str:
+        """Stable id of the slot: `YYYY-MM-DDTHH:MM` in JST."""
+        return slot_key(self.start)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "office": self.office,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "remaining": self.remaining,
+        }
+
+    def label(self) -> str:
+        """How the slot is shown to a person, e.g. `12月1日(火) 10:00〜10:30`."""
+        return f"{format_day(self.start.date())} {self.start:%H:%M}〜{self.end:%H:%M}"
+
+
+def slot_key(start: datetime) -> str:
+    return start.astimezone(JST).strftime("%Y-%m-%dT%H:%M")
+
+
+def format_day(day: date) -> str:
+    """`12月1日(火)`."""
+    return f"{day.month}月{day.day}日({WEEKDAY_JA[day.weekday()]})"
+
+
+def day_grid(profile: OfficeProfile, day: date) -> list[tuple[datetime, datetime]]:
+    """The (start, end) pairs of the office's slots on `day`, ignoring closures."""
+    starts: list[time] = profile.schedule.slots.get(WEEKDAYS[day.weekday()], [])
+    length = timedelta(minutes=profile.schedule.minutes)
+    result = []
+    for start_time in starts:
+        start = datetime.combine(day, start_time, tzinfo=JST)
+        result.append((start, start + length))
+    return result
+
+
+def iter_days(first: date, last: date) -> Iterator[date]:
+    current = first
+    while current <= last:
+        yield current
+        current += timedelta(days=1)
+
+
+def candidate_days(profile: OfficeProfile, now: datetime, days: int | None = None) -> list[date]:
+    """Open days from today (JST) to the end of the window (or `days` days on, if shorter)."""
+    today = now.astimezone(JST).date()
+    last = window_end(profile, now)
+    if days is not None:
+        # `days` calendar days starting today: --days 1 is today only.
+        last = min(last, today + timedelta(days=days - 1))
+    return [day for day in iter_days(today, last) if is_open(profile, day) and day_grid(profile, day)]
+
+
+def bookable_slots(
+    profile: OfficeProfile,
+    now: datetime,
+    booked: Mapping[str, int] | None = None,
+    *,
+    days: int | None = None,
+) -> list[Slot]:
+    """Every slot bookable at `now`, earliest first.
+
+    A slot is bookable when its day is open, its deadline has not passed at `now`, it lies inside the
+    booking window (optionally shortened to `days` days), and it has remaining capacity given
+    `booked` (slot key -> bookings held).
+    """
+    booked = booked or {}
+    now = now.astimezone(JST)
+    capacity = profile.schedule.capacity
+    result = []
+    for day in candidate_days(profile, now, days):
+        if now > deadline(profile, day):
+            continue
+        for start, end in day_grid(profile, day):
+            if start <= now:
+                continue
+            remaining = capacity - booked.get(slot_key(start), 0)
+            if remaining > 0:
+                result.append(Slot(profile.id, start, end, capacity, remaining))
+    return result
+
+
+def slot_at(profile: OfficeProfile, key: str) -> tuple[datetime, datetime] | None:
+    """The (start, end) of the slot with `key` if the office's grid has one then (ignoring rules)."""
+    try:
+        start = datetime.strptime(key, "%Y-%m-%dT%H:%M").replace(tzinfo=JST)
+    except ValueError:
+        return None
+    for pair in day_grid(profile, start.date()):
+        if pair[0] == start:
+            return pair
+    return None

@@ -1,0 +1,1 @@
+"""Channels: turn a transport's input into dialog events and draw the dialog's replies on it."""

@@ -1,0 +1,66 @@
+"""Calls to the LINE Messaging API (reply, push, loading animation) through line-bot-sdk v3.
+
+Every call goes to `LINE_API_HOST`, so a stand-in (the simulator, a test server) can receive it, and
+has explicit timeouts: a webhook must answer LINE within 1-2 seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from linebot.v3.messaging import (
+    ApiClient,
+    Configuration,
+    MessagingApi,
+    PushMessageRequest,
+    ReplyMessageRequest,
+    ShowLoadingAnimationRequest,
+)
+
+from bot.errors import HwbotError
+
+log = logging.getLogger("hwbot.line")
+
+# (connect, read) seconds.
+REPLY_TIMEOUT = (1.0, 2.0)
+PUSH_TIMEOUT = (2.0, 10.0)
+
+
+class LineApiError(HwbotError):
+    """Raised when LINE (or its stand-in) refused a call or did not answer in time."""
+
+
+class LineMessaging:
+    """A thin client: builds the SDK's request models from plain message dicts and sends them."""
+
+    def __init__(self, host: str, access_token: str):
+        self.host = host.rstrip("/")
+        self._client = ApiClient(Configuration(host=self.host, access_token=access_token))
+        self._api = MessagingApi(self._client)
+
+    def reply(self, reply_token: str, messages: list[dict[str, Any]]) -> None:
+        """Reply once with at most 5 messages; never retried (a reply token is single-use)."""
+        request = ReplyMessageRequest.from_dict({"replyToken": reply_token, "messages": messages})
+        self._call("reply", lambda: self._api.reply_message(request, _request_timeout=REPLY_TIMEOUT))
+
+    def push(self, to: str, messages: list[dict[str, Any]], retry_key: str | None = None) -> None:
+        """Push messages; the same `retry_key` (a UUID) makes a retried push deliver once."""
+        request = PushMessageRequest.from_dict({"to": to, "messages": messages})
+        self._call(
+            "push",
+            lambda: self._api.push_message(request, x_line_retry_key=retry_key, _request_timeout=PUSH_TIMEOUT),
+        )
+
+    def show_loading(self, chat_id: str, seconds: int = 5) -> None:
+        """Show the loading animation in a one-to-one chat (best effort)."""
+        request = ShowLoadingAnimationRequest(chatId=chat_id, loadingSeconds=seconds)
+        self._call("loading", lambda: self._api.show_loading_animation(request, _request_timeout=REPLY_TIMEOUT))
+
+    def _call(self, name: str, send) -> None:
+        try:
+            send()
+        except Exception as exc:  # the SDK raises ApiException, urllib3 errors, timeouts…
+            status = getattr(exc, "status", None)
+            log.warning("line_call_failed call=%s status=%s error=%s", name, status, exc.__class__.__name__)
+            raise LineApiError(f"LINE {name} failed: {status or exc.__class__.__name__}") from exc

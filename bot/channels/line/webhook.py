@@ -1,0 +1,185 @@
+"""`POST /callback`: verify, convert each LINE event to an `Inbound`, run the turn, reply. Nothing more.
+
+Order matters (DESIGN.md "One LINE event, end to end"): size cap and signature before any work; an
+event id already processed is skipped; the id is marked processed in the same atomic save as the
+turn's effects; Redis trouble answers 503 without replying, so LINE redelivers and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from typing import Any, Callable
+
+from flask import Blueprint, Response, current_app, request
+from linebot.v3 import WebhookParser
+from linebot.v3.exceptions import InvalidSignatureError
+from linebot.v3.webhooks import (
+    Event,
+    FollowEvent,
+    MessageEvent,
+    PostbackEvent,
+    TextMessageContent,
+    UnfollowEvent,
+    UserSource,
+)
+
+from bot.channels.line.api import LineApiError, LineMessaging
+from bot.channels.line.render import to_messages
+from bot.dialog import Inbound
+from bot.errors import StoreError
+from bot.service import BotService, user_hash
+
+log = logging.getLogger("hwbot.webhook")
+
+MAX_BODY_BYTES = 256 * 1024
+LOADING_AFTER_S = 0.4  # show LINE's loading animation when a turn takes longer than this
+
+
+def to_inbound(event: Event) -> Inbound | None:
+    """The dialog's view of a LINE event; None for events the bot ignores (groups, beacons, …)."""
+    source = getattr(event, "source", None)
+    if not isinstance(source, UserSource) or not source.user_id:
+        return None
+    user = source.user_id
+    if isinstance(event, MessageEvent):
+        if isinstance(event.message, TextMessageContent):
+            return Inbound(user=user, kind="text", text=event.message.text or "")
+        return Inbound(user=user, kind="media", text=getattr(event.message, "type", "") or "")
+    if isinstance(event, PostbackEvent):
+        return Inbound(user=user, kind="postback", text=event.postback.data or "")
+    if isinstance(event, FollowEvent):
+        return Inbound(user=user, kind="follow")
+    if isinstance(event, UnfollowEvent):
+        return Inbound(user=user, kind="unfollow")
+    return None
+
+
+def create_blueprint(
+    service: BotService,
+    channel_secret: str,
+    messaging: Callable[[], LineMessaging],
+) -> Blueprint:
+    """The webhook; `messaging()` gives the LINE client for the current request."""
+    bp = Blueprint("line", __name__)
+    parser = WebhookParser(channel_secret)
+    log_key = channel_secret
+
+    @bp.post("/callback")
+    def callback() -> Response:
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return Response("payload too large", status=413)
+        signature = request.headers.get("X-Line-Signature", "")
+        body = request.get_data(as_text=True)
+        if not signature:
+            return Response("missing signature", status=400)
+        try:
+            events = parser.parse(body, signature)
+        except InvalidSignatureError:
+            log.warning("webhook_bad_signature")
+            return Response("invalid signature", status=400)
+        except Exception as exc:  # malformed JSON or events: a client error, never a 500
+            log.warning("webhook_malformed error=%s", exc.__class__.__name__)
+            return Response("malformed body", status=400)
+        api = messaging()
+        for event in events:
+            inbound = to_inbound(event)
+            if inbound is None:
+                continue
+            try:
+                handled = _handle(service, api, event, inbound, log_key)
+            except StoreError as exc:
+                log.error("webhook_store_unavailable error=%s", exc)
+                return Response("store unavailable", status=503)
+            if not handled:
+                continue
+        return Response("OK", status=200)
+
+    return bp
+
+
+def _handle(service: BotService, api: LineMessaging, event: Event, inbound: Inbound, log_key: str) -> bool:
+    """Run the turn and reply; False when the event was a duplicate."""
+    who = user_hash(inbound.user, log_key)
+    timer = threading.Timer(LOADING_AFTER_S, _loading, args=(api, inbound.user))
+    timer.daemon = True
+    if inbound.kind in ("text", "postback"):
+        timer.start()
+    try:
+        outcome = service.handle(inbound, event_id=event.webhook_event_id)
+    finally:
+        timer.cancel()
+    if outcome is None:
+        log.info("webhook_duplicate user=%s redelivery=%s", who, _is_redelivery(event))
+        return False
+    if not outcome.replies:
+        return True
+    base_url = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
+    messages = to_messages(outcome.replies, base_url=base_url)
+    reply_token = getattr(event, "reply_token", None)
+    if reply_token:
+        try:
+            api.reply(reply_token, messages)
+            return True
+        except LineApiError:
+            pass  # never retry a reply: queue the same messages as a push
+    service.queue_push(inbound.user, messages, retry_key=str(uuid.uuid4()))
+    log.info("webhook_reply_queued_as_push user=%s", who)
+    return True
+
+
+def _loading(api: LineMessaging, user: str) -> None:
+    try:
+        api.show_loading(user)
+    except LineApiError:
+        pass  # cosmetic
+
+
+def _is_redelivery(event: Event) -> bool:
+    context = getattr(event, "delivery_context", None)
+    return bool(getattr(context, "is_redelivery", False))
+
+
+def sign(body: bytes | str, secret: str) -> str:
+    """X-Line-Signature of `body` (used by the simulator and tests to send events as LINE does)."""
+    import base64
+    import hashlib
+    import hmac
+
+    raw = body.encode() if isinstance(body, str) else body
+    return base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode()
+
+
+def event_json(user: str, kind: str, text: str = "", *, event_id: str | None = None, redelivery: bool = False,
+               timestamp_ms: int = 0) -> dict[str, Any]:
+    """A webhook event as LINE sends it (simulator, tests)."""
+    event: dict[str, Any] = {
+        "mode": "active",
+        "timestamp": timestamp_ms,
+        "source": {"type": "user", "userId": user},
+        "webhookEventId": event_id or uuid.uuid4().hex.upper()[:26],
+        "deliveryContext": {"isRedelivery": redelivery},
+    }
+    reply_token = uuid.uuid4().hex
+    if kind == "text":
+        event.update(type="message", replyToken=reply_token,
+                     message={"type": "text", "id": uuid.uuid4().hex[:18], "quoteToken": uuid.uuid4().hex, "text": text})
+    elif kind == "postback":
+        event.update(type="postback", replyToken=reply_token, postback={"data": text})
+    elif kind == "sticker":
+        event.update(type="message", replyToken=reply_token,
+                     message={"type": "sticker", "id": uuid.uuid4().hex[:18], "quoteToken": uuid.uuid4().hex,
+                              "packageId": "446", "stickerId": "1988", "stickerResourceType": "STATIC"})
+    elif kind == "follow":
+        event.update(type="follow", replyToken=reply_token, follow={"isUnblocked": False})
+    elif kind == "unfollow":
+        event.update(type="unfollow")
+    else:
+        raise ValueError(f"unknown event kind {kind!r}")
+    return event
+
+
+def webhook_body(*events: dict[str, Any], destination: str = "Uhwbotdestination") -> str:
+    return json.dumps({"destination": destination, "events": list(events)}, ensure_ascii=False)

@@ -1,0 +1,246 @@
+"""The `hwbot` command line (see DESIGN.md's contracts)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from itertools import groupby
+from pathlib import Path
+
+import click
+
+from bot import calendar
+from bot.clock import Clock, parse_instant
+from bot.errors import HwbotError
+from bot.profiles import check_profiles, load_offices
+from bot.settings import Settings, load_settings
+
+
+def _instant(value: str | None, option: str = "--now") -> datetime | None:
+    """Parse an ISO instant given on the command line; a bad one is a one-line error."""
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise click.ClickException(
+            f"{option}: {value!r} is not an ISO date-time such as 2026-11-30T09:00+09:00"
+        ) from None
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _clock(settings: Settings, now: datetime | None) -> Clock:
+    """`--now` wins over HWBOT_NOW; both fix the instant for one-shot commands."""
+    instant = now or settings.now
+    return Clock.at(instant) if instant else Clock()
+
+
+@click.group()
+def main() -> None:
+    """Book Hello Work online job consultations over LINE."""
+
+
+@main.group()
+def profiles() -> None:
+    """Office profiles."""
+
+
+@profiles.command("check")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Fail on warnings too (for production).")
+def profiles_check(directory: Path | None, strict: bool) -> None:
+    """Validate office profiles; errors name the file and the field."""
+    directory = directory or _settings().profiles_dir
+    report = check_profiles(directory)
+    for line in report.errors:
+        click.echo(f"error: {line}", err=True)
+    for line in report.warnings:
+        click.echo(f"{'error' if strict else 'warning'}: {line}", err=True)
+    summary = (
+        f"{len(report.offices)} office profile(s) in {directory}: "
+        f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    )
+    if not report.ok(strict):
+        raise click.ClickException(summary)
+    click.echo(f"ok: {summary} ({', '.join(report.offices)})")
+
+
+@main.command()
+@click.argument("office_id", metavar="ID")
+@click.option("--now", metavar="ISO", help="Run as if it were this instant (default: HWBOT_NOW or now).")
+@click.option("--days", type=click.IntRange(min=1), help="Only the next N calendar days, today included.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (DESIGN.md's contract).")
+def slots(office_id: str, now: str | None, days: int | None, as_json: bool) -> None:
+    """Print the bookable slots of office ID, earliest first."""
+    from bot.store import SlotStore, connect
+
+    settings = _settings()
+    instant_arg = _instant(now)
+    try:
+        offices = load_offices(settings.profiles_dir)
+        profile = offices[office_id]
+        instant = _clock(settings, instant_arg).now()
+        grid = [
+            calendar.slot_key(start)
+            for day in calendar.candidate_days(profile, instant, days)
+            for start, _ in calendar.day_grid(profile, day)
+        ]
+        booked = SlotStore(connect(settings)).booked_counts(profile.id, grid)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    found = calendar.bookable_slots(profile, instant, booked, days=days)
+    if as_json:
+        click.echo(json.dumps([slot.to_json() for slot in found], ensure_ascii=False, indent=2))
+        return
+    last = calendar.window_end(profile, instant)
+    click.echo(f"{profile.name}: {len(found)} bookable slot(s) at {instant:%Y-%m-%d %H:%M} JST (window to {last})")
+    for day, day_slots in groupby(found, key=lambda slot: slot.start.date()):
+        cells = []
+        for slot in day_slots:
+            extra = f" (残り{slot.remaining})" if slot.capacity > 1 else ""
+            cells.append(f"{slot.start:%H:%M}〜{slot.end:%H:%M}{extra}")
+        click.echo(f"  {calendar.format_day(day)}  " + "  ".join(cells))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--now", metavar="ISO", help="Run as if it were this instant (time then runs on).")
+def serve(host: str, port: int, now: str | None) -> None:
+    """The web app on the development server (production: gunicorn, see the Procfile)."""
+    from bot.web import create_app
+
+    overrides = {"now": _instant(now)} if now else {}
+    try:
+        settings = load_settings(**overrides)
+        app = create_app(settings)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    mode = "simulator (no LINE credentials)" if settings.simulator_mode else "LINE channel"
+    redis_where = "REDIS_URL" if settings.redis_url else f"embedded Redis under {settings.var_dir}/"
+    click.echo(f"hwbot: {mode}, {redis_where}")
+    click.echo(f"hwbot: open http://{host}:{port}/ in a browser")
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.group()
+def richmenu() -> None:
+    """The LINE rich menu (予約する / 予約の確認・キャンセル / ヘルプ)."""
+
+
+@richmenu.command("install")
+def richmenu_install() -> None:
+    """Create the rich menu on the channel, upload its image and make it the default."""
+    from bot.channels.line.richmenu import install
+
+    settings = _settings()
+    if not settings.line_channel_access_token:
+        raise click.ClickException("LINE_CHANNEL_ACCESS_TOKEN is not set: cannot install the rich menu")
+    try:
+        menu_id = install(settings.line_api_host, settings.line_channel_access_token)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"rich menu installed and set as default: {menu_id}")
+
+
+def _scratch_service_factory(settings: Settings):
+    """Services on a private embedded Redis, emptied for each script (never the REDIS_URL data)."""
+    import tempfile
+
+    from bot.service import BotService
+    from bot.store import embedded_redis
+
+    offices = load_offices(settings.profiles_dir)
+    tmp = tempfile.TemporaryDirectory(prefix="hwbot-dialogs-")
+    client = embedded_redis(Path(tmp.name))
+
+    def make(clock):
+        client.flushdb()
+        return BotService(settings, client=client, offices=offices, clock=clock)
+
+    def close() -> None:
+        client.shutdown(nosave=True)
+        tmp.cleanup()
+
+    return make, close
+
+
+@main.group()
+def dialogs() -> None:
+    """Scripted dialogs (dialogs/*.yaml)."""
+
+
+@dialogs.command("run")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--now", metavar="ISO", help="Run every script as if it were this instant.")
+@click.option("--quiet", "-q", is_flag=True, help="Only PASS/FAIL lines and failures.")
+def dialogs_run(paths: tuple[Path, ...], now: str | None, quiet: bool) -> None:
+    """Run scripted dialogs, print each transcript and PASS/FAIL; exit 1 on a failure."""
+    from bot.testing.scripts import run_script, script_paths
+
+    settings = _settings()
+    instant = _instant(now)
+    files = script_paths(list(paths) or [Path("dialogs")])
+    if not files:
+        raise click.ClickException("no scripted dialog found (dialogs/*.yaml)")
+    try:
+        make, close = _scratch_service_factory(settings)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    failed = 0
+    try:
+        for path in files:
+            result = run_script(path, make, now=instant)
+            if not quiet:
+                click.echo(f"=== {path}: {result.title}")
+                click.echo(result.transcript)
+            click.echo(f"{'PASS' if result.passed else 'FAIL'} {path} — {result.title}")
+            for failure in result.failures:
+                click.echo(f"  {failure}")
+            failed += not result.passed
+    finally:
+        close()
+    click.echo(f"{len(files) - failed} passed, {failed} failed")
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--office", "office_id", help="Only this office (skips the office choice).")
+@click.option("--now", metavar="ISO", help="Run as if it were this instant (time then runs on).")
+@click.option("--user", default="U-console", show_default=True, help="The user id of this chat.")
+def chat(office_id: str | None, now: str | None, user: str) -> None:
+    """The whole booking conversation in the terminal (embedded Redis unless REDIS_URL is set)."""
+    from bot.channels.console import chat_loop
+    from bot.profiles import Offices
+    from bot.service import BotService
+    from bot.testing.driver import ChatDriver
+
+    settings = _settings()
+    instant = _instant(now) or settings.now
+    try:
+        offices = load_offices(settings.profiles_dir)
+        if office_id:
+            profile = offices[office_id]
+            offices = Offices({profile.id: profile}, {profile.id: offices.terms_text(profile.id)})
+        service = BotService(settings, offices=offices, clock=Clock(instant) if instant else Clock())
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def read() -> str | None:
+        try:
+            return input("you> ")
+        except EOFError:
+            return None
+
+    chat_loop(ChatDriver(service, user=user), read, click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,42 @@
+"""The conversation: a transitions machine per office profile; turns produce replies, never send."""
+
+from bot.dialog.conversation import Bookings, Claim, Conversation, Inbound, Outcome
+from bot.dialog.engine import Dialog, parse_day
+from bot.dialog.replies import (
+    Ask,
+    BookedCard,
+    ConfirmCard,
+    Link,
+    Option,
+    Reply,
+    SlotDay,
+    SlotPicker,
+    StaffNotice,
+    TermsCard,
+    Text,
+    options_of,
+    plain_text,
+)
+
+__all__ = [
+    "Ask",
+    "BookedCard",
+    "Bookings",
+    "Claim",
+    "ConfirmCard",
+    "Conversation",
+    "Dialog",
+    "Inbound",
+    "Link",
+    "Option",
+    "Outcome",
+    "Reply",
+    "SlotDay",
+    "SlotPicker",
+    "StaffNotice",
+    "TermsCard",
+    "Text",
+    "options_of",
+    "parse_day",
+    "plain_text",
+]

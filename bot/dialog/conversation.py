@@ -1,0 +1,97 @@
+"""The conversation as plain data (stored as JSON), the inbound event and the outcome of a turn."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from bot.dialog.replies import Reply, StaffNotice
+
+EventKind = Literal["text", "postback", "follow", "unfollow", "media"]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One thing the user did: typed text, tapped a button (postback data), followed, or sent media."""
+
+    user: str
+    kind: EventKind
+    text: str = ""
+
+
+@dataclass
+class Conversation:
+    """Everything the bot remembers about one user's conversation; only plain data."""
+
+    user: str
+    state: str = "idle"
+    office: str | None = None
+    answers: dict[str, str] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)
+    step: int = 0  # increases with every question asked; buttons carry it to spot stale taps
+    editing: bool = False  # changing one item from the confirmation card
+    fails: int = 0  # invalid answers in a row to the current question
+    slot_from: str | None = None  # first day the slot picker shows (ISO date)
+    consent: dict[str, str] | None = None  # terms version and time, once given
+    updated: str | None = None  # ISO instant of the last event
+    paused: str | None = None  # ISO instant the user was handed to staff; the bot waits until resumed
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Conversation":
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
+
+    def reset(self) -> None:
+        """Forget the flow and every answer (personal data included); keep the user id."""
+        self.state = "idle"
+        self.office = None
+        self.answers = {}
+        self.history = []
+        self.editing = False
+        self.fails = 0
+        self.slot_from = None
+        self.consent = None
+
+
+@dataclass
+class Outcome:
+    """What one turn produced: replies to the user, notices to staff, and whether to erase the user."""
+
+    conversation: Conversation
+    replies: list[Reply] = field(default_factory=list)
+    notices: list[StaffNotice] = field(default_factory=list)
+    erase_user: bool = False
+
+
+@dataclass(frozen=True)
+class Claim:
+    ok: bool
+    already: bool = False
+    reason: str = ""
+
+
+class Bookings(Protocol):
+    """What the dialog needs from the booking store (implemented over Redis in bot.store)."""
+
+    def booked_counts(self, office: str, slot_keys: list[str]) -> dict[str, int]: ...
+
+    def claim(self, booking: dict[str, Any], capacity: int) -> Claim: ...
+
+    def for_user(self, user: str) -> list[dict[str, Any]]: ...
+
+    def get(self, ref: str) -> dict[str, Any] | None: ...
+
+    def cancel(self, ref: str, *, at: str, by: str) -> dict[str, Any] | None: ...
+
+
+def booking_ref(booking: dict[str, Any]) -> str:
+    """The store's reference of a booking: `office|slot|id`."""
+    return f"{booking['office']}|{booking['slot']}|{booking['id']}"
+
+
+def parse_when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,0 +1,165 @@
+"""Everything the bot says that is not office data. Polite, concise Japanese for a phone screen."""
+
+GREETING = (
+    "こんにちは。ハローワークのオンライン職業相談（ビデオ通話での職業相談）の予約をお手伝いします。"
+    "ボタンを押して進めてください。"
+)
+GREETING_OFFICE = (
+    "こんにちは。{office}のオンライン職業相談（ビデオ通話での職業相談）の予約をお手伝いします。"
+    "ボタンを押すか、文字で入力して進めてください。"
+)
+CHOOSE_OFFICE = "ご利用になるハローワークを選んでください。"
+MENU = "ご用件を選んでください。"
+HELP = (
+    "【使い方】\n"
+    "・質問にはボタンを押すか、文字で入力してお答えください。\n"
+    "・「戻る」で一つ前の質問に、「最初から」で最初に戻ります。\n"
+    "・「やめる」で入力内容を破棄して終了します。\n"
+    "・「予約の確認」で予約の確認・キャンセルができます。\n"
+    "・「担当者と話したい」でハローワークの担当者におつなぎします。"
+)
+EXPIRED = (
+    "前回のお手続きは{minutes}分以上操作がなかったため、入力内容を消去しました。"
+    "お手数ですが、最初からお願いします。"
+)
+QUIT = "お手続きを終了しました。入力いただいた内容は破棄しました。またいつでもどうぞ。"
+STALE = "このボタンは前の質問のものです。いまの質問にお答えください。"
+STALE_IDLE = "このボタンのお手続きはすでに終わっています。"
+MEDIA = "スタンプや画像、位置情報にはお答えできません。ボタンを押すか、文字で入力してください。"
+USE_BUTTONS = "下のボタンからお選びください。"
+NO_BACK = "これより前の質問はありません。"
+STUCK = "うまく進まないようですので、ハローワークの担当者におつなぎします。"
+
+ASK_NAME = "お名前（フルネーム）を入力してください。\n例：山田 花子"
+ASK_NUMBER = (
+    "求職番号を入力してください。\n"
+    "ハローワーク受付票に「12345-12345678」の形（5けた・ハイフン・8けた）で印字されています。"
+)
+ASK_EMAIL = "ご連絡先のメールアドレスを入力してください。\n例：hanako@example.jp"
+ASK_PHONE = "ご連絡先の電話番号を入力してください。\n例：090-1234-5678"
+ASK_TOPIC = "ご相談の内容を選んでください。"
+ASK_INTERPRETER = (
+    "相談に通訳の方や介助者の方は同席されますか？\n"
+    "（同席される場合は、事前にハローワークへお伝えする必要があります）"
+)
+INTERPRETER_CHOICES = (
+    ("none", "同席しない"),
+    ("interpreter", "通訳が同席する"),
+    ("caregiver", "介助者が同席する"),
+    ("both", "通訳と介助者が同席"),
+)
+CHECK_PROGRESS = "（確認 {index}/{total}）"
+
+INELIGIBLE = "申し訳ありません。オンライン職業相談の対象外となります。"
+INELIGIBLE_HINT = "回答を間違えた場合は「戻る」でやり直せます。"
+
+CHOOSE_SLOT = "ご希望の日時を選んでください（{office}・{length}）。\n日付を入力して探すこともできます（例：12/3）。"
+NO_SLOTS = "申し訳ありません。いまご予約いただける枠がありません（予約は{deadline}、{window}か月先まで受け付けています）。"
+NO_SLOTS_AFTER = "{day}以降に空いている枠はありません。"
+DAY_CLOSED = "{day}は{reason}のため、相談を行っていません。"
+DAY_NO_GRID = "{day}はオンライン相談を行っていない曜日です。"
+DAY_PAST_DEADLINE = "{day}の予約受付は締め切りました（{deadline}）。"
+DAY_OUTSIDE_WINDOW = "{day}はまだ予約を受け付けていません（予約は{last}まで受け付けています）。"
+DAY_PAST = "{day}はすでに過ぎています。"
+DAY_FULL = "{day}の枠はすべて埋まっています。"
+DATE_NOT_UNDERSTOOD = "日付がわかりませんでした。「12/3」や「12月3日」のように入力するか、ボタンからお選びください。"
+MORE_SLOTS = "次の日程を見る"
+EARLIER_SLOTS = "前の日程に戻る"
+OTHER_TIMES = "ほかの時間を相談したい"
+OTHER_TIMES_DONE = "ほかの時間をご希望であることを担当者にお伝えしました。"
+SLOT_TAKEN = "申し訳ありません。{slot}の枠は、ほかの方のご予約で埋まってしまいました。別の日時をお選びください。"
+SLOT_GONE = "申し訳ありません。{slot}の枠はご予約いただけなくなりました（締め切りを過ぎたか、満席になりました）。別の日時をお選びください。"
+
+TERMS_INTRO = "ご予約の前に、利用規約の要点をご確認ください。"
+CONSENT = "同意する"
+DECLINE = "同意しない"
+DECLINED = (
+    "利用規約に同意いただけない場合は、オンライン職業相談をご予約いただけません。"
+    "入力いただいた内容は破棄しました。窓口やお電話でのご相談もご利用いただけます。"
+)
+
+CONFIRM_TITLE = "ご予約内容の確認"
+BOOK = "この内容で予約する"
+CHANGE = "内容を変更する"
+QUIT_LABEL = "やめる"
+CHOOSE_CHANGE = "変更する項目を選んでください。"
+BOOKED_TITLE = "ご予約を受け付けました"
+BOOKED_TITLE_CONFIRMED = "ご予約が完了しました"
+BOOKED_PENDING = "ハローワークからのご連絡をもって予約確定となります。"
+ALREADY_BOOKED = (
+    "{office}には、すでに次のご予約があります。\n{bookings}\n"
+    "別の日時をご希望の場合は、いまのご予約をキャンセルしてからお申し込みください。"
+)
+
+NO_BOOKINGS = "現在、ご予約はありません。"
+YOUR_BOOKINGS = "ご予約の一覧です。"
+CANCEL_CONFIRM = "次のご予約をキャンセルしますか？\n{booking}"
+CANCEL_YES = "キャンセルする"
+CANCEL_NO = "キャンセルしない"
+CANCELLED = "ご予約をキャンセルしました。\n{booking}\nまたのご利用をお待ちしています。"
+CANCEL_KEPT = "キャンセルを取りやめました。ご予約はそのままです。"
+CANCEL_ALREADY = "このご予約はすでにキャンセルされています。"
+CANCEL_NOT_FOUND = "このご予約は見つかりませんでした。"
+CANCEL_PHONE_ONLY = "{office}のキャンセルは、お電話でのみ受け付けています。お手数ですがお電話ください。"
+CANCEL_SAME_DAY = "当日のキャンセルは、お電話でのみ受け付けています。お手数ですが{office}へお電話ください。"
+CANCEL_PAST = "このご予約の日時はすでに過ぎています。"
+NO_PHONE = "お手数ですが、{office}へ直接ご連絡ください。担当者にもお伝えしました。"
+
+HANDOFF = "担当者にお伝えしました。{when}、担当者からこのトークでご連絡します。"
+HANDOFF_CALL = "お急ぎの場合はお電話ください。"
+WHEN_TODAY = "本日{close}までに"
+WHEN_DAY = "{day} {open}以降に"
+WHEN_OFFICE_HOURS = "開庁時間内に"
+PAUSED = "ただいま担当者におつなぎしています。{when}、担当者からご連絡します。"
+PAUSED_HINT = "自動応答でのお手続きに戻る場合は、下のボタンを押してください。"
+RESUMED = "自動応答に戻りました。お手続きを続けます。"
+STAFF_RESUMED = "担当者の対応が終わりました。引き続き、こちらでお手続きいただけます。"
+
+COMMANDS = {
+    "restart": "最初から",
+    "quit": "やめる",
+    "back": "戻る",
+    "help": "ヘルプ",
+    "handoff": "担当者と話したい",
+    "bookings": "予約の確認",
+    "cancel": "キャンセル",
+    "book": "予約する",
+    "menu": "メニュー",
+    "resume": "手続きに戻る",
+    "resume_bot": "自動応答に戻る",
+}
+# Other ways people type the same commands.
+COMMAND_ALIASES = {
+    "はじめから": "restart",
+    "最初からやり直す": "restart",
+    "やり直す": "restart",
+    "リセット": "restart",
+    "中止": "quit",
+    "終了": "quit",
+    "やめます": "quit",
+    "もどる": "back",
+    "前に戻る": "back",
+    "使い方": "help",
+    "help": "help",
+    "担当者": "handoff",
+    "担当者と話す": "handoff",
+    "問い合わせ": "handoff",
+    "予約確認": "bookings",
+    "予約の確認・キャンセル": "bookings",
+    "予約を確認": "bookings",
+    "予約のキャンセル": "cancel",
+    "キャンセルしたい": "cancel",
+    "予約したい": "book",
+    "予約": "book",
+}
+
+ITEM_LABELS = {
+    "name": "お名前",
+    "number": "求職番号",
+    "email": "メールアドレス",
+    "phone": "電話番号",
+    "topic": "相談内容",
+    "interpreter": "通訳・介助者",
+    "category": "対象区分",
+    "slot": "日時",
+}

@@ -1,0 +1,39 @@
+"""The project's exceptions, rooted at one class.
+
+    HwbotError                  any error the bot raises on purpose
+    ├── ConfigError             an environment variable has a bad value (raised at start-up)
+    ├── ProfileError            an office profile is broken; `.problems` lists file, field and message
+    ├── UnknownOfficeError      an office id names no loaded profile
+    └── StoreError              Redis could not be reached or answered unexpectedly
+        └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+"""
+
+from __future__ import annotations
+
+
+class HwbotError(Exception):
+    """Root of every error the bot raises on purpose."""
+
+
+class ConfigError(HwbotError):
+    """Raised when settings are read and a variable has a bad value; the message names it."""
+
+
+class ProfileError(HwbotError):
+    """Raised when office profiles fail to load; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class UnknownOfficeError(HwbotError):
+    """Raised when an office id names no loaded profile."""
+
+
+class StoreError(HwbotError):
+    """Raised when Redis cannot be reached or a stored value cannot be read."""
+
+
+class ConflictError(StoreError):
+    """Raised when a compare-and-set save finds a newer version than the one it loaded."""

@@ -1,0 +1,148 @@
+"""Loading and checking office profiles: errors name the file and the field path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from bot.errors import ProfileError, UnknownOfficeError
+from bot.profiles.models import OfficeProfile
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _loc(loc: tuple[object, ...]) -> str:
+    return ".".join(str(part) for part in loc) if loc else "(profile)"
+
+
+@dataclass
+class CheckReport:
+    """What checking a directory found: loaded offices, errors (fatal) and warnings."""
+
+    directory: Path
+    offices: dict[str, OfficeProfile] = field(default_factory=dict)
+    terms_texts: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def ok(self, strict: bool = False) -> bool:
+        return not self.errors and not (strict and self.warnings)
+
+
+def _warnings_for(name: str, profile: OfficeProfile) -> list[str]:
+    """Things an office must still fill in before production (fatal under --strict)."""
+    found = []
+    if not profile.contact.phone:
+        found.append(
+            f"{name}: contact.phone: empty; the bot will tell users to contact the office and "
+            "hand off to staff instead of showing a number"
+        )
+    if not profile.hours.stated:
+        found.append(
+            f"{name}: hours: not stated in the office's documents; using "
+            f"{profile.hours.open:%H:%M}-{profile.hours.close:%H:%M} until the office confirms"
+        )
+    return found
+
+
+def check_profiles(directory: Path | str) -> CheckReport:
+    """Read and validate every `*.yaml` in `directory` (files starting with `_` are skipped)."""
+    directory = Path(directory)
+    report = CheckReport(directory=directory)
+    if not directory.is_dir():
+        report.errors.append(f"{directory}: not a directory of office profiles")
+        return report
+    files = sorted(p for p in directory.glob("*.yaml") if not p.name.startswith("_"))
+    if not files:
+        report.errors.append(f"{directory}: no office profile (*.yaml) found")
+    for path in files:
+        name = str(path)
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        except (OSError, UnicodeDecodeError) as exc:
+            report.errors.append(f"{name}: cannot read: {exc}")
+            continue
+        except yaml.YAMLError as exc:
+            report.errors.append(f"{name}: invalid YAML: {exc}".replace("\n", " "))
+            continue
+        if not isinstance(data, dict):
+            report.errors.append(f"{name}: (profile): expected a mapping of fields")
+            continue
+        try:
+            profile = OfficeProfile.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                message = err["msg"].removeprefix("Value error, ")
+                report.errors.append(f"{name}: {_loc(err['loc'])}: {message}")
+            continue
+        if profile.id != path.stem:
+            report.errors.append(f"{name}: id: {profile.id!r} does not match the file name {path.stem!r}")
+            continue
+        terms_path = directory / profile.terms.full_text
+        try:
+            text = terms_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            report.errors.append(f"{name}: terms.full_text: cannot read {terms_path}: {exc.__class__.__name__}")
+            continue
+        if not text:
+            report.errors.append(f"{name}: terms.full_text: {terms_path} is empty")
+            continue
+        report.offices[profile.id] = profile
+        report.terms_texts[profile.id] = text
+        report.warnings.extend(_warnings_for(name, profile))
+    return report
+
+
+class Offices(Mapping[str, OfficeProfile]):
+    """The loaded office profiles by id, with each office's full terms text."""
+
+    def __init__(self, profiles: dict[str, OfficeProfile], terms_texts: dict[str, str]):
+        self._profiles = dict(sorted(profiles.items()))
+        self._terms = terms_texts
+
+    def __getitem__(self, office_id: str) -> OfficeProfile:
+        try:
+            return self._profiles[office_id]
+        except KeyError:
+            known = ", ".join(self._profiles) or "none"
+            raise UnknownOfficeError(f"unknown office {office_id!r} (known: {known})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._profiles)
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+    def terms_text(self, office_id: str) -> str:
+        """The office's full official terms text."""
+        self[office_id]
+        return self._terms[office_id]
+
+
+def load_offices(directory: Path | str, *, strict: bool = False) -> Offices:
+    """Load every profile in `directory`; any error (or warning, if strict) raises ProfileError."""
+    report = check_profiles(directory)
+    if not report.ok(strict):
+        raise ProfileError(report.errors + (report.warnings if strict else []))
+    return Offices(report.offices, report.terms_texts)

@@ -1,0 +1,174 @@
+"""One turn end to end: load the conversation, run the dialog, save with compare-and-set.
+
+Shared by every channel (LINE webhook, console, scripted dialogs): the channel converts its input
+into an `Inbound` event, calls `BotService.handle`, and renders the outcome's replies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.clock import Clock
+from bot.dialog import Conversation, Dialog, Inbound, Outcome
+from bot.dialog.texts import STAFF_RESUMED
+from bot.errors import ConflictError, StoreError
+from bot.profiles import Offices, load_offices
+from bot.settings import Settings
+from bot.store import BookingStore, ClaimResult, ConversationStore, HandoffStore, Outbox, RedisClient, SlotStore, connect
+
+log = logging.getLogger("hwbot.service")
+
+# Save conflicts mean another worker handled the same user meanwhile: reload and run the turn again.
+MAX_ATTEMPTS = 5
+# An expired conversation stays this long so that the next message can say it expired; its answers
+# (personal data) are erased at that message, or by Redis at the end of this grace.
+EXPIRY_GRACE = timedelta(hours=6)
+
+
+def user_hash(user: str, key: str) -> str:
+    """A keyed hash of a user id for logs (never log the id or anything the user typed)."""
+    return hmac.new(key.encode(), user.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+class StoreBookings:
+    """The dialog's `Bookings` port over Redis."""
+
+    def __init__(self, client: RedisClient, retention_days: int):
+        self.slots = SlotStore(client)
+        self.store = BookingStore(client)
+        self.retention = timedelta(days=retention_days)
+
+    def booked_counts(self, office: str, slot_keys: list[str]) -> dict[str, int]:
+        return self.slots.booked_counts(office, slot_keys)
+
+    def claim(self, booking: dict[str, Any], capacity: int) -> ClaimResult:
+        end = datetime.fromisoformat(booking["end"])
+        return self.store.claim(booking, capacity, expire_at=int((end + self.retention).timestamp()))
+
+    def for_user(self, user: str) -> list[dict[str, Any]]:
+        return self.store.for_user(user)
+
+    def get(self, ref: str) -> dict[str, Any] | None:
+        try:
+            return self.store.get(ref)
+        except ValueError:  # a malformed ref from a forged or garbled button
+            return None
+
+    def cancel(self, ref: str, *, at: str, by: str) -> dict[str, Any] | None:
+        return self.store.cancel(ref, at=at, by=by)
+
+
+class BotService:
+    """Everything a channel needs to run the conversation."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: RedisClient | None = None,
+        offices: Offices | None = None,
+        clock: Clock | None = None,
+    ):
+        self.settings = settings
+        self.offices = offices or load_offices(settings.profiles_dir)
+        self.client = client if client is not None else connect(settings)
+        self.clock = clock or (Clock(settings.now) if settings.now else Clock())
+        ttl = timedelta(minutes=settings.conversation_ttl_minutes)
+        self.dialog = Dialog(self.offices, ttl=ttl)
+        self.conversations = ConversationStore(
+            self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds())
+        )
+        self.bookings = StoreBookings(self.client, settings.retention_days)
+        self.outbox = Outbox(self.client)
+        self.handoffs = HandoffStore(self.client)
+        self._log_key = settings.line_channel_secret or "hwbot"
+
+    def handle(self, event: Inbound, *, event_id: str | None = None) -> Outcome | None:
+        """Run one turn for `event.user`; raises StoreError when Redis fails (nothing half-saved).
+
+        With `event_id` (LINE's webhookEventId) an event already processed returns None, and the id
+        is marked processed in the same atomic save as its effects.
+        """
+        who = user_hash(event.user, self._log_key)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if event_id is not None:
+                data, version, seen = self.conversations.load_for_event(event.user, event_id)
+                if seen:
+                    log.info("event_duplicate user=%s", who)
+                    return None
+            else:
+                data, version = self.conversations.load(event.user)
+            conversation = Conversation.from_json(data) if data else None
+            outcome = self.dialog.handle(conversation, event, self.clock.now(), self.bookings)
+            notices = [
+                {
+                    "id": uuid.uuid4().hex,
+                    "kind": notice.kind,
+                    "office": notice.office,
+                    "summary": notice.summary,
+                    "fields": notice.fields,
+                    "at": self.clock.now().isoformat(),
+                }
+                for notice in outcome.notices
+            ]
+            try:
+                if outcome.erase_user:
+                    self.conversations.delete(event.user)
+                    if event_id is not None:
+                        self.conversations.mark_event(event_id)
+                else:
+                    self.conversations.save(
+                        event.user, outcome.conversation.to_json(), version, notices=notices, event_id=event_id
+                    )
+            except ConflictError:
+                log.info("turn_conflict user=%s attempt=%d", who, attempt)
+                continue
+            self._track_handoffs(event.user, outcome)
+            log.info(
+                "turn user=%s kind=%s state=%s replies=%d notices=%d",
+                who,
+                event.kind,
+                outcome.conversation.state,
+                len(outcome.replies),
+                len(notices),
+            )
+            return outcome
+        raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")
+
+    def queue_push(self, user: str, messages: list[dict[str, Any]], *, retry_key: str) -> None:
+        """Queue LINE messages for the worker to push (a reply that failed, a reminder…)."""
+        self.outbox.add(
+            {"id": retry_key, "kind": "push", "to": user, "messages": messages, "at": self.clock.now().isoformat()}
+        )
+
+    def _track_handoffs(self, user: str, outcome: Outcome) -> None:
+        """Keep the staff console's list of users waiting for staff in step with the turn."""
+        for notice in outcome.notices:
+            if notice.kind == "handoff":
+                info = {"office": notice.office, "at": self.clock.now().isoformat(), **notice.fields}
+                self.handoffs.open(user, info)
+            elif notice.kind == "handoff_closed":
+                self.handoffs.close(user)
+
+    def resume(self, user: str) -> bool:
+        """Staff hand the user back to the bot; the user is told by push. False if not paused."""
+        for _ in range(MAX_ATTEMPTS):
+            data, version = self.conversations.load(user)
+            conversation = Conversation.from_json(data) if data else None
+            if conversation is None or not conversation.paused:
+                self.handoffs.close(user)
+                return False
+            conversation.paused = None
+            try:
+                self.conversations.save(user, conversation.to_json(), version)
+            except ConflictError:
+                continue
+            self.handoffs.close(user)
+            self.queue_push(user, [{"type": "text", "text": STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
+            return True
+        raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")

@@ -1,0 +1,107 @@
+"""Every environment variable the bot reads, in one typed class (nothing else reads os.environ)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.clock import parse_instant
+from bot.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_profiles_dir() -> Path:
+    local = Path("office_profiles")
+    return local if local.is_dir() else REPO_ROOT / "office_profiles"
+
+
+class Settings(BaseSettings):
+    """Configuration from the environment; see the README's table of variables."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    line_channel_secret: str | None = Field(default=None, validation_alias="LINE_CHANNEL_SECRET")
+    line_channel_access_token: str | None = Field(
+        default=None, validation_alias="LINE_CHANNEL_ACCESS_TOKEN"
+    )
+    line_api_host: str = Field(default="https://api.line.me", validation_alias="LINE_API_HOST")
+    now: datetime | None = Field(default=None, validation_alias="HWBOT_NOW")
+    profiles_dir: Path = Field(
+        default_factory=_default_profiles_dir, validation_alias="HWBOT_PROFILES_DIR"
+    )
+    slack_webhook_url: str | None = Field(default=None, validation_alias="SLACK_WEBHOOK_URL")
+    staff_token: str | None = Field(default=None, validation_alias="HWBOT_STAFF_TOKEN")
+    public_url: str | None = Field(default=None, validation_alias="HWBOT_PUBLIC_URL")
+    worker_max_attempts: int = Field(default=6, ge=1, le=50, validation_alias="HWBOT_WORKER_MAX_ATTEMPTS")
+    reminders: bool = Field(default=True, validation_alias="HWBOT_REMINDERS")
+    var_dir: Path = Field(default=Path("var"), validation_alias="HWBOT_VAR_DIR")
+    retention_days: int = Field(default=90, ge=1, le=3650, validation_alias="HWBOT_RETENTION_DAYS")
+    conversation_ttl_minutes: int = Field(
+        default=30, gt=0, le=24 * 60, validation_alias="HWBOT_CONVERSATION_TTL_MINUTES"
+    )
+
+    @field_validator("now", mode="before")
+    @classmethod
+    def _parse_now(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            return parse_instant(value)
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("line_api_host", mode="after")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://api.line.me")
+        return value.rstrip("/")
+
+    def secret_from(self, variable: str) -> str | None:
+        """A secret whose variable a profile names (e.g. an office's own Slack webhook)."""
+        import os
+
+        if variable == "SLACK_WEBHOOK_URL":
+            return self.slack_webhook_url
+        return os.environ.get(variable) or None
+
+    @property
+    def simulator_mode(self) -> bool:
+        """True when no LINE channel is configured: the app plays LINE for itself."""
+        return not (self.line_channel_secret and self.line_channel_access_token)
+
+
+# Values never echoed in an error message: they may hold credentials.
+_SECRET_FIELDS = {
+    "redis_url",
+    "line_channel_secret",
+    "line_channel_access_token",
+    "slack_webhook_url",
+    "staff_token",
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides); a bad value raises ConfigError naming it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        by_alias = {info.validation_alias: name for name, info in Settings.model_fields.items()}
+        lines = []
+        for err in exc.errors():
+            variable = str(err["loc"][0]) if err["loc"] else "?"
+            field = by_alias.get(variable, variable)
+            shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
+            lines.append(f"{variable}: {err['msg'].removeprefix('Value error, ')}{shown}")
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None

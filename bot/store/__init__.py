@@ -1,0 +1,24 @@
+"""Redis: the only layer that imports redis. Keys are prefixed `hwbot:` and hash-tagged per office day."""
+
+from redis import Redis as RedisClient
+
+from bot.store.bookings import BookingStore, ClaimResult
+from bot.store.connection import connect, embedded_redis
+from bot.store.conversations import ConversationStore
+from bot.store.handoffs import HandoffStore
+from bot.store.outbox import Outbox
+from bot.store.slots import SlotStore, day_tag, slot_redis_key
+
+__all__ = [
+    "BookingStore",
+    "ClaimResult",
+    "ConversationStore",
+    "HandoffStore",
+    "Outbox",
+    "RedisClient",
+    "SlotStore",
+    "connect",
+    "day_tag",
+    "embedded_redis",
+    "slot_redis_key",
+]

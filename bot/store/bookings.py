@@ -1,0 +1,299 @@
+"""Bookings and slot claims: capacity is never exceeded, a retried claim is harmless.
+
+Keys of one office day share the hash tag `{<office>:<day>}` (see `bot.store.slots`), so each atomic
+step below is one Lua script on one Redis Cluster node:
+
+    hwbot:{noto:2026-12-01}:slot:1000         set of booking ids holding the slot (its size is the count)
+    hwbot:{noto:2026-12-01}:booking:<id>      the booking, JSON (EXPIREAT the retention end when given)
+    hwbot:{noto:2026-12-01}:bookings          set of the day's booking ids (the staff's day view)
+    hwbot:{u:<user>}:bookings                 set of the user's refs "<office>|<slot>|<id>"
+
+The user index has another hash tag, so `claim` adds to it in a second step after the script. That
+is acceptable because the caller serialises one user's events (conversation compare-and-set), the
+booking is written before its ref (so a ref never points at a booking still to come), a retried
+claim of the same id re-adds the ref (repairing a crash between the steps), and `for_user` drops
+refs whose booking is gone.
+
+The JSON is only ever parsed and written by Python: scripts that change a booking compare the stored
+text with the text Python read (compare-and-set by value) instead of decoding it with Lua's cjson,
+which would turn `[]` into `{}` and round large numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+
+from bot.errors import ConflictError, StoreError
+from bot.store.slots import day_tag, slot_redis_key
+
+PERSONAL_FIELDS = ("name", "number", "email", "phone")
+IDENTITY_FIELDS = ("id", "office", "slot", "user")
+_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CAS_ATTEMPTS = 5
+
+# KEYS[1] slot set, KEYS[2] booking JSON, KEYS[3] day index (one hash tag).
+# ARGV[1] booking id, ARGV[2] capacity, ARGV[3] booking JSON, ARGV[4] EXPIREAT seconds or ''.
+# Returns 1 claimed, 2 already held by this id, 0 full, 3 this id was claimed and cancelled before.
+_CLAIM_LUA = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  return 2
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 3
+end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('EXPIREAT', KEYS[2], ARGV[4])
+end
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS[1] booking JSON, KEYS[2] slot set (one hash tag).
+# ARGV[1] the JSON Python read, ARGV[2] the JSON to write, ARGV[3] id to remove from the slot or ''.
+# Returns {1} when written, {0, current JSON} when it changed meanwhile, {0} when it is gone.
+_REWRITE_LUA = """
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return {0}
+end
+if current ~= ARGV[1] then
+  return {0, current}
+end
+if ARGV[3] ~= '' then
+  redis.call('SREM', KEYS[2], ARGV[3])
+end
+if ARGV[2] ~= ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+end
+return {1}
+"""
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """What `BookingStore.claim` did."""
+
+    ok: bool  # True: the slot holds this booking (newly or already)
+    already: bool = False  # True when the same booking id was already claimed (idempotent retry)
+    reason: str = ""  # "full" | "cancelled" (this id was booked and cancelled; never revived) | ""
+
+
+def _check_part(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value or any(ch in value for ch in "|{}"):
+        raise ValueError(f"booking {name} must be a non-empty string without '|', '{{' or '}}'")
+    return value
+
+
+def _check_slot(slot: object) -> str:
+    if not isinstance(slot, str) or not _SLOT.fullmatch(slot):
+        raise ValueError("booking slot must look like YYYY-MM-DDTHH:MM")
+    return slot
+
+
+def booking_key(office: str, slot: str, booking_id: str) -> str:
+    """`hwbot:{<office>:<day>}:booking:<id>`."""
+    return f"hwbot:{day_tag(office, slot[:10])}:booking:{booking_id}"
+
+
+def day_index_key(office: str, day: str) -> str:
+    """`hwbot:{<office>:<day>}:bookings`: ids of the day's bookings."""
+    return f"hwbot:{day_tag(office, day)}:bookings"
+
+
+def user_index_key(user: str) -> str:
+    """`hwbot:{u:<user>}:bookings`: refs of the user's bookings."""
+    return f"hwbot:{{u:{_check_part('user', user)}}}:bookings"
+
+
+def booking_ref(booking: dict) -> str:
+    """`<office>|<slot>|<id>`: enough to find the booking's keys without another lookup."""
+    office = _check_part("office", booking.get("office"))
+    slot = _check_slot(booking.get("slot"))
+    booking_id = _check_part("id", booking.get("id"))
+    return f"{office}|{slot}|{booking_id}"
+
+
+def parse_ref(ref: str) -> tuple[str, str, str]:
+    """(office, slot, id) of a ref made by `booking_ref`."""
+    parts = ref.split("|") if isinstance(ref, str) else []
+    if len(parts) != 3:
+        raise ValueError("a booking ref looks like <office>|<slot>|<id>")
+    office, slot, booking_id = parts
+    return _check_part("office", office), _check_slot(slot), _check_part("id", booking_id)
+
+
+def _encode(booking: dict) -> str:
+    return json.dumps(booking, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode(raw: str) -> dict:
+    try:
+        booking = json.loads(raw)
+    except ValueError as exc:
+        raise StoreError(f"booking unreadable: {exc.__class__.__name__}") from None
+    if not isinstance(booking, dict):
+        raise StoreError("booking unreadable: not a JSON object")
+    return booking
+
+
+def _by_slot(booking: dict) -> tuple[str, str, str]:
+    return (str(booking.get("slot", "")), str(booking.get("office", "")), str(booking.get("id", "")))
+
+
+@contextmanager
+def _redis_errors(what: str) -> Iterator[None]:
+    """Turn a driver error into StoreError naming only the operation and the error class (no data)."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreError(f"{what}: {exc.__class__.__name__}") from exc
+
+
+class BookingStore:
+    """Claims slots, reads bookings by user and by day, cancels and updates them."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+        self._claim = client.register_script(_CLAIM_LUA)
+        self._rewrite = client.register_script(_REWRITE_LUA)
+
+    ref = staticmethod(booking_ref)
+
+    def claim(self, booking: dict, capacity: int, *, expire_at: int | None = None) -> ClaimResult:
+        """Put `booking` in its slot unless the slot already holds `capacity` bookings.
+
+        Two round trips on success (the script, then the user index), one when refused.
+        """
+        ref = booking_ref(booking)
+        user_key = user_index_key(_check_part("user", booking.get("user")))
+        if booking.get("status") != "booked":
+            raise ValueError('a claimed booking has status "booked"')
+        if type(capacity) is not int or capacity < 0:
+            raise ValueError("capacity must be a non-negative integer")
+        if expire_at is not None and type(expire_at) is not int:
+            raise ValueError("expire_at must be unix seconds (int)")
+        office, slot, booking_id = parse_ref(ref)
+        keys = [
+            slot_redis_key(office, slot),
+            booking_key(office, slot, booking_id),
+            day_index_key(office, slot[:10]),
+        ]
+        args = [booking_id, capacity, _encode(booking), "" if expire_at is None else expire_at]
+        with _redis_errors("cannot claim slot"):
+            outcome = int(self._claim(keys=keys, args=args))
+            if outcome in (1, 2):
+                # Also on a retry (2): the first attempt may have stopped before this step.
+                self.client.sadd(user_key, ref)
+        if outcome == 1:
+            return ClaimResult(ok=True)
+        if outcome == 2:
+            return ClaimResult(ok=True, already=True)
+        if outcome == 3:
+            return ClaimResult(ok=False, reason="cancelled")
+        return ClaimResult(ok=False, reason="full")
+
+    def get(self, ref: str) -> dict | None:
+        """The booking `ref` names, or None."""
+        office, slot, booking_id = parse_ref(ref)
+        with _redis_errors("cannot read booking"):
+            raw = self.client.get(booking_key(office, slot, booking_id))
+        return None if raw is None else _decode(raw)
+
+    def for_user(self, user: str) -> list[dict]:
+        """The user's bookings (any status), earliest slot first; refs whose booking expired are removed."""
+        key = user_index_key(user)
+        with _redis_errors("cannot read the user's bookings"):
+            refs = sorted(self.client.smembers(key))
+            found = self._get_many([booking_key(*parse_ref(ref)) for ref in refs])
+            dangling = [ref for ref, booking in zip(refs, found) if booking is None]
+            if dangling:
+                self.client.srem(key, *dangling)
+        return sorted((booking for booking in found if booking is not None), key=_by_slot)
+
+    def on_day(self, office: str, day: str) -> list[dict]:
+        """The office's bookings (any status) on `day` (YYYY-MM-DD), earliest slot first."""
+        _check_part("office", office)
+        if not isinstance(day, str) or not _DAY.fullmatch(day):
+            raise ValueError("day must look like YYYY-MM-DD")
+        key = day_index_key(office, day)
+        prefix = f"hwbot:{day_tag(office, day)}:booking:"
+        with _redis_errors("cannot read the day's bookings"):
+            ids = sorted(self.client.smembers(key))
+            found = self._get_many([prefix + booking_id for booking_id in ids])
+            dangling = [booking_id for booking_id, booking in zip(ids, found) if booking is None]
+            if dangling:
+                self.client.srem(key, *dangling)
+        return sorted((booking for booking in found if booking is not None), key=_by_slot)
+
+    def cancel(self, ref: str, *, at: str, by: str) -> dict | None:
+        """Free the slot and mark the booking cancelled; None if it does not exist.
+
+        Cancelling again changes nothing and keeps the first `cancelled_at`/`cancelled_by`.
+        """
+
+        def cancelled(booking: dict) -> dict:
+            if booking.get("status") == "cancelled":
+                return booking
+            return {**booking, "status": "cancelled", "cancelled_at": at, "cancelled_by": by}
+
+        return self._change(ref, cancelled, free_slot=True)
+
+    def update(self, ref: str, changes: dict) -> dict | None:
+        """Merge `changes` into the booking (e.g. status attended/no_show); None if it does not exist.
+
+        Identity fields cannot change, and only `claim` books and only `cancel` cancels, so the slot
+        sets and the statuses never disagree.
+        """
+        if set(changes) & set(IDENTITY_FIELDS):
+            raise ValueError(f"update cannot change {', '.join(IDENTITY_FIELDS)}")
+        if changes.get("status") in ("booked", "cancelled"):
+            raise ValueError("use claim() to book and cancel() to cancel")
+        return self._change(ref, lambda booking: {**booking, **changes})
+
+    def delete_personal(self, ref: str, fields: Iterable[str] = PERSONAL_FIELDS) -> None:
+        """Remove personal fields from the booking (retention, user request); a missing booking is fine."""
+        drop = set(fields) - set(IDENTITY_FIELDS)
+        self._change(ref, lambda booking: {k: v for k, v in booking.items() if k not in drop})
+
+    def _get_many(self, keys: list[str]) -> list[dict | None]:
+        """GET the keys in one round trip (a pipeline; it may span hash tags: no transaction)."""
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        return [None if raw is None else _decode(raw) for raw in pipe.execute()]
+
+    def _change(
+        self, ref: str, change: Callable[[dict], dict], *, free_slot: bool = False
+    ) -> dict | None:
+        """Read, change in Python, write back only if nobody wrote meanwhile (retrying); keeps the TTL."""
+        office, slot, booking_id = parse_ref(ref)
+        keys = [booking_key(office, slot, booking_id), slot_redis_key(office, slot)]
+        with _redis_errors("cannot change booking"):
+            raw = self.client.get(keys[0])
+            for _ in range(_CAS_ATTEMPTS):
+                if raw is None:
+                    return None
+                booking = _decode(raw)
+                changed = change(booking)
+                if changed == booking and not free_slot:
+                    return booking
+                new_raw = raw if changed == booking else _encode(changed)
+                result = self._rewrite(keys=keys, args=[raw, new_raw, booking_id if free_slot else ""])
+                if result[0] == 1:
+                    return changed
+                raw = result[1] if len(result) > 1 else None
+        raise ConflictError("booking kept changing; gave up")

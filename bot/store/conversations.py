@@ -1,0 +1,181 @@
+"""Conversation state per user: plain JSON with a version, saved by compare-and-set.
+
+A conversation is the hash `hwbot:{u:<user>}:conv` with fields `v` (version, an integer) and `data`
+(JSON). Webhook workers may handle two events of one user at once (gunicorn promises no order), so
+`save` only succeeds against the version that was loaded; the loser gets `ConflictError`, reloads
+and runs its event again. Staff notices produced by the same step are appended to the outbox stream
+in the same atomic step, so a notice is sent if and only if the state that caused it was saved.
+
+One Lua script does the check, the write, the expiry and the XADDs: one round trip, no retry loop.
+It touches the conversation key and `hwbot:outbox`, which hash to different Redis Cluster slots;
+that is fine on the single Redis server we deploy (embedded or REDIS_URL). On a cluster the outbox
+would have to be split per hash tag (e.g. `hwbot:{u:<user>}:outbox`) for the step to stay atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import redis
+
+from bot.errors import ConflictError, StoreError
+
+OUTBOX_KEY = "hwbot:outbox"
+OUTBOX_MAXLEN = 100_000  # approximate (XADD MAXLEN ~): trimming whole stream nodes is cheap
+
+# KEYS[1] conversation hash, KEYS[2] outbox stream, optional KEYS[3] processed-event marker.
+# ARGV[1] expected version, ARGV[2] data JSON, ARGV[3] ttl seconds, ARGV[4] outbox maxlen,
+# ARGV[5] number of notices, then per notice: 2 * field count, field, value, field, value...;
+# then, with KEYS[3], the marker's ttl seconds.
+# Returns {1, new version} when saved, {0, stored version} when the version did not match.
+_SAVE_LUA = """
+local stored = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if stored ~= tonumber(ARGV[1]) then
+  return {0, stored}
+end
+local version = stored + 1
+redis.call('HSET', KEYS[1], 'v', version, 'data', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local n = tonumber(ARGV[i])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, i + 1, i + n))
+  i = i + 1 + n
+end
+if KEYS[3] then
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[i])
+end
+return {1, version}
+"""
+
+# A webhook event id is remembered this long (LINE redelivers for a limited time).
+EVENT_TTL_SECONDS = 2 * 24 * 3600
+
+
+def conversation_key(user: str) -> str:
+    """`hwbot:{u:<user>}:conv`; `user` is already an opaque (hashed) id."""
+    if not user or any(ch in user for ch in "{}"):
+        raise ValueError("user id must be a non-empty string without braces")
+    return f"hwbot:{{u:{user}}}:conv"
+
+
+def event_key(event_id: str) -> str:
+    """`hwbot:event:<id>`: set once the effects of a webhook event are saved."""
+    if not event_id or len(event_id) > 128 or any(ch in event_id for ch in "{} "):
+        raise ValueError("event id must be a short string without braces or spaces")
+    return f"hwbot:event:{event_id}"
+
+
+def encode_notice(notice: Mapping[str, object]) -> list[str]:
+    """Flatten a notice into stream field/value pairs: str stays, int becomes digits, the rest JSON."""
+    if not notice:
+        raise ValueError("a notice needs at least one field")
+    flat: list[str] = []
+    for field, value in notice.items():
+        if not isinstance(field, str):
+            raise TypeError("notice field names must be strings")
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        else:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        flat += [field, text]
+    return flat
+
+
+@contextmanager
+def _redis_errors(what: str) -> Iterator[None]:
+    """Turn a driver error into StoreError naming only the operation and the error class (no data)."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreError(f"{what}: {exc.__class__.__name__}") from exc
+
+
+class ConversationStore:
+    """Loads and saves one user's conversation; idle conversations expire after `ttl_seconds`."""
+
+    def __init__(self, client: redis.Redis, *, ttl_seconds: int):
+        if type(ttl_seconds) is not int or ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be a positive integer")
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self._save = client.register_script(_SAVE_LUA)
+
+    def load(self, user: str) -> tuple[dict | None, int]:
+        """(data, version) of the user's conversation; (None, 0) when there is none (or it expired)."""
+        key = conversation_key(user)
+        with _redis_errors("cannot load conversation"):
+            version, raw = self.client.hmget(key, ["v", "data"])
+        return self._decode(version, raw)
+
+    @staticmethod
+    def _decode(version: str | None, raw: str | None) -> tuple[dict | None, int]:
+        if version is None and raw is None:
+            return None, 0
+        try:
+            data = json.loads(raw)
+            number = int(version)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"conversation unreadable: {exc.__class__.__name__}") from None
+        if not isinstance(data, dict):
+            raise StoreError("conversation unreadable: not a JSON object")
+        return data, number
+
+    def load_for_event(self, user: str, event_id: str) -> tuple[dict | None, int, bool]:
+        """(data, version, already processed) in one round trip, for a webhook event."""
+        key = conversation_key(user)
+        with _redis_errors("cannot load conversation"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(key, ["v", "data"])
+            pipe.exists(event_key(event_id))
+            (version, raw), seen = pipe.execute()
+        data, number = self._decode(version, raw)
+        return data, number, bool(seen)
+
+    def mark_event(self, event_id: str) -> None:
+        """Remember an event whose effects were saved without a conversation save (e.g. unfollow)."""
+        with _redis_errors("cannot mark event"):
+            self.client.set(event_key(event_id), "1", ex=EVENT_TTL_SECONDS)
+
+    def save(
+        self,
+        user: str,
+        data: dict,
+        expected_version: int,
+        *,
+        notices: Sequence[Mapping[str, object]] = (),
+        event_id: str | None = None,
+    ) -> int:
+        """Store `data` if the stored version is still `expected_version`; returns the new version.
+
+        Raises ConflictError when another worker saved (or the conversation expired) meanwhile;
+        then neither the data nor any notice is written. Each notice becomes one outbox entry.
+        """
+        if type(expected_version) is not int or expected_version < 0:
+            raise ValueError("expected_version must be a non-negative integer")
+        key = conversation_key(user)
+        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        args: list[object] = [expected_version, payload, self.ttl_seconds, OUTBOX_MAXLEN, len(notices)]
+        for notice in notices:
+            flat = encode_notice(notice)
+            args += [len(flat), *flat]
+        keys = [key, OUTBOX_KEY]
+        if event_id is not None:
+            keys.append(event_key(event_id))
+            args.append(EVENT_TTL_SECONDS)
+        with _redis_errors("cannot save conversation"):
+            saved, version = self._save(keys=keys, args=args)
+        if not saved:
+            raise ConflictError(
+                f"conversation changed meanwhile (expected version {expected_version}, found {version})"
+            )
+        return int(version)
+
+    def delete(self, user: str) -> None:
+        """Forget the user's conversation (a later save must start again from version 0)."""
+        with _redis_errors("cannot delete conversation"):
+            self.client.delete(conversation_key(user))

@@ -1,0 +1,46 @@
+"""Slot claims: each slot is a Redis set of booking ids, so a claim is idempotent and countable.
+
+Keys of one office day share a hash tag, e.g. `hwbot:{noto:2026-12-01}:slot:1000`, so every atomic
+step on a day runs on one Redis Cluster node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+import redis
+
+from bot.errors import StoreError
+
+
+def day_tag(office: str, day: date | str) -> str:
+    """`{noto:2026-12-01}`: the hash tag shared by everything one office day holds."""
+    return f"{{{office}:{day if isinstance(day, str) else day.isoformat()}}}"
+
+
+def slot_redis_key(office: str, key: str) -> str:
+    """Redis key of the slot with calendar key `YYYY-MM-DDTHH:MM`."""
+    day, hhmm = key.split("T")
+    return f"hwbot:{day_tag(office, day)}:slot:{hhmm.replace(':', '')}"
+
+
+class SlotStore:
+    """Reads how many bookings each slot holds."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+
+    def booked_counts(self, office: str, slot_keys: Iterable[str]) -> dict[str, int]:
+        """Bookings held per slot key (absent slots count 0), in one round trip."""
+        keys = list(slot_keys)
+        if not keys:
+            return {}
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.scard(slot_redis_key(office, key))
+            counts = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read slot counts: {exc.__class__.__name__}") from exc
+        return {key: int(count) for key, count in zip(keys, counts) if count}

@@ -1,0 +1,137 @@
+"""The chat driver: one object that plays a user for pytest, scripted dialogs and the console.
+
+    driver = ChatDriver(service, user="U1")
+    driver.say("こんにちは"); driver.tap("ハローワーク能登"); driver.say("山田 花子")
+    assert "求職番号" in driver.last_text()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.clock import JST, Clock
+from bot.dialog import Inbound, Option, Outcome, Reply, SlotPicker, options_of, plain_text
+from bot.service import BotService
+
+
+class ManualClock(Clock):
+    """A clock that stays at its instant until moved (scripted dialogs, tests)."""
+
+    def __init__(self, instant: datetime):
+        super().__init__()
+        self.instant = instant.astimezone(JST)
+
+    def now(self) -> datetime:
+        return self.instant
+
+    def advance(self, delta: timedelta) -> None:
+        self.instant += delta
+
+
+class DriverError(AssertionError):
+    """A scripted action could not be done (no such button, …); the message says what was there."""
+
+
+def labelled_options(reply: Reply) -> list[tuple[str, Option]]:
+    """(label, option) pairs; slot buttons also answer to `12月1日(火) 10:00〜10:30`."""
+    pairs = [(option.label, option) for option in options_of(reply)]
+    if isinstance(reply, SlotPicker):
+        pairs = [(f"{day.label} {option.label}", option) for day in reply.days for option in day.options] + pairs
+    return pairs
+
+
+@dataclass
+class Exchange:
+    """One user action and what the bot answered."""
+
+    action: str
+    outcome: Outcome
+
+    @property
+    def replies(self) -> list[Reply]:
+        return self.outcome.replies
+
+    def text(self) -> str:
+        """Everything shown: reply texts and button labels."""
+        parts = []
+        for reply in self.replies:
+            parts.append(plain_text(reply))
+            parts += [label for label, _ in labelled_options(reply)]
+        return "\n".join(parts)
+
+
+@dataclass
+class ChatDriver:
+    service: BotService
+    user: str = "U-tester"
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def send(self, kind: str, text: str = "", action: str | None = None) -> Exchange:
+        outcome = self.service.handle(Inbound(user=self.user, kind=kind, text=text))  # type: ignore[arg-type]
+        exchange = Exchange(action or f"{kind}: {text}", outcome)
+        self.exchanges.append(exchange)
+        return exchange
+
+    def say(self, text: str) -> Exchange:
+        return self.send("text", text, action=f"> {text}")
+
+    def follow(self) -> Exchange:
+        return self.send("follow", action="(友だち追加)")
+
+    def unfollow(self) -> Exchange:
+        return self.send("unfollow", action="(ブロック)")
+
+    def sticker(self) -> Exchange:
+        return self.send("media", "sticker", action="(スタンプ)")
+
+    def _find(self, label: str, exchanges: list[Exchange]) -> Option:
+        for exchange in reversed(exchanges):
+            for reply in reversed(exchange.replies):
+                for shown, option in labelled_options(reply):
+                    if shown == label:
+                        return option
+        available = [shown for ex in exchanges[-1:] for r in ex.replies for shown, _ in labelled_options(r)]
+        raise DriverError(f"no button {label!r}; the last buttons were: {', '.join(available) or 'none'}")
+
+    def tap(self, label: str) -> Exchange:
+        """Tap a button of the bot's last answer."""
+        option = self._find(label, self.exchanges[-1:])
+        return self.send("postback", option.data, action=f"[{label}]")
+
+    def tap_earlier(self, label: str) -> Exchange:
+        """Tap a button from an older answer (a stale button still on the screen)."""
+        option = self._find(label, self.exchanges[:-1])
+        return self.send("postback", option.data, action=f"[{label}]（前の画面のボタン）")
+
+    def last_text(self) -> str:
+        return self.exchanges[-1].text() if self.exchanges else ""
+
+    def buttons(self) -> list[str]:
+        if not self.exchanges:
+            return []
+        return [shown for reply in self.exchanges[-1].replies for shown, _ in labelled_options(reply)]
+
+    def conversation_state(self) -> str:
+        data, _ = self.service.conversations.load(self.user)
+        return (data or {}).get("state", "idle")
+
+    def bookings(self) -> list[dict]:
+        return self.service.bookings.for_user(self.user)
+
+    def transcript(self) -> str:
+        lines = []
+        for exchange in self.exchanges:
+            lines.append(exchange.action)
+            for reply in exchange.replies:
+                body = plain_text(reply).replace("\n", "\n    ")
+                lines.append(f"  bot: {body}")
+                # Slot buttons are already listed day by day in the text.
+                labels = [o.label for o in reply.options] if isinstance(reply, SlotPicker) else [
+                    shown for shown, _ in labelled_options(reply)
+                ]
+                if labels:
+                    lines.append("    [" + "] [".join(labels) + "]")
+            for notice in exchange.outcome.notices:
+                lines.append(f"  staff: {notice.kind}: {notice.summary}")
+        return "\n".join(lines)

@@ -1,0 +1,265 @@
+"""Scripted dialogs: YAML files a tester reads and writes without Python (format in dialogs/README.md).
+
+Each script runs on a clean Redis with its own clock; `run_script` returns the transcript and PASS/FAIL.
+pytest runs every script in dialogs/ through the same function.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.clock import JST, parse_instant
+from bot.service import BotService
+from bot.dialog import SlotPicker
+from bot.testing.driver import ChatDriver, DriverError, ManualClock, labelled_options
+
+ACTIONS = ("say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user")
+
+
+class Step(BaseModel):
+    """One line of a script: exactly one action, then what the bot's answer must (not) contain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    say: str | None = None
+    tap: str | None = None
+    tap_earlier: str | None = None
+    follow: bool | None = None
+    unfollow: bool | None = None
+    sticker: bool | None = None
+    wait: str | None = None  # "31m", "2h", "1d"
+    someone_books: str | None = None  # a slot "YYYY-MM-DDTHH:MM" taken by another user
+    user: str | None = None  # switch to another user (their own conversation)
+    expect: list[str] | str = []
+    expect_not: list[str] | str = []
+    buttons: list[str] | None = None  # the exact buttons offered, in order (slot buttons excluded)
+    notices: list[str] | None = None  # kinds of staff notices produced, in order
+
+    @field_validator("wait")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    def action(self) -> tuple[str, Any]:
+        chosen = [(name, getattr(self, name)) for name in ACTIONS if getattr(self, name) not in (None, False)]
+        if len(chosen) != 1:
+            raise ValueError(f"a step needs exactly one of {', '.join(ACTIONS)}")
+        return chosen[0]
+
+
+class ExpectedBooking(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    office: str
+    slot: str
+    status: str = "booked"
+    fields: dict[str, str] = {}
+
+
+class End(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: str | None = None
+    bookings: list[ExpectedBooking] | None = None  # the user's bookings, exactly
+
+
+class Script(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str
+    now: datetime
+    user: str = "U-tester"
+    steps: list[Step] = Field(min_length=1)
+    end: End = End()
+
+    @field_validator("now", mode="before")
+    @classmethod
+    def _now(cls, value: object) -> object:
+        return parse_instant(value) if isinstance(value, str) else value
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[Step]) -> list[Step]:
+        for index, step in enumerate(steps):
+            try:
+                step.action()
+            except ValueError as exc:
+                raise ValueError(f"step {index + 1}: {exc}") from None
+        return steps
+
+
+def parse_duration(text: str) -> timedelta:
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 31m, 2h or 1d")
+    amount, unit = int(match[1]), match[2]
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+
+
+@dataclass
+class ScriptResult:
+    path: Path
+    title: str
+    passed: bool
+    transcript: str
+    failures: list[str] = field(default_factory=list)
+
+
+def load_script(path: Path) -> Script:
+    """Parse a script; a broken one raises ValueError naming the file and the field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Script.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}" for err in exc.errors()
+        )
+        raise ValueError(f"{path}: {problems}") from None
+
+
+def _as_list(value: list[str] | str) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def run_script(
+    path: Path, make_service: Callable[[ManualClock], BotService], now: datetime | None = None
+) -> ScriptResult:
+    """Run one script on a service built for its clock (on a clean Redis); `now` overrides the script's."""
+    try:
+        script = load_script(path)
+    except ValueError as exc:
+        return ScriptResult(path, path.stem, False, "", [str(exc)])
+    clock = ManualClock(now or script.now)
+    service = make_service(clock)
+    drivers = {script.user: ChatDriver(service, user=script.user)}
+    driver = drivers[script.user]
+    failures: list[str] = []
+    log: list[str] = []
+    for number, step in enumerate(script.steps, start=1):
+        name, value = step.action()
+        before = len(driver.exchanges)
+        try:
+            if name == "say":
+                driver.say(str(value))
+            elif name == "tap":
+                driver.tap(str(value))
+            elif name == "tap_earlier":
+                driver.tap_earlier(str(value))
+            elif name == "follow":
+                driver.follow()
+            elif name == "unfollow":
+                driver.unfollow()
+            elif name == "sticker":
+                driver.sticker()
+            elif name == "wait":
+                clock.advance(parse_duration(str(value)))
+                log.append(f"(時間が{value}経過: {clock.now():%Y-%m-%d %H:%M})")
+                continue
+            elif name == "someone_books":
+                _someone_books(service, driver, str(value), clock)
+                log.append(f"(別の利用者が {value} を予約)")
+                continue
+            elif name == "user":
+                driver = drivers.setdefault(str(value), ChatDriver(service, user=str(value)))
+                log.append(f"(利用者を {value} に切り替え)")
+                continue
+        except DriverError as exc:
+            failures.append(f"step {number}: {exc}")
+            break
+        for exchange in driver.exchanges[before:]:
+            log.append(_transcript_of(driver, exchange))
+        shown = driver.last_text()
+        for needle in _as_list(step.expect):
+            if needle not in shown:
+                failures.append(f"step {number}: expected {needle!r} in the reply")
+        for needle in _as_list(step.expect_not):
+            if needle in shown:
+                failures.append(f"step {number}: did not expect {needle!r} in the reply")
+        if step.buttons is not None:
+            offered = _buttons(driver)
+            if offered != step.buttons:
+                failures.append(f"step {number}: buttons were {offered}, expected {step.buttons}")
+        if step.notices is not None:
+            kinds = [notice.kind for notice in driver.exchanges[-1].outcome.notices]
+            if kinds != step.notices:
+                failures.append(f"step {number}: staff notices were {kinds}, expected {step.notices}")
+    if not failures:
+        failures += _check_end(script, drivers[script.user])
+    transcript = "\n".join(log)
+    return ScriptResult(path, script.title, not failures, transcript, failures)
+
+
+def _transcript_of(driver: ChatDriver, exchange) -> str:
+    single = ChatDriver(driver.service, user=driver.user, exchanges=[exchange])
+    return single.transcript()
+
+
+def _buttons(driver: ChatDriver) -> list[str]:
+    """The buttons of the last answer; slot buttons are left out (they change with the date)."""
+    labels: list[str] = []
+    for reply in driver.exchanges[-1].replies:
+        if isinstance(reply, SlotPicker):
+            labels += [option.label for option in reply.options]
+        else:
+            labels += [label for label, _ in labelled_options(reply)]
+    return labels
+
+
+def _someone_books(service: BotService, driver: ChatDriver, slot: str, clock: ManualClock) -> None:
+    """Another user takes `slot` at the office of the driver's conversation."""
+    data, _ = service.conversations.load(driver.user)
+    office = (data or {}).get("office")
+    if not office:
+        raise DriverError("someone_books needs the conversation to have an office chosen")
+    start = datetime.fromisoformat(slot).replace(tzinfo=JST)
+    minutes = service.offices[office].schedule.minutes
+    booking = {
+        "id": f"OTHER{abs(hash(slot)) % 10000:04d}",
+        "office": office,
+        "slot": slot,
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=minutes)).isoformat(),
+        "user": "U-someone-else",
+        "status": "booked",
+        "created_at": clock.now().isoformat(),
+    }
+    result = service.bookings.claim(booking, service.offices[office].schedule.capacity)
+    if not result.ok:
+        raise DriverError(f"someone_books: {slot} could not be booked ({result.reason})")
+
+
+def _check_end(script: Script, driver: ChatDriver) -> list[str]:
+    failures = []
+    if script.end.state is not None and driver.conversation_state() != script.end.state:
+        failures.append(f"end: state was {driver.conversation_state()!r}, expected {script.end.state!r}")
+    if script.end.bookings is not None:
+        actual = driver.bookings()
+        got = [(b.get("office"), b.get("slot"), b.get("status")) for b in actual]
+        want = [(b.office, b.slot, b.status) for b in script.end.bookings]
+        if got != want:
+            failures.append(f"end: bookings were {got}, expected {want}")
+        else:
+            for expected, booking in zip(script.end.bookings, actual):
+                for key, value in expected.fields.items():
+                    if str(booking.get(key)) != value:
+                        failures.append(f"end: booking {key} was {booking.get(key)!r}, expected {value!r}")
+    return failures
+
+
+def script_paths(paths: list[Path]) -> list[Path]:
+    """Expand directories into their *.yaml scripts, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.glob("*.yaml"))
+        else:
+            found.append(path)
+    return found

@@ -1,0 +1,104 @@
+"""The web app: LINE webhook, terms pages, and (without LINE credentials) the local simulator.
+
+`gunicorn 'bot.web:create_app()'` in production; `hwbot serve` for development. Nothing happens at
+import time: the factory reads settings, checks the office profiles and connects to Redis.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from typing import Any
+
+from flask import Flask, Response, abort, request
+
+from bot.channels.line.api import LineMessaging
+from bot.channels.line.webhook import MAX_BODY_BYTES, create_blueprint
+from bot.errors import UnknownOfficeError
+from bot.service import BotService
+from bot.settings import Settings, load_settings
+
+# Simulator mode (no LINE credentials): the app plays LINE for itself with these.
+SIMULATOR_SECRET = "hwbot-simulator-secret"
+SIMULATOR_TOKEN = "hwbot-simulator-token"
+DEFAULT_LINE_HOST = "https://api.line.me"
+
+
+def create_app(settings: Settings | None = None, *, service: BotService | None = None) -> Flask:
+    """Build the app; a bad variable or a broken profile stops start-up with a message naming it."""
+    settings = settings or load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    service = service or BotService(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["hwbot"] = service
+
+    simulator = settings.simulator_mode
+    secret = SIMULATOR_SECRET if simulator else settings.line_channel_secret
+    token = SIMULATOR_TOKEN if simulator else settings.line_channel_access_token
+    assert secret and token
+    clients: dict[str, LineMessaging] = {}
+
+    def messaging() -> LineMessaging:
+        """The LINE client; in simulator mode LINE is this very app unless LINE_API_HOST says otherwise."""
+        host = settings.line_api_host
+        if simulator and host == DEFAULT_LINE_HOST:
+            host = request.host_url.rstrip("/") + "/sim/line"
+        if host not in clients:
+            clients[host] = LineMessaging(host, token)
+        return clients[host]
+
+    app.register_blueprint(create_blueprint(service, secret, messaging))
+    if simulator:
+        from bot.simulator import create_blueprint as simulator_blueprint
+
+        app.register_blueprint(simulator_blueprint(service, secret))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        service.client.ping()
+        return {"ok": True, "offices": list(service.offices), "simulator": simulator}
+
+    @app.get("/offices/<office_id>/terms")
+    def terms(office_id: str) -> Response:
+        try:
+            profile = service.offices[office_id]
+        except UnknownOfficeError:
+            abort(404)
+        return Response(terms_page(profile, service.offices.terms_text(office_id)), mimetype="text/html")
+
+    return app
+
+
+def terms_page(profile, text: str) -> str:
+    """The full terms as a mobile-friendly page (escaped; headings and list items kept)."""
+    body = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            body.append(f"<h2>{html.escape(line.lstrip('#').strip())}</h2>")
+        elif line.startswith(("- ", "・", "* ")):
+            item = re.sub(r"^[-*・]\s*", "", line)
+            body.append(f"<p class=item>{html.escape(item)}</p>")
+        elif re.match(r"^(第\s*[0-9０-９]+\s*条|（[^）]+）$|\([^)]+\)$)", line):
+            body.append(f"<h3>{html.escape(line)}</h3>")
+        else:
+            body.append(f"<p>{html.escape(line)}</p>")
+    terms = profile.terms
+    return f"""<!doctype html>
+<html lang="ja"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(terms.title)}</title>
+<style>
+body{{font-family:-apple-system,"Hiragino Sans","Noto Sans JP",sans-serif;line-height:1.7;margin:0;padding:16px;color:#222;max-width:720px;margin:auto}}
+h1{{font-size:1.2rem}} h2{{font-size:1.05rem;margin-top:1.5em}} h3{{font-size:1rem;margin:1.2em 0 .3em}}
+p{{margin:.4em 0}} p.item{{padding-left:1em;text-indent:-1em}} .meta{{color:#666;font-size:.85rem}}
+</style></head><body>
+<h1>{html.escape(terms.title)}</h1>
+<p class=meta>{html.escape(profile.name)} ／ {html.escape(terms.version_label)}</p>
+{chr(10).join(body)}
+<p class=meta>出典: {html.escape(terms.source)}</p>
+</body></html>"""

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.profiles import Offices, load_offices
+from bot.profiles.models import OfficeProfile
+from bot.settings import REPO_ROOT, load_settings
+from bot.testing.redis import TestRedis
+
+PROFILES_DIR = REPO_ROOT / "office_profiles"
+
+
+@pytest.fixture(scope="session")
+def _redis_server():
+    server = TestRedis(load_settings())
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_client(_redis_server):
+    """A real Redis with an empty database."""
+    return _redis_server.fresh()
+
+
+@pytest.fixture(scope="session")
+def offices() -> Offices:
+    return load_offices(PROFILES_DIR)
+
+
+@pytest.fixture(scope="session")
+def raw_profiles() -> dict[str, dict]:
+    return {
+        path.stem: yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in sorted(PROFILES_DIR.glob("*.yaml"))
+    }
+
+
+@pytest.fixture
+def make_profile(raw_profiles):
+    """Build a profile from a real office's data with some fields replaced (dotted paths)."""
+
+    def build(base: str = "noto", **changes: object) -> OfficeProfile:
+        data = copy.deepcopy(raw_profiles[base])
+        for dotted, value in changes.items():
+            target = data
+            *parents, last = dotted.split("__")
+            for part in parents:
+                target = target[part]
+            target[last] = value
+        return OfficeProfile.model_validate(data)
+
+    return build
+
+
+@pytest.fixture
+def profiles_copy(tmp_path: Path) -> Path:
+    """A writable copy of office_profiles/ for tests that break a file."""
+    target = tmp_path / "office_profiles"
+    (target / "terms").mkdir(parents=True)
+    for path in PROFILES_DIR.glob("*.yaml"):
+        (target / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    for path in (PROFILES_DIR / "terms").glob("*"):
+        (target / "terms" / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    return target

@@ -1,0 +1,196 @@
+"""POST /callback: signatures, Verify, redelivery and duplicates, Redis down, stale buttons, bad bodies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from bot.channels.line.webhook import event_json, sign, webhook_body
+from bot.clock import parse_instant
+from bot.service import BotService
+from bot.settings import load_settings
+from bot.testing.driver import ChatDriver, ManualClock
+from bot.testing.line_standin import LineStandIn
+from bot.web import create_app
+
+SECRET = "test-channel-secret"
+TOKEN = "test-channel-token"
+USER = "U" + "a" * 32
+REPLY = "/v2/bot/message/reply"
+PUSH = "/v2/bot/message/push"
+
+
+@pytest.fixture
+def line():
+    with LineStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def settings(line):
+    return load_settings(
+        line_channel_secret=SECRET, line_channel_access_token=TOKEN, line_api_host=line.url
+    )
+
+
+@pytest.fixture
+def service(settings, redis_client, offices):
+    return BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant("2026-11-20T10:00")))
+
+
+@pytest.fixture
+def client(settings, service):
+    return create_app(settings, service=service).test_client()
+
+
+def post(client, body: str, secret: str = SECRET, **headers):
+    signature = {"X-Line-Signature": sign(body, secret)} if secret else {}
+    return client.post("/callback", data=body.encode(), headers={**signature, **headers},
+                       content_type="application/json")
+
+
+def texts_of(request) -> str:
+    return json.dumps(request.body["messages"], ensure_ascii=False)
+
+
+def test_text_event_gets_a_reply(client, line):
+    response = post(client, webhook_body(event_json(USER, "text", "こんにちは")))
+    assert response.status_code == 200
+    [reply] = line.sent(REPLY)
+    assert reply.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert len(reply.body["replyToken"]) == 32
+    assert "ご利用になるハローワーク" in texts_of(reply)
+    assert 1 <= len(reply.body["messages"]) <= 5
+
+
+def test_verify_button_empty_events(client, line):
+    response = post(client, webhook_body())
+    assert response.status_code == 200
+    assert line.requests == []
+
+
+@pytest.mark.parametrize("secret", ["", "wrong-secret"])
+def test_missing_or_wrong_signature_is_refused_and_changes_nothing(client, line, redis_client, secret):
+    response = post(client, webhook_body(event_json(USER, "text", "こんにちは")), secret=secret)
+    assert response.status_code == 400
+    assert line.requests == []
+    assert redis_client.keys("hwbot:*") == []
+
+
+def test_signature_of_another_body_is_refused(client, line):
+    body = webhook_body(event_json(USER, "text", "こんにちは"))
+    response = client.post("/callback", data=body.replace("こんにちは", "やめる").encode(),
+                           headers={"X-Line-Signature": sign(body, SECRET)})
+    assert response.status_code == 400
+    assert line.requests == []
+
+
+@pytest.mark.parametrize("body", ["{", "[]", '{"events": "x"}', '{"events": [{"type": 3}]}', "\x00\xff"])
+def test_malformed_bodies_are_400_never_500(client, line, redis_client, body):
+    response = post(client, body)
+    assert response.status_code == 400
+    assert redis_client.keys("hwbot:*") == []
+
+
+def test_oversized_body_is_413(client, line):
+    big = webhook_body(event_json(USER, "text", "あ" * 200_000))
+    response = post(client, big)
+    assert response.status_code == 413
+    assert line.requests == []
+
+
+def test_duplicate_and_redelivered_events_have_no_second_effect(client, line, service):
+    event = event_json(USER, "text", "こんにちは", event_id="01HWBOTDUPLICATE0000000000")
+    assert post(client, webhook_body(event)).status_code == 200
+    state_after_first, version = service.conversations.load(USER)
+    event["deliveryContext"] = {"isRedelivery": True}
+    assert post(client, webhook_body(event)).status_code == 200
+    assert post(client, webhook_body(event)).status_code == 200
+    assert service.conversations.load(USER) == (state_after_first, version)
+    assert len(line.sent(REPLY)) == 1
+
+
+def test_redis_down_is_503_then_the_redelivery_books_exactly_once(client, line, settings, service, offices):
+    driver = ChatDriver(service, user=USER)
+    driver.say("こんにちは")
+    driver.tap("ハローワーク能登")
+    for text in ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678"):
+        driver.say(text)
+    for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい", "11月25日(水) 10:00〜10:30", "同意する"):
+        driver.tap(label)
+    book = next(option for label, option in _options(driver) if label == "この内容で予約する")
+    event = event_json(USER, "postback", book.data, event_id="01HWBOTREDISDOWN0000000000")
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2, decode_responses=True)
+    down_service = BotService(settings, client=dead, offices=offices, clock=service.clock)
+    down = create_app(settings, service=down_service).test_client()
+    assert post(down, webhook_body(event)).status_code == 503
+    assert line.sent(REPLY) == []
+    assert driver.bookings() == []
+
+    event["deliveryContext"] = {"isRedelivery": True}
+    assert post(client, webhook_body(event)).status_code == 200
+    assert post(client, webhook_body(event)).status_code == 200
+    assert [b["slot"] for b in driver.bookings()] == ["2026-11-25T10:00"]
+    [reply] = line.sent(REPLY)
+    assert "ご予約を受け付けました" in texts_of(reply)
+    kinds = [fields.get("kind") for _, fields in service.outbox.entries()]
+    assert kinds.count("booking") == 1
+
+
+def _options(driver):
+    from bot.testing.driver import labelled_options
+
+    return [pair for reply in driver.exchanges[-1].replies for pair in labelled_options(reply)]
+
+
+def test_stale_button_is_answered_with_the_current_question(client, line, service):
+    driver = ChatDriver(service, user=USER)
+    driver.say("こんにちは")
+    office_button = next(option for label, option in _options(driver) if label == "ハローワーク能登")
+    driver.tap("ハローワーク能登")
+    assert post(client, webhook_body(event_json(USER, "postback", office_button.data))).status_code == 200
+    body = texts_of(line.sent(REPLY)[-1])
+    assert "前の質問" in body and "お名前" in body
+    assert service.conversations.load(USER)[0]["state"] == "asking_name"
+
+
+def test_sticker_gets_a_polite_instruction(client, line):
+    post(client, webhook_body(event_json(USER, "text", "こんにちは")))
+    post(client, webhook_body(event_json(USER, "sticker")))
+    assert "スタンプ" in texts_of(line.sent(REPLY)[-1])
+
+
+def test_follow_greets_and_unfollow_forgets(client, line, service):
+    post(client, webhook_body(event_json(USER, "follow")))
+    assert "予約をお手伝いします" in texts_of(line.sent(REPLY)[-1])
+    assert service.conversations.load(USER)[0] is not None
+    post(client, webhook_body(event_json(USER, "unfollow")))
+    assert service.conversations.load(USER) == (None, 0)
+    assert len(line.sent(REPLY)) == 1  # an unfollow has no reply token
+
+
+def test_failed_reply_is_queued_as_a_push_not_retried(client, line, service):
+    line.failing[REPLY] = 500
+    post(client, webhook_body(event_json(USER, "text", "こんにちは")))
+    assert len(line.sent(REPLY)) == 1
+    pushes = [fields for _, fields in service.outbox.entries() if fields.get("kind") == "push"]
+    assert len(pushes) == 1 and pushes[0]["to"] == USER
+    assert "ご利用になるハローワーク" in pushes[0]["messages"]
+
+
+def test_group_events_are_ignored(client, line):
+    event = event_json(USER, "text", "こんにちは")
+    event["source"] = {"type": "group", "groupId": "C" + "0" * 32, "userId": USER}
+    assert post(client, webhook_body(event)).status_code == 200
+    assert line.requests == []
+
+
+def test_terms_page(client):
+    page = client.get("/offices/noto/terms")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "金沢地方裁判所" in html and "令和5年5月8日改定" in html and 'name="viewport"' in html
+    assert client.get("/offices/kyoto/terms").status_code == 404
