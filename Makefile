@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: run test check clean
 
@@ -12,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The main job: the web app in simulator mode (no LINE credentials) on an embedded Redis.
 run: $(STAMP)
 	$(BIN)/hwbot profiles check
-	$(BIN)/hwbot slots noto --days 14
+	$(BIN)/hwbot serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -8,6 +8,9 @@ import redis
 
 from bot.store.conversations import OUTBOX_KEY, OUTBOX_MAXLEN, _redis_errors, encode_notice
 
+# Entries the worker gave up on after `HWBOT_WORKER_MAX_ATTEMPTS` failures (the staff console lists them).
+DEAD_KEY = "hwbot:outbox:dead"
+
 
 class Outbox:
     """Appends entries; `hwbot worker` (the staff issue) reads them with a consumer group."""
@@ -26,3 +29,8 @@ class Outbox:
         """The newest entries, newest first (the simulator's staff pane, tests)."""
         with _redis_errors("cannot read the outbox"):
             return self.client.xrevrange(OUTBOX_KEY, count=count)
+
+    def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """Entries moved to the dead-letter stream, newest first (the staff console shows them)."""
+        with _redis_errors("cannot read the dead-letter stream"):
+            return self.client.xrevrange(DEAD_KEY, count=count)
