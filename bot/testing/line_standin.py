@@ -15,6 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+# Calls LINE answers with the ids of the messages it sent (the SDK validates that answer).
+SENDING_PATHS = ("/v2/bot/message/reply", "/v2/bot/message/push")
+
+
+def _sent(messages: list) -> dict[str, Any]:
+    """LINE's answer to a reply or push: an id and a quote token per message sent."""
+    return {"sentMessages": [{"id": str(100000000000000000 + i), "quoteToken": f"q{i}"} for i, _ in enumerate(messages)]}
+
+
 @dataclass
 class Recorded:
     method: str
@@ -46,7 +55,14 @@ class LineStandIn:
                     body = None
                 standin.requests.append(Recorded("POST", self.path, dict(self.headers), body, raw))
                 status = standin.failing.get(self.path, 200)
-                answer = standin.answers.get(self.path, {}) if status < 400 else {"message": "stand-in failure"}
+                if status >= 400:
+                    answer = {"message": "stand-in failure"}
+                elif self.path in standin.answers:
+                    answer = standin.answers[self.path]
+                elif self.path in SENDING_PATHS and isinstance(body, dict):
+                    answer = _sent(body.get("messages") or [])
+                else:
+                    answer = {}
                 payload = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
