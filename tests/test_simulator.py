@@ -273,3 +273,34 @@ def test_inbox_sequence_numbers(redis_client):
     assert redis_client.ttl(f"hwbot:sim:inbox:{USER}") > 0
     assert inbox.use_reply_token("unknown") is None
     assert inbox.accept_retry_key("k") and not inbox.accept_retry_key("k")
+
+
+BOOKING_SCRIPTS = ["noto_booking", "hamamatsu_booking", "izumo_booking", "toyooka_booking", "sakata_booking"]
+SLOT_LABEL = re.compile(r"^(?P<day>\d+月\d+日\(.\)) (?P<time>\d{1,2}:\d{2}〜\d{1,2}:\d{2})$")
+
+
+@pytest.mark.parametrize("name", BOOKING_SCRIPTS)
+def test_a_new_user_books_at_every_office_by_tapping_in_the_simulator(name, redis_client, offices):
+    """Each office's scripted booking replayed on the simulator page's API: signed webhook, real replies."""
+    from bot.settings import REPO_ROOT
+    from bot.testing.scripts import load_script
+
+    script = load_script(REPO_ROOT / "dialogs" / f"{name}.yaml")
+    service = BotService(simulator_settings(), client=redis_client, offices=offices, clock=ManualClock(script.now))
+    with LiveServer(create_app(simulator_settings(), service=service)) as live:
+        phone = SimPhone(live.url, USERS[2]["id"])
+        phone.follow()
+        for step in script.steps:
+            action, value = step.action()
+            if action == "say":
+                phone.say(str(value))
+            elif action == "tap":
+                slot = SLOT_LABEL.match(str(value))
+                phone.tap(slot["time"], within=slot["day"]) if slot else phone.tap(str(value))
+            else:
+                raise AssertionError(f"{name}: the booking script uses {action}, not a plain tap or say")
+        assert re.search(r"ご予約(を受け付けました|が完了しました)", phone.last_text())
+        assert "予約番号" in phone.last_text()
+    [expected] = script.end.bookings
+    [booking] = service.bookings.for_user(USERS[2]["id"])
+    assert (booking["office"], booking["slot"], booking["status"]) == (expected.office, expected.slot, "booked")
