@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bot.testing.stall import Stall
+
 
 @dataclass
 class Recorded:
@@ -31,7 +33,16 @@ class LineStandIn:
     requests: list[Recorded] = field(default_factory=list)
     failing: dict[str, int] = field(default_factory=dict)  # path -> status to answer
     # path -> JSON answer (the SDK reads some answers, e.g. the id of a created rich menu)
-    answers: dict[str, Any] = field(default_factory=lambda: {"/v2/bot/richmenu": {"richMenuId": "richmenu-standin"}})
+    answers: dict[str, Any] = field(
+        default_factory=lambda: {
+            "/v2/bot/richmenu": {"richMenuId": "richmenu-standin"},
+            "/v2/bot/message/push": {"sentMessages": [{"id": "1", "quoteToken": "standin"}]},
+        }
+    )
+    # Like LINE: a push whose X-Line-Retry-Key was already accepted gets 409 and is not delivered again.
+    dedupe_retry_keys: bool = False
+    accepted_keys: set[str] = field(default_factory=set)
+    stall: Stall = field(default_factory=Stall)  # hold a request after accepting it (crash tests)
 
     def __enter__(self) -> "LineStandIn":
         standin = self
@@ -46,6 +57,13 @@ class LineStandIn:
                     body = None
                 standin.requests.append(Recorded("POST", self.path, dict(self.headers), body, raw))
                 status = standin.failing.get(self.path, 200)
+                key = self.headers.get("X-Line-Retry-Key")
+                if standin.dedupe_retry_keys and key and status < 400:
+                    status = 409 if key in standin.accepted_keys else status
+                    standin.accepted_keys.add(key)
+                if status < 400 and standin.stall.hit():
+                    standin.stall.hold(self)  # accepted, but the caller never hears so
+                    return
                 answer = standin.answers.get(self.path, {}) if status < 400 else {"message": "stand-in failure"}
                 payload = json.dumps(answer).encode()
                 self.send_response(status)
@@ -63,6 +81,7 @@ class LineStandIn:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stall.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
