@@ -70,6 +70,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL such as https://api.line.me")
         return value.rstrip("/")
 
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://hwbot.example.jp")
+        return value.rstrip("/") if value else None
+
     def secret_from(self, variable: str) -> str | None:
         """A secret whose variable a profile names (e.g. an office's own Slack webhook)."""
         import os

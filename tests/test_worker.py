@@ -356,3 +356,42 @@ def test_a_line_push_accepted_before_the_kill_is_not_sent_twice(line, redis_clie
     texts = [request.body["messages"][0]["text"] for request in pushes]
     for booking in range(1, CRASH_NOTICES + 1):
         assert sum(f"予約番号: N{booking:02d}" in text for text in set(texts)) == 1
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [("HWBOT_WORKER_LEASE_SECONDS", "-1"), ("HWBOT_WORKER_MAX_ATTEMPTS", "0"), ("HWBOT_PUBLIC_URL", "hw.example")],
+)
+def test_bad_worker_settings_name_their_variable(monkeypatch, variable, value):
+    from bot.errors import ConfigError
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable):
+        load_settings()
+
+
+def test_run_delivers_until_stopped(make_worker, slack):
+    from bot.staff.worker import start_thread
+
+    worker = make_worker()
+    worker.service.clock = ManualClock(NOW)
+    thread, stop = start_thread(worker)
+    worker.outbox.add(notice())
+    wait_for(lambda: len(slack.messages) == 1, timeout=10)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_worker_once_prints_what_it_did(redis_client, redis_url, slack):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    Outbox(redis_client).add(notice())
+    env = {"REDIS_URL": redis_url, "SLACK_WEBHOOK_URL": slack.url, "LINE_CHANNEL_SECRET": "s",
+           "LINE_CHANNEL_ACCESS_TOKEN": "t", "HWBOT_NOW": ""}
+    result = CliRunner().invoke(main, ["worker", "--once", "--now", "2026-11-20T10:00", "--consumer", "cli"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"delivered": 1}
+    assert len(slack.messages) == 1
