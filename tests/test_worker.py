@@ -343,7 +343,7 @@ def test_a_worker_killed_mid_delivery_delivers_each_notice_once(slack, redis_cli
 def test_a_line_push_accepted_before_the_kill_is_not_sent_twice(line, redis_client, redis_url, profiles_copy, tmp_path):
     with (profiles_copy / "noto.yaml").open("a", encoding="utf-8") as profile:
         profile.write(f"\nstaff:\n  notify:\n    slack_webhook_env: null\n    line_group_id: {GROUP_ID}\n")
-    from bot.testing.stall import Stall
+    from bot.testing.standin import Stall
 
     line.stall = stall = Stall(STALLED)
     env = {"REDIS_URL": redis_url, "HWBOT_PROFILES_DIR": str(profiles_copy), "LINE_CHANNEL_SECRET": "s",

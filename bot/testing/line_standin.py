@@ -9,12 +9,10 @@
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bot.testing.stall import Stall
+from bot.testing.standin import LocalServer, QuietHandler, Stall, respond
 
 
 @dataclass
@@ -27,7 +25,7 @@ class Recorded:
 
 
 @dataclass
-class LineStandIn:
+class LineStandIn(LocalServer):
     """Answers 200 `{}` (or `fail_with` for the paths in `failing`) and keeps every request."""
 
     requests: list[Recorded] = field(default_factory=list)
@@ -47,7 +45,7 @@ class LineStandIn:
     def __enter__(self) -> "LineStandIn":
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -65,31 +63,14 @@ class LineStandIn:
                     standin.stall.hold(self)  # accepted, but the caller never hears so
                     return
                 answer = standin.answers.get(self.path, {}) if status < 400 else {"message": "stand-in failure"}
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                respond(self, status, json.dumps(answer).encode(), "application/json")
 
-            def log_message(self, *args: object) -> None:
-                """Quiet: tests read `requests` instead."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self.start_serving(Handler)
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stall.release()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.base_url
 
     def sent(self, path: str) -> list[Recorded]:
         return [request for request in self.requests if request.path == path]

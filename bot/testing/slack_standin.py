@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 
-from bot.testing.stall import Stall
+from bot.testing.standin import LocalServer, QuietHandler, Stall, respond
 
 
 def block_errors(payload: Any) -> list[str]:
@@ -47,7 +46,7 @@ def block_errors(payload: Any) -> list[str]:
 
 
 @dataclass
-class SlackStandIn:
+class SlackStandIn(LocalServer):
     """Records valid payloads in `messages`; every request (valid or not) in `requests`."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -68,7 +67,7 @@ class SlackStandIn:
         standin = self
         lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
@@ -90,28 +89,11 @@ class SlackStandIn:
                 self.answer(200, "ok")
 
             def answer(self, status: int, text: str) -> None:
-                body = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, status, text.encode(), "text/plain")
 
-            def log_message(self, *args: object) -> None:
-                """Quiet: tests read `messages` instead."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self.start_serving(Handler)
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stall.release()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/services/T000/B000/standin"
+        return self.base_url + "/services/T000/B000/standin"
