@@ -8,7 +8,6 @@ them in, and the free-text summary is shown only for kinds without their own wor
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +21,6 @@ from bot.clock import JST
 from bot.errors import DeliveryError
 from bot.profiles import OfficeProfile
 
-log = logging.getLogger("hwbot.staff")
 
 SLACK_TIMEOUT_S = 10
 LINE_TEXT_MAX = 5000
