@@ -125,8 +125,72 @@ def serve(host: str, port: int, now: str | None) -> None:
     mode = "simulator (no LINE credentials)" if settings.simulator_mode else "LINE channel"
     redis_where = "REDIS_URL" if settings.redis_url else f"embedded Redis under {settings.var_dir}/"
     click.echo(f"hwbot: {mode}, {redis_where}")
+    if settings.simulator_mode:
+        _serve_worker(settings, app, host, port)
+        click.echo("hwbot: outbox worker running in this process (simulator mode)")
     click.echo(f"hwbot: open http://{host}:{port}/ in a browser")
     app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+def _worker(settings: Settings, consumer: str | None, clock: Clock | None = None, service=None, line_host: str | None = None):
+    """A Worker on its own Redis client (its blocking read outlasts the web's short socket timeout)."""
+    from bot.channels.line.api import LineMessaging
+    from bot.service import BotService
+    from bot.staff.worker import Worker
+    from bot.store import connect
+
+    client = connect(settings, socket_timeout=5.0)
+    service = BotService(
+        settings,
+        client=client,
+        offices=service.offices if service else None,
+        clock=clock or (service.clock if service else None),
+    )
+    line = None
+    if settings.simulator_mode:
+        from bot.web import SIMULATOR_TOKEN  # in simulator mode the app's stand-in LINE API expects it
+
+        line = LineMessaging(line_host or settings.line_api_host, SIMULATOR_TOKEN)
+    return Worker(service, settings, consumer=consumer, line=line)
+
+
+def _serve_worker(settings: Settings, app, host: str, port: int) -> None:
+    """Simulator mode: deliver the outbox in a daemon thread, pushing to the app's own stand-in LINE API."""
+    from bot.staff.worker import start_thread
+    from bot.web import DEFAULT_LINE_HOST
+
+    line_host = settings.line_api_host
+    if line_host == DEFAULT_LINE_HOST:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        line_host = f"http://{shown}:{port}/sim/line"
+    start_thread(_worker(settings, None, service=app.extensions["hwbot"], line_host=line_host))
+
+
+@main.command()
+@click.option("--now", metavar="ISO", help="Run as if it were this instant (time then runs on).")
+@click.option("--once", is_flag=True, help="Deliver what is due now, print the counts and exit.")
+@click.option("--consumer", metavar="NAME", help="Consumer name in the outbox group (default: the host name).")
+def worker(now: str | None, once: bool, consumer: str | None) -> None:
+    """Deliver the outbox (staff notices, pushes) until SIGTERM or Ctrl-C."""
+    import logging
+    import signal
+    import threading
+
+    settings = _settings()
+    instant = _instant(now) or settings.now
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        runner = _worker(settings, consumer, Clock(instant) if instant else Clock())
+        if once:
+            stats = runner.run_once(runner.service.clock.now())
+            click.echo(json.dumps(stats, sort_keys=True))
+            return
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runner.run(stop)
 
 
 @main.group()

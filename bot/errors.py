@@ -4,8 +4,9 @@
     ├── ConfigError             an environment variable has a bad value (raised at start-up)
     ├── ProfileError            an office profile is broken; `.problems` lists file, field and message
     ├── UnknownOfficeError      an office id names no loaded profile
-    └── StoreError              Redis could not be reached or answered unexpectedly
-        └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+    ├── StoreError              Redis could not be reached or answered unexpectedly
+    │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+    └── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
 """
 
 from __future__ import annotations
@@ -37,3 +38,14 @@ class StoreError(HwbotError):
 
 class ConflictError(StoreError):
     """Raised when a compare-and-set save finds a newer version than the one it loaded."""
+
+
+class DeliveryError(HwbotError):
+    """Raised by the worker's senders; the message is only a class or status (no personal data).
+
+    `permanent` entries (malformed, unknown office) go to the dead-letter stream at once.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent

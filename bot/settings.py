@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     staff_token: str | None = Field(default=None, validation_alias="HWBOT_STAFF_TOKEN")
     public_url: str | None = Field(default=None, validation_alias="HWBOT_PUBLIC_URL")
     worker_max_attempts: int = Field(default=6, ge=1, le=50, validation_alias="HWBOT_WORKER_MAX_ATTEMPTS")
+    # An entry pending this long with no retry scheduled belongs to a dead worker: another one takes it.
+    worker_lease_seconds: int = Field(default=60, ge=0, le=3600, validation_alias="HWBOT_WORKER_LEASE_SECONDS")
     reminders: bool = Field(default=True, validation_alias="HWBOT_REMINDERS")
     var_dir: Path = Field(default=Path("var"), validation_alias="HWBOT_VAR_DIR")
     retention_days: int = Field(default=90, ge=1, le=3650, validation_alias="HWBOT_RETENTION_DAYS")
@@ -67,6 +69,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://api.line.me")
         return value.rstrip("/")
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://hwbot.example.jp")
+        return value.rstrip("/") if value else None
 
     def secret_from(self, variable: str) -> str | None:
         """A secret whose variable a profile names (e.g. an office's own Slack webhook)."""

@@ -28,13 +28,16 @@ def embedded_redis(var_dir: Path) -> redis.Redis:
         raise StoreError(f"embedded Redis under {var_dir} failed to start: {exc}") from exc
 
 
-def connect(settings: Settings) -> redis.Redis:
-    """A Redis client for `settings`: REDIS_URL when set, the embedded server otherwise."""
+def connect(settings: Settings, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> redis.Redis:
+    """A Redis client for `settings`: REDIS_URL when set, the embedded server otherwise.
+
+    The worker passes a longer `socket_timeout`: its blocking stream read waits about a second.
+    """
     if settings.redis_url:
         return redis.Redis.from_url(
             settings.redis_url,
             decode_responses=True,
-            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_timeout=socket_timeout,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             health_check_interval=30,
         )

@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from bot.testing.standin import LocalServer, QuietHandler, Stall, respond
 
 
 # Calls LINE answers with the ids of the messages it sent (the SDK validates that answer).
@@ -34,18 +34,24 @@ class Recorded:
 
 
 @dataclass
-class LineStandIn:
-    """Answers 200 `{}` (or `fail_with` for the paths in `failing`) and keeps every request."""
+class LineStandIn(LocalServer):
+    """Answers as LINE does (or with the status in `failing` for a path) and keeps every request."""
 
     requests: list[Recorded] = field(default_factory=list)
     failing: dict[str, int] = field(default_factory=dict)  # path -> status to answer
     # path -> JSON answer (the SDK reads some answers, e.g. the id of a created rich menu)
-    answers: dict[str, Any] = field(default_factory=lambda: {"/v2/bot/richmenu": {"richMenuId": "richmenu-standin"}})
+    answers: dict[str, Any] = field(
+        default_factory=lambda: {"/v2/bot/richmenu": {"richMenuId": "richmenu-standin"}}
+    )
+    # Like LINE: a push whose X-Line-Retry-Key was already accepted gets 409 and is not delivered again.
+    dedupe_retry_keys: bool = False
+    accepted_keys: set[str] = field(default_factory=set)
+    stall: Stall = field(default_factory=Stall)  # hold a request after accepting it (crash tests)
 
     def __enter__(self) -> "LineStandIn":
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -55,6 +61,13 @@ class LineStandIn:
                     body = None
                 standin.requests.append(Recorded("POST", self.path, dict(self.headers), body, raw))
                 status = standin.failing.get(self.path, 200)
+                key = self.headers.get("X-Line-Retry-Key")
+                if standin.dedupe_retry_keys and key and status < 400:
+                    status = 409 if key in standin.accepted_keys else status
+                    standin.accepted_keys.add(key)
+                if status < 400 and standin.stall.hit():
+                    standin.stall.hold(self)  # accepted, but the caller never hears so
+                    return
                 if status >= 400:
                     answer = {"message": "stand-in failure"}
                 elif self.path in standin.answers:
@@ -63,30 +76,14 @@ class LineStandIn:
                     answer = _sent(body.get("messages") or [])
                 else:
                     answer = {}
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                respond(self, status, json.dumps(answer).encode(), "application/json")
 
-            def log_message(self, *args: object) -> None:
-                """Quiet: tests read `requests` instead."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self.start_serving(Handler)
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.base_url
 
     def sent(self, path: str) -> list[Recorded]:
         return [request for request in self.requests if request.path == path]

@@ -28,7 +28,15 @@ PUSH_TIMEOUT = (2.0, 10.0)
 
 
 class LineApiError(HwbotError):
-    """Raised when LINE (or its stand-in) refused a call or did not answer in time."""
+    """Raised when LINE (or its stand-in) refused a call or did not answer in time.
+
+    `status` is LINE's HTTP status (None when there was no answer): the worker treats 409 on a push
+    with a retry key as "already delivered".
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class LineMessaging:
@@ -63,4 +71,4 @@ class LineMessaging:
         except Exception as exc:  # the SDK raises ApiException, urllib3 errors, timeouts…
             status = getattr(exc, "status", None)
             log.warning("line_call_failed call=%s status=%s error=%s", name, status, exc.__class__.__name__)
-            raise LineApiError(f"LINE {name} failed: {status or exc.__class__.__name__}") from exc
+            raise LineApiError(f"LINE {name} failed: {status or exc.__class__.__name__}", status) from exc
