@@ -1068,19 +1068,22 @@ class Turn:
         if cancelled is None:
             self.say(Text(T.CANCEL_NOT_FOUND))
             return self.ask_menu()
+        self.booking_notice("cancellation", booking, "キャンセル")
+        self.say(Text(T.CANCELLED.format(booking=self._booking_line(booking))))
+        self.ask_menu()
+
+    def booking_notice(self, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:
+        """A staff notice about one booking: office, slot and reference only (no personal data)."""
         office = self.dialog.offices.get(booking["office"])
         name = office.short_name if office else booking["office"]
         self.outcome.notices.append(
             StaffNotice(
-                kind="cancellation",
+                kind=kind,
                 office=booking["office"],
-                summary=f"キャンセル: {name} {calendar.format_day(start.date())} {start:%H:%M}",
-                fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"]},
+                summary=f"{what}: {name} {booking_when(booking)}",
+                fields={"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"], **extra},
             )
         )
-        self.say(Text(T.CANCELLED.format(booking=self._booking_line(booking))))
-        self.ask_menu()
-
 
     # -- after booking: no-shows, data deletion, blocking, re-consent, reminder opt-in ---------------
 
@@ -1126,16 +1129,7 @@ class Turn:
             if self.bookings.cancel(ref, at=self.now.isoformat(), by="user_erase") is None:
                 continue
             cancelled.append(booking)
-            office = self.dialog.offices.get(booking["office"])
-            name = office.short_name if office else booking["office"]
-            self.outcome.notices.append(
-                StaffNotice(
-                    kind="data_deleted",
-                    office=booking["office"],
-                    summary=f"データ削除によるキャンセル: {name} {booking_when(booking)}",
-                    fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"]},
-                )
-            )
+            self.booking_notice("data_deleted", booking, "データ削除によるキャンセル")
         for booking in self.bookings.for_user(self.conv.user):
             self.bookings.delete_personal(booking_ref(booking))
         self.quit_silently()
@@ -1161,14 +1155,7 @@ class Turn:
             self.bookings.update(ref, {"erase_after": booking["end"]})
             office = self.dialog.offices.get(booking["office"])
             name = office.short_name if office else booking["office"]
-            self.outcome.notices.append(
-                StaffNotice(
-                    kind="user_blocked",
-                    office=booking["office"],
-                    summary=f"予約中の利用者がブロックしました: {name} {booking_when(booking)}",
-                    fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"], "office_name": name},
-                )
-            )
+            self.booking_notice("user_blocked", booking, "予約中の利用者がブロックしました", office_name=name)
 
     def _own_upcoming(self, ref: str) -> dict[str, Any] | None:
         """The user's own booked, not yet started booking `ref` (None for a stale or forged button)."""
@@ -1204,14 +1191,7 @@ class Turn:
         if booking.get("office_confirmation") == "awaiting_consent":
             changes["office_confirmation"] = asked.get("confirmation", "pending")
         self.bookings.update(ref, changes)
-        self.outcome.notices.append(
-            StaffNotice(
-                kind="reconsent_given",
-                office=office.id,
-                summary=f"新しい利用規約に同意: {office.short_name} {booking_when(booking)}",
-                fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"], "version": version},
-            )
-        )
+        self.booking_notice("reconsent_given", booking, "新しい利用規約に同意", version=version)
         self.say(Text(T.RECONSENT_THANKS))
         self._aside_done()
 
