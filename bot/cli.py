@@ -136,6 +136,7 @@ def _worker(settings: Settings, consumer: str | None, clock: Clock | None = None
     """A Worker on its own Redis client (its blocking read outlasts the web's short socket timeout)."""
     from bot.channels.line.api import LineMessaging
     from bot.service import BotService
+    from bot.staff.aftercare import scheduled_tasks
     from bot.staff.worker import Worker
     from bot.store import connect
 
@@ -151,7 +152,8 @@ def _worker(settings: Settings, consumer: str | None, clock: Clock | None = None
         from bot.web import SIMULATOR_TOKEN  # in simulator mode the app's stand-in LINE API expects it
 
         line = LineMessaging(line_host or settings.line_api_host, SIMULATOR_TOKEN)
-    return Worker(service, settings, consumer=consumer, line=line)
+    # Reminders, terms re-consent and retention run in every worker cycle (each throttles itself).
+    return Worker(service, settings, tasks=scheduled_tasks(service), consumer=consumer, line=line)
 
 
 def _serve_worker(settings: Settings, app, host: str, port: int) -> None:

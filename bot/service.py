@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clock import Clock
-from bot.dialog import Conversation, Dialog, Inbound, Outcome
+from bot.dialog import Conversation, Dialog, Inbound, Outcome, StaffNotice
 from bot.dialog.texts import STAFF_RESUMED
 from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
@@ -28,6 +28,9 @@ MAX_ATTEMPTS = 5
 # An expired conversation stays this long so that the next message can say it expired; its answers
 # (personal data) are erased at that message, or by Redis at the end of this grace.
 EXPIRY_GRACE = timedelta(hours=6)
+# The anonymous booking record (no personal data, no user id) stays this long for statistics; the
+# personal fields go earlier, at HWBOT_RETENTION_DAYS (bot.staff.aftercare's retention task).
+STATISTICS_DAYS = 365
 
 
 def user_hash(user: str, key: str) -> str:
@@ -48,7 +51,9 @@ class StoreBookings:
 
     def claim(self, booking: dict[str, Any], capacity: int) -> ClaimResult:
         end = datetime.fromisoformat(booking["end"])
-        return self.store.claim(booking, capacity, expire_at=int((end + self.retention).timestamp()))
+        # A margin past retention so the retention task always strips the record before it expires.
+        keep = max(timedelta(days=STATISTICS_DAYS), self.retention + timedelta(days=30))
+        return self.store.claim(booking, capacity, expire_at=int((end + keep).timestamp()))
 
     def for_user(self, user: str) -> list[dict[str, Any]]:
         return self.store.for_user(user)
@@ -61,6 +66,24 @@ class StoreBookings:
 
     def cancel(self, ref: str, *, at: str, by: str) -> dict[str, Any] | None:
         return self.store.cancel(ref, at=at, by=by)
+
+    def update(self, ref: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        return self.store.update(ref, changes)
+
+    def delete_personal(self, ref: str) -> None:
+        self.store.delete_personal(ref)
+
+
+def notice_entry(notice: StaffNotice, at: datetime, *, entry_id: str | None = None) -> dict[str, Any]:
+    """A staff notice as an outbox entry (what the worker delivers)."""
+    return {
+        "id": entry_id or uuid.uuid4().hex,
+        "kind": notice.kind,
+        "office": notice.office,
+        "summary": notice.summary,
+        "fields": notice.fields,
+        "at": at.isoformat(),
+    }
 
 
 class BotService:
@@ -79,7 +102,7 @@ class BotService:
         self.client = client if client is not None else connect(settings)
         self.clock = clock or (Clock(settings.now) if settings.now else Clock())
         ttl = timedelta(minutes=settings.conversation_ttl_minutes)
-        self.dialog = Dialog(self.offices, ttl=ttl)
+        self.dialog = Dialog(self.offices, ttl=ttl, reminders=settings.reminders)
         self.conversations = ConversationStore(
             self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds())
         )
@@ -105,22 +128,11 @@ class BotService:
                 data, version = self.conversations.load(event.user)
             conversation = Conversation.from_json(data) if data else None
             outcome = self.dialog.handle(conversation, event, self.clock.now(), self.bookings)
-            notices = [
-                {
-                    "id": uuid.uuid4().hex,
-                    "kind": notice.kind,
-                    "office": notice.office,
-                    "summary": notice.summary,
-                    "fields": notice.fields,
-                    "at": self.clock.now().isoformat(),
-                }
-                for notice in outcome.notices
-            ]
+            notices = [notice_entry(notice, self.clock.now()) for notice in outcome.notices]
             try:
                 if outcome.erase_user:
-                    self.conversations.delete(event.user)
-                    if event_id is not None:
-                        self.conversations.mark_event(event_id)
+                    # Unfollow or data deletion: the notices, the deletion and the event mark are one step.
+                    self.conversations.erase(event.user, version, notices=notices, event_id=event_id)
                 else:
                     self.conversations.save(
                         event.user, outcome.conversation.to_json(), version, notices=notices, event_id=event_id
@@ -128,6 +140,8 @@ class BotService:
             except ConflictError:
                 log.info("turn_conflict user=%s attempt=%d", who, attempt)
                 continue
+            if outcome.erase_user:
+                self.handoffs.close(event.user)
             self._track_handoffs(event.user, outcome)
             log.info(
                 "turn user=%s kind=%s state=%s replies=%d notices=%d",
@@ -145,6 +159,10 @@ class BotService:
         self.outbox.add(
             {"id": retry_key, "kind": "push", "to": user, "messages": messages, "at": self.clock.now().isoformat()}
         )
+
+    def queue_notice(self, notice: StaffNotice, *, entry_id: str | None = None) -> None:
+        """Queue a staff notice outside a turn (scheduled tasks); `entry_id` makes a repeat recognisable."""
+        self.outbox.add(notice_entry(notice, self.clock.now(), entry_id=entry_id))
 
     def _track_handoffs(self, user: str, outcome: Outcome) -> None:
         """Keep the staff console's list of users waiting for staff in step with the turn."""

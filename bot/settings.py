@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,7 +41,7 @@ class Settings(BaseSettings):
     worker_max_attempts: int = Field(default=6, ge=1, le=50, validation_alias="HWBOT_WORKER_MAX_ATTEMPTS")
     # An entry pending this long with no retry scheduled belongs to a dead worker: another one takes it.
     worker_lease_seconds: int = Field(default=60, ge=0, le=3600, validation_alias="HWBOT_WORKER_LEASE_SECONDS")
-    reminders: bool = Field(default=True, validation_alias="HWBOT_REMINDERS")
+    reminders: Literal["all", "opt_in", "off"] = Field(default="all", validation_alias="HWBOT_REMINDERS")
     var_dir: Path = Field(default=Path("var"), validation_alias="HWBOT_VAR_DIR")
     retention_days: int = Field(default=90, ge=1, le=3650, validation_alias="HWBOT_RETENTION_DAYS")
     conversation_ttl_minutes: int = Field(
@@ -54,6 +55,21 @@ class Settings(BaseSettings):
             if not value.strip():
                 return None
             return parse_instant(value)
+        return value
+
+    @field_validator("reminders", mode="before")
+    @classmethod
+    def _reminders(cls, value: object) -> object:
+        """Accept the old boolean values (true: all, false: off) and any case."""
+        if isinstance(value, bool):
+            return "all" if value else "off"
+        if isinstance(value, str):
+            folded = value.strip().lower().replace("-", "_")
+            legacy = {"true": "all", "1": "all", "yes": "all", "false": "off", "0": "off", "no": "off"}
+            folded = legacy.get(folded, folded)
+            if folded not in ("all", "opt_in", "off"):
+                raise ValueError("must be all, opt_in or off")
+            return folded
         return value
 
     @field_validator("redis_url", mode="after")

@@ -36,6 +36,7 @@ def test_values_are_read_and_parsed(monkeypatch):
         ("REDIS_URL", "localhost:6379"),
         ("LINE_API_HOST", "api.line.me"),
         ("HWBOT_CONVERSATION_TTL_MINUTES", "-5"),
+        ("HWBOT_REMINDERS", "sometimes"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch, variable, value):
@@ -49,3 +50,16 @@ def test_secrets_are_not_echoed(monkeypatch):
     with pytest.raises(ConfigError) as raised:
         load_settings()
     assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "value, mode", [("all", "all"), ("OPT_IN", "opt_in"), ("opt-in", "opt_in"), ("off", "off"), ("true", "all"), ("0", "off")]
+)
+def test_reminders_mode(monkeypatch, value, mode):
+    monkeypatch.setenv("HWBOT_REMINDERS", value)
+    assert load_settings().reminders == mode
+
+
+def test_reminders_default_to_all(monkeypatch):
+    monkeypatch.delenv("HWBOT_REMINDERS", raising=False)
+    assert load_settings().reminders == "all"

@@ -94,6 +94,20 @@ def test_notices_reach_the_outbox_only_with_the_saved_state(conversations, redis
     assert len(redis_client.xrange("hwbot:outbox")) == 2
 
 
+def test_erase_deletes_with_its_notices_and_event_mark_atomically(conversations, redis_client):
+    conversations.save(USER, {"state": "asking_number", "answers": {"name": "山田 太郎"}}, 0)
+    with pytest.raises(ConflictError):
+        conversations.erase(USER, 0, notices=[{"kind": "user_blocked"}], event_id="ev-1")
+    assert redis_client.xlen("hwbot:outbox") == 0 and not redis_client.exists("hwbot:event:ev-1")
+    assert conversations.load(USER)[1] == 1
+    conversations.erase(USER, 1, notices=[{"kind": "user_blocked", "ref": "r"}], event_id="ev-1")
+    assert conversations.load(USER) == (None, 0)
+    assert [fields for _, fields in redis_client.xrange("hwbot:outbox")] == [{"kind": "user_blocked", "ref": "r"}]
+    assert redis_client.exists("hwbot:event:ev-1")
+    conversations.erase(USER, 0)  # nothing there: still fine, and a new conversation starts at version 1
+    assert conversations.save(USER, {"state": "idle"}, 0) == 1
+
+
 def test_empty_notice_is_refused_before_anything_is_written(conversations, redis_client):
     with pytest.raises(ValueError):
         conversations.save(USER, {"state": "a"}, 0, notices=[{}])
@@ -279,6 +293,24 @@ def test_delete_personal(bookings, redis_client):
     bookings.delete_personal("noto|2026-12-01T10:00|nope")
     bookings.delete_personal("noto|2026-12-01T10:00|b1", fields=("topic",))
     assert bookings.get("noto|2026-12-01T10:00|b1") == booking("b1")
+
+
+def test_anonymise_keeps_an_anonymous_record_and_cleans_the_user_index(bookings, redis_client):
+    personal = {"name": "山田 太郎", "number": "12345-6789012", "email": "t@example.jp", "phone": "090-1234-5678"}
+    bookings.claim(booking("b1", **personal, topic="求人相談"), 1, expire_at=int(time.time()) + 365 * 86400)
+    bookings.claim(booking("b2", slot=SLOTS[1]), 1)
+    ref = "noto|2026-12-01T10:00|b1"
+    kept = bookings.anonymise(ref, at="2027-03-01T00:00:00+09:00")
+    stored = {k: v for k, v in booking("b1", topic="求人相談").items() if k != "user"}
+    assert kept == bookings.get(ref) == {**stored, "anonymised_at": "2027-03-01T00:00:00+09:00"}
+    raw = redis_client.get("hwbot:{noto:2026-12-01}:booking:b1")
+    assert USER not in raw and "山田" not in raw and "090" not in raw
+    assert redis_client.smembers(f"hwbot:{{u:{USER}}}:bookings") == {"noto|2026-12-01T10:30|b2"}
+    assert [b["id"] for b in bookings.for_user(USER)] == ["b2"]
+    assert [b["id"] for b in bookings.on_day("noto", DAY)] == ["b1", "b2"]  # statistics still count it
+    assert redis_client.ttl("hwbot:{noto:2026-12-01}:booking:b1") > 364 * 86400
+    assert bookings.anonymise(ref, at="later") == kept  # a second run changes nothing
+    assert bookings.anonymise("noto|2026-12-01T10:00|nope", at="t") is None
 
 
 def test_retention_expiry_survives_changes(bookings, redis_client):

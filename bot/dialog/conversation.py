@@ -87,6 +87,10 @@ class Bookings(Protocol):
 
     def cancel(self, ref: str, *, at: str, by: str) -> dict[str, Any] | None: ...
 
+    def update(self, ref: str, changes: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def delete_personal(self, ref: str) -> None: ...
+
 
 def booking_ref(booking: dict[str, Any]) -> str:
     """The store's reference of a booking: `office|slot|id`."""

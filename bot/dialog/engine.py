@@ -7,7 +7,7 @@ adds a `Turn` model in the conversation's state, fires a trigger and removes it 
 States (nouns / -ing phrases): idle, choosing_office, asking_name, asking_number, asking_email,
 asking_phone, choosing_topic, asking_interpreter, q_<question id>, choosing_category,
 asking_category_detail, choosing_slot, reading_terms, confirming, choosing_change, ineligible,
-confirming_cancel. Triggers (verbs): begin, advance, reject, change, finish, quit, restart, and the
+confirming_cancel, confirming_erase. Triggers (verbs): begin, advance, reject, change, finish, quit, restart, and the
 automatic to_<state> used by 戻る and by edits from the confirmation card.
 """
 
@@ -49,7 +49,12 @@ ANY = "*"  # postback step marker for buttons that stay valid (menu, booking lis
 DAYS_PER_PAGE = 5
 STUCK_AFTER = 3  # invalid answers in a row to one question before staff are called
 PERSONAL = ("name", "number", "email", "phone")
-COMMON_STATES = ["idle", "choosing_office", "confirming_cancel"]
+COMMON_STATES = ["idle", "choosing_office", "confirming_cancel", "confirming_erase"]
+# Postback actions valid at any step and state (`*|<action>|<value>`): they act on a booking.
+CANCEL_ACTION = "x"  # value: the booking ref
+RECONSENT_ACTION = "rc"  # value: "<terms version>|<booking ref>"
+REMINDER_ACTION = "rm"  # value: the booking ref (HWBOT_REMINDERS=opt_in)
+REMINDER_MODES = ("all", "opt_in", "off")
 
 TYPED_STATES = {
     "asking_name": ("name", validate.person_name, T.ASK_NAME),
@@ -67,6 +72,20 @@ def postback(step: int | str, action: str, value: str = "") -> str:
 
 def command_option(command: str) -> Option:
     return Option(T.COMMANDS[command], postback(ANY, "g", command))
+
+
+def phone_links(office: OfficeProfile | None) -> tuple[Link, ...]:
+    """The office's phone number as a `tel:` link; none when the office publishes no number."""
+    if office is None or not office.contact.phone:
+        return ()
+    return (Link(f"{office.short_name}に電話する（{office.phone_label()}）", f"tel:{office.contact.phone}"),)
+
+
+def booking_when(booking: dict[str, Any]) -> str:
+    """`11月25日(水) 10:00〜10:30` of a stored booking."""
+    start = datetime.fromisoformat(booking["start"]).astimezone(JST)
+    end = datetime.fromisoformat(booking["end"]).astimezone(JST)
+    return f"{calendar.format_day(start.date())} {start:%H:%M}〜{end:%H:%M}"
 
 
 def fold(text: str) -> str:
@@ -154,9 +173,13 @@ class Dialog:
         *,
         ttl: timedelta = timedelta(minutes=30),
         terms_url: Callable[[str], str] = lambda office_id: f"/offices/{office_id}/terms",
+        reminders: str = "all",
     ):
+        if reminders not in REMINDER_MODES:
+            raise ValueError(f"reminders must be one of {', '.join(REMINDER_MODES)}")
         self.offices = offices
         self.ttl = ttl
+        self.reminders = reminders
         self.terms_url = terms_url
         self.flows = {office_id: Flow(offices[office_id]) for office_id in offices}
         self.lobby = Flow(None)
@@ -173,6 +196,7 @@ class Dialog:
         if conversation.office and conversation.office not in self.flows:
             conversation.reset()  # the office was removed from the profiles
         if event.kind == "unfollow":
+            Turn(self, conversation, now, bookings, outcome).blocked()
             conversation.reset()
             outcome.erase_user = True
             return outcome
@@ -288,6 +312,10 @@ class Turn:
     # -- dispatch -------------------------------------------------------------------------------
 
     def receive(self, parsed: Parsed) -> None:
+        if parsed.kind == "choice" and parsed.action == RECONSENT_ACTION:
+            return self.reconsent(parsed.value)
+        if parsed.kind == "choice" and parsed.action == REMINDER_ACTION:
+            return self.opt_in_reminder(parsed.value)
         if self.conv.paused:
             return self.waiting_for_staff(parsed)
         if parsed.kind == "command":
@@ -296,7 +324,7 @@ class Turn:
             self.say(Text(T.MEDIA))
             return self.reprompt()
         if parsed.kind == "choice":
-            if parsed.action == "x":  # a booking from the list: always valid
+            if parsed.action == CANCEL_ACTION:  # a booking from the list: always valid
                 return self.ask_cancel(parsed.value)
             if parsed.step != str(self.conv.step):
                 self.say(Text(T.STALE if self.state != "idle" else T.STALE_IDLE))
@@ -381,13 +409,19 @@ class Turn:
             return self.back()
         if name == "help":
             self.say(Text(T.HELP))
-            return self.reprompt() if self.state != "idle" else self.ask_menu()
+            if self.state != "idle":
+                return self.reprompt()
+            return self.ask_menu(command_option("erase"))
         if name == "handoff":
             return self.handoff("user_request", "利用者が担当者との会話を希望しています。")
         if name in ("bookings", "cancel"):
             return self.list_bookings(cancelling=name == "cancel")
         if name in ("resume", "resume_bot"):
             return self.reprompt()
+        if name == "erase":
+            if self.state != "idle":
+                self.quit_silently()
+            return self.to_confirming_erase()
         self.reprompt()
 
     def back(self) -> None:
@@ -399,6 +433,8 @@ class Turn:
         if self.state == "confirming_cancel":
             self.say(Text(T.CANCEL_KEPT))
             return self.ask_menu_state()
+        if self.state == "confirming_erase":
+            return self.do_erase(False)
         if self.conv.history:
             previous = self.conv.history.pop()
             return getattr(self, f"to_{previous}")()
@@ -446,7 +482,7 @@ class Turn:
 
     def waiting_for_staff(self, parsed: Parsed) -> None:
         """While paused, the bot only reminds the user that staff will answer (or resumes on request)."""
-        if parsed.kind == "command" and parsed.value in ("resume_bot", "restart", "quit", "bookings", "cancel"):
+        if parsed.kind == "command" and parsed.value in ("resume_bot", "restart", "quit", "bookings", "cancel", "erase"):
             self.conv.paused = None
             self.notify("handoff_closed", "利用者が自動応答に戻りました。", reason="user_resumed")
             if parsed.value == "resume_bot":
@@ -458,14 +494,12 @@ class Turn:
         self.say(Ask(T.PAUSED_HINT, (command_option("resume_bot"),)))
 
     def _phone_links(self, office: OfficeProfile | None) -> tuple[Link, ...]:
-        if office is None or not office.contact.phone:
-            return ()
-        return (Link(f"{office.short_name}に電話する（{office.phone_label()}）", f"tel:{office.contact.phone}"),)
+        return phone_links(office)
 
     # -- idle, office choice ------------------------------------------------------------------------
 
-    def ask_menu(self) -> None:
-        self.say(Ask(T.MENU, (command_option("book"), command_option("bookings"), command_option("help"))))
+    def ask_menu(self, *extra: Option) -> None:
+        self.say(Ask(T.MENU, (*extra, command_option("book"), command_option("bookings"), command_option("help"))))
 
     def ask_menu_state(self) -> None:
         """Leave whatever flow there was and show the menu."""
@@ -506,6 +540,8 @@ class Turn:
 
     def begin_office(self) -> None:
         """An office was chosen: refuse when the user already holds its booking limit, else begin."""
+        if self._no_show_limit_reached():
+            return
         upcoming = self._upcoming(self.profile.id)
         if len(upcoming) >= self.profile.booking.max_upcoming:
             listing = "\n".join(self._booking_line(b) for b in upcoming)
@@ -674,6 +710,8 @@ class Turn:
             return getattr(self, f"to_{value}")()
         if state == "confirming_cancel" and action == "y":
             return self.do_cancel(value == "yes")
+        if state == "confirming_erase" and action == "d":
+            return self.do_erase(value == "yes")
         if state == "idle":
             self.say(Text(T.STALE_IDLE))
             return self.ask_menu()
@@ -915,6 +953,9 @@ class Turn:
                 links=self._phone_links(profile),
             )
         )
+        if self.dialog.reminders == "opt_in":
+            self.say(Text(T.REMINDER_OFFER))
+            return self.ask_menu(Option(T.REMINDER_OPT_IN, postback(ANY, REMINDER_ACTION, booking_ref(booking))))
         self.ask_menu()
 
     def _slot_lost(self, slot_key: str, taken: bool) -> None:
@@ -954,7 +995,7 @@ class Turn:
         for booking in upcoming[:10]:
             start = datetime.fromisoformat(booking["start"]).astimezone(JST)
             label = f"キャンセル {start.month}/{start.day} {start:%H:%M}"
-            options.append(Option(label, postback(ANY, "x", booking_ref(booking))))
+            options.append(Option(label, postback(ANY, CANCEL_ACTION, booking_ref(booking))))
         options.append(command_option("resume") if midway else command_option("book"))
         self.say(Text((T.YOUR_BOOKINGS + "\n" if intro else "") + lines))
         self.say(Ask("キャンセルする場合は、下のボタンを押してください。" if cancelling else T.MENU, tuple(options)))
@@ -1027,18 +1068,143 @@ class Turn:
         if cancelled is None:
             self.say(Text(T.CANCEL_NOT_FOUND))
             return self.ask_menu()
+        self.booking_notice("cancellation", booking, "キャンセル")
+        self.say(Text(T.CANCELLED.format(booking=self._booking_line(booking))))
+        self.ask_menu()
+
+    def booking_notice(self, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:
+        """A staff notice about one booking: office, slot and reference only (no personal data)."""
         office = self.dialog.offices.get(booking["office"])
         name = office.short_name if office else booking["office"]
         self.outcome.notices.append(
             StaffNotice(
-                kind="cancellation",
+                kind=kind,
                 office=booking["office"],
-                summary=f"キャンセル: {name} {calendar.format_day(start.date())} {start:%H:%M}",
-                fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"]},
+                summary=f"{what}: {name} {booking_when(booking)}",
+                fields={"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"], **extra},
             )
         )
-        self.say(Text(T.CANCELLED.format(booking=self._booking_line(booking))))
+
+    # -- after booking: no-shows, data deletion, blocking, re-consent, reminder opt-in ---------------
+
+    def _no_show_limit_reached(self) -> bool:
+        """Past the office's no-show limit, booking is by phone (or staff): say so and stop here."""
+        profile = self.profile
+        count = sum(
+            1
+            for booking in self.bookings.for_user(self.conv.user)
+            if booking.get("office") == profile.id and booking.get("status") == "no_show"
+        )
+        if count < profile.staff.no_show_limit:
+            return False
+        self.conv.reset()
+        self.conv.office = profile.id
+        self.to_idle()
+        text = T.NO_SHOW_LIMIT.format(office=profile.short_name, count=count)
+        links = self._phone_links(profile)
+        if not links:
+            # No number to call: staff take it from here (never a dead end).
+            self.say(Text(text))
+            self.handoff("no_show_limit", f"無断キャンセルが{count}回あるため、自動予約を止めました。予約の受付をお願いします。")
+            return True
+        self.say(Text(text + "\n" + T.NO_SHOW_CALL.format(office=profile.short_name), links=links))
         self.ask_menu()
+        return True
+
+    def ask_confirming_erase(self) -> None:
+        upcoming = self._upcoming()
+        listing = "\n".join(self._booking_line(b) for b in upcoming)
+        cancels = T.ERASE_CANCELS.format(bookings=listing) if upcoming else T.ERASE_NO_BOOKINGS
+        options = (self.option(T.ERASE_YES, "d", "yes"), self.option(T.ERASE_NO, "d", "no"))
+        self.say(Ask(f"{T.ERASE_CONFIRM}\n\n{cancels}", options))
+
+    def do_erase(self, confirmed: bool) -> None:
+        """Cancel the upcoming bookings, strip personal fields from every booking, erase the conversation."""
+        if not confirmed:
+            self.say(Text(T.ERASE_KEPT))
+            return self.ask_menu_state()
+        cancelled = []
+        for booking in self._upcoming():
+            ref = booking_ref(booking)
+            if self.bookings.cancel(ref, at=self.now.isoformat(), by="user_erase") is None:
+                continue
+            cancelled.append(booking)
+            self.booking_notice("data_deleted", booking, "データ削除によるキャンセル")
+        for booking in self.bookings.for_user(self.conv.user):
+            self.bookings.delete_personal(booking_ref(booking))
+        self.quit_silently()
+        self.outcome.erase_user = True
+        text = T.ERASED
+        if cancelled:
+            text += "\n" + T.ERASED_CANCELLED.format(bookings="\n".join(self._booking_line(b) for b in cancelled))
+        self.say(Text(text))
+        self.ask_menu()
+
+    def blocked(self) -> None:
+        """The user blocked the bot: staff hear of each upcoming booking; personal data goes.
+
+        Upcoming bookings stay (staff decide), so their personal fields go right after the appointment
+        (`erase_after`, honoured by the retention task); every other booking loses them now.
+        """
+        for booking in self.bookings.for_user(self.conv.user):
+            ref = booking_ref(booking)
+            start = parse_when(booking.get("start"))
+            if booking.get("status") != "booked" or start is None or start <= self.now:
+                self.bookings.delete_personal(ref)
+                continue
+            self.bookings.update(ref, {"erase_after": booking["end"]})
+            office = self.dialog.offices.get(booking["office"])
+            name = office.short_name if office else booking["office"]
+            self.booking_notice("user_blocked", booking, "予約中の利用者がブロックしました", office_name=name)
+
+    def _own_upcoming(self, ref: str) -> dict[str, Any] | None:
+        """The user's own booked, not yet started booking `ref` (None for a stale or forged button)."""
+        booking = self.bookings.get(ref) if ref else None
+        if booking is None or booking.get("user") != self.conv.user or booking.get("status") != "booked":
+            return None
+        start = parse_when(booking.get("start"))
+        return booking if start is not None and start > self.now else None
+
+    def _aside_done(self) -> None:
+        """After a button from a push: back to what the user was doing."""
+        if self.conv.paused:
+            office = self.dialog.offices[self.conv.office] if self.conv.office else None
+            return self.say(Ask(T.PAUSED.format(when=self._staff_answer_time(office)), (command_option("resume_bot"),)))
+        self.reprompt()
+
+    def reconsent(self, value: str) -> None:
+        """「新しい規約に同意する」 from the terms-change push: record the consent on the booking."""
+        version, _, ref = value.partition("|")
+        booking = self._own_upcoming(ref)
+        office = self.dialog.offices.get(booking["office"]) if booking else None
+        if booking is None or office is None or version != office.terms.version.isoformat():
+            self.say(Text(T.RECONSENT_STALE))
+            return self._aside_done()
+        if (booking.get("consent") or {}).get("version") == version:
+            self.say(Text(T.RECONSENT_ALREADY))
+            return self._aside_done()
+        asked = booking.get("reconsent") or {}
+        changes: dict[str, Any] = {
+            "consent": {"version": version, "at": self.now.isoformat()},
+            "reconsent": {**asked, "version": version, "given_at": self.now.isoformat()},
+        }
+        if booking.get("office_confirmation") == "awaiting_consent":
+            changes["office_confirmation"] = asked.get("confirmation", "pending")
+        self.bookings.update(ref, changes)
+        self.booking_notice("reconsent_given", booking, "新しい利用規約に同意", version=version)
+        self.say(Text(T.RECONSENT_THANKS))
+        self._aside_done()
+
+    def opt_in_reminder(self, ref: str) -> None:
+        """「前日にお知らせを受け取る」 (HWBOT_REMINDERS=opt_in): mark the booking for a reminder."""
+        booking = self._own_upcoming(ref)
+        office = self.dialog.offices.get(booking["office"]) if booking else None
+        if booking is None or office is None:
+            self.say(Text(T.REMINDER_STALE))
+            return self._aside_done()
+        self.bookings.update(ref, {"reminder": "yes"})
+        self.say(Text(T.REMINDER_SET.format(time=f"{office.staff.reminder_time:%H:%M}")))
+        self._aside_done()
 
 
 _DATE_PATTERNS = (

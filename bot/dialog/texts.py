@@ -16,7 +16,8 @@ HELP = (
     "・「戻る」で一つ前の質問に、「最初から」で最初に戻ります。\n"
     "・「やめる」で入力内容を破棄して終了します。\n"
     "・「予約の確認」で予約の確認・キャンセルができます。\n"
-    "・「担当者と話したい」でハローワークの担当者におつなぎします。"
+    "・「担当者と話したい」でハローワークの担当者におつなぎします。\n"
+    "・「データを削除」でお名前などのデータを削除できます。"
 )
 EXPIRED = (
     "前回のお手続きは{minutes}分以上操作がなかったため、入力内容を消去しました。"
@@ -127,6 +128,7 @@ COMMANDS = {
     "menu": "メニュー",
     "resume": "手続きに戻る",
     "resume_bot": "自動応答に戻る",
+    "erase": "データを削除",
 }
 # Other ways people type the same commands.
 COMMAND_ALIASES = {
@@ -151,6 +153,9 @@ COMMAND_ALIASES = {
     "キャンセルしたい": "cancel",
     "予約したい": "book",
     "予約": "book",
+    "データ削除": "erase",
+    "データを消す": "erase",
+    "個人情報を削除": "erase",
 }
 
 ITEM_LABELS = {
@@ -163,3 +168,40 @@ ITEM_LABELS = {
     "category": "対象区分",
     "slot": "日時",
 }
+
+# -- after booking: no-shows, data deletion, reminders, terms changes ---------------------------------
+
+NO_SHOW_LIMIT = (
+    "申し訳ありません。{office}では、ご連絡のないまま相談をお休みされたことが{count}回あったため、"
+    "チャットでのご予約をお受けできません。"
+)
+NO_SHOW_CALL = "ご予約は、お電話で{office}へお申し込みください。"
+
+ERASE_CONFIRM = (
+    "ご登録のデータを削除しますか？\n"
+    "削除するもの：ご予約のお名前・求職番号・メールアドレス・電話番号と、このトークでの入力内容"
+)
+ERASE_CANCELS = "次のご予約はキャンセルされます。\n{bookings}"
+ERASE_NO_BOOKINGS = "キャンセルされるご予約はありません。"
+ERASE_YES = "削除する"
+ERASE_NO = "削除しない"
+ERASED = "データを削除しました。"
+ERASED_CANCELLED = "次のご予約もキャンセルしました。\n{bookings}"
+ERASE_KEPT = "データの削除を取りやめました。"
+
+REMINDER_OFFER = "相談日の前日に、このトークでお知らせをお送りできます。"
+REMINDER_OPT_IN = "前日にお知らせを受け取る"
+REMINDER_SET = "相談日の前日{time}ごろに、このトークでお知らせします。"
+REMINDER_STALE = "このご予約のお知らせは設定できません（キャンセル済みか、日時が過ぎています）。"
+REMINDER = "明日はオンライン職業相談の日です。\n{booking}\n方法：{tool}（{length}）"
+REMINDER_CHECKLIST = "【ご準備】\n{items}"
+REMINDER_ACTIONS = "ご予約の確認・キャンセルは、下のボタンからどうぞ。"
+
+RECONSENT = "{office}の利用規約が改定されました（{version}）。\nご予約：{booking}"
+RECONSENT_REPLY = "相談を受けるには、新しい利用規約への同意が必要です。同意いただくまで、ご予約は確定待ちとなります。"
+RECONSENT_OTHER = "内容をご確認のうえ、同意いただける場合は下のボタンを押してください。"
+RECONSENT_CONSENT = "新しい規約に同意する"
+RECONSENT_READ = "全文を読む"
+RECONSENT_THANKS = "新しい利用規約への同意を記録しました。ありがとうございます。"
+RECONSENT_ALREADY = "新しい利用規約には、すでに同意いただいています。"
+RECONSENT_STALE = "このボタンのお手続きは必要なくなりました（ご予約が変わったか、規約がさらに改定されました）。"

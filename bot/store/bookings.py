@@ -8,6 +8,10 @@ step below is one Lua script on one Redis Cluster node:
     hwbot:{noto:2026-12-01}:bookings          set of the day's booking ids (the staff's day view)
     hwbot:{u:<user>}:bookings                 set of the user's refs "<office>|<slot>|<id>"
 
+At the end of retention `anonymise` strips the personal fields and the user id from a booking and
+drops its ref from the user index: what stays (office, slot, status, answers, times) is the
+anonymous record kept for statistics until the key's EXPIREAT.
+
 The user index has another hash tag, so `claim` adds to it in a second step after the script. That
 is acceptable because the caller serialises one user's events (conversation compare-and-set), the
 booking is written before its ref (so a ref never points at a booking still to come), a retried
@@ -33,6 +37,8 @@ from bot.errors import ConflictError, StoreError
 from bot.store.slots import day_tag, slot_redis_key
 
 PERSONAL_FIELDS = ("name", "number", "email", "phone")
+# What `anonymise` also drops: the LINE user id (the booking can no longer be tied to a person).
+ANONYMISED_FIELDS = (*PERSONAL_FIELDS, "user")
 IDENTITY_FIELDS = ("id", "office", "slot", "user")
 _SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -266,6 +272,28 @@ class BookingStore:
         """Remove personal fields from the booking (retention, user request); a missing booking is fine."""
         drop = set(fields) - set(IDENTITY_FIELDS)
         self._change(ref, lambda booking: {k: v for k, v in booking.items() if k not in drop})
+
+    def anonymise(self, ref: str, *, at: str) -> dict | None:
+        """Strip the personal fields and the user id, and drop the ref from the user index (retention).
+
+        The index entry goes first: a crash between the steps leaves a booking that still names its
+        user, so the next run repeats both steps; the other order would leave a ref nobody can find.
+        None if the booking does not exist; a second call changes nothing.
+        """
+        booking = self.get(ref)
+        if booking is None:
+            return None
+        if booking.get("user") is not None:
+            with _redis_errors("cannot clean the user index"):
+                self.client.srem(user_index_key(str(booking["user"])), ref)
+
+        def stripped(current: dict) -> dict:
+            if not set(current) & set(ANONYMISED_FIELDS):
+                return current
+            kept = {k: v for k, v in current.items() if k not in ANONYMISED_FIELDS}
+            return {**kept, "anonymised_at": current.get("anonymised_at", at)}
+
+        return self._change(ref, stripped)
 
     def _get_many(self, keys: list[str]) -> list[dict | None]:
         """GET the keys in one round trip (a pipeline; it may span hash tags: no transaction)."""

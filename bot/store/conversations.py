@@ -26,18 +26,23 @@ OUTBOX_KEY = "hwbot:outbox"
 OUTBOX_MAXLEN = 100_000  # approximate (XADD MAXLEN ~): trimming whole stream nodes is cheap
 
 # KEYS[1] conversation hash, KEYS[2] outbox stream, optional KEYS[3] processed-event marker.
-# ARGV[1] expected version, ARGV[2] data JSON, ARGV[3] ttl seconds, ARGV[4] outbox maxlen,
+# ARGV[1] expected version, ARGV[2] data JSON ('' deletes the conversation), ARGV[3] ttl seconds, ARGV[4] outbox maxlen,
 # ARGV[5] number of notices, then per notice: 2 * field count, field, value, field, value...;
 # then, with KEYS[3], the marker's ttl seconds.
-# Returns {1, new version} when saved, {0, stored version} when the version did not match.
+# Returns {1, new version (0 when deleted)} when saved, {0, stored version} when the version did not match.
 _SAVE_LUA = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if stored ~= tonumber(ARGV[1]) then
   return {0, stored}
 end
 local version = stored + 1
-redis.call('HSET', KEYS[1], 'v', version, 'data', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+  version = 0
+else
+  redis.call('HSET', KEYS[1], 'v', version, 'data', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
 local i = 6
 for _ = 1, tonumber(ARGV[5]) do
   local n = tonumber(ARGV[i])
@@ -155,10 +160,35 @@ class ConversationStore:
         Raises ConflictError when another worker saved (or the conversation expired) meanwhile;
         then neither the data nor any notice is written. Each notice becomes one outbox entry.
         """
+        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return self._store(user, payload, expected_version, notices, event_id)
+
+    def erase(
+        self,
+        user: str,
+        expected_version: int,
+        *,
+        notices: Sequence[Mapping[str, object]] = (),
+        event_id: str | None = None,
+    ) -> None:
+        """Delete the conversation if it is still at `expected_version`, with its notices and event mark.
+
+        One atomic step like `save`: the notices of an unfollow or a data deletion are sent if and only
+        if the conversation was erased. Raises ConflictError when another worker saved meanwhile.
+        """
+        self._store(user, "", expected_version, notices, event_id)
+
+    def _store(
+        self,
+        user: str,
+        payload: str,
+        expected_version: int,
+        notices: Sequence[Mapping[str, object]],
+        event_id: str | None,
+    ) -> int:
         if type(expected_version) is not int or expected_version < 0:
             raise ValueError("expected_version must be a non-negative integer")
         key = conversation_key(user)
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         args: list[object] = [expected_version, payload, self.ttl_seconds, OUTBOX_MAXLEN, len(notices)]
         for notice in notices:
             flat = encode_notice(notice)

@@ -8,19 +8,32 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.clock import JST, parse_instant
 from bot.service import BotService
-from bot.dialog import SlotPicker
-from bot.testing.driver import ChatDriver, DriverError, ManualClock, labelled_options
+from bot.dialog import Conversation, Outcome, SlotPicker
+from bot.profiles import Offices
+from bot.staff.aftercare import Reconsent
+from bot.testing.driver import ChatDriver, DriverError, Exchange, ManualClock, labelled_options
 
-ACTIONS = ("say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user")
+ACTIONS = (
+    "say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user", "staff_marks",
+    "terms_revised",
+)  # fmt: skip
+
+
+class TermsRevision(BaseModel):
+    """`terms_revised:` an office publishes new terms (a newer version date) and the task asks users."""
+
+    model_config = ConfigDict(extra="forbid")
+    office: str
+    version: date
 
 
 class Step(BaseModel):
@@ -37,6 +50,8 @@ class Step(BaseModel):
     wait: str | None = None  # "31m", "2h", "1d"
     someone_books: str | None = None  # a slot "YYYY-MM-DDTHH:MM" taken by another user
     user: str | None = None  # switch to another user (their own conversation)
+    staff_marks: Literal["no_show", "attended"] | None = None  # staff mark the user's last past booking
+    terms_revised: TermsRevision | None = None
     expect: list[str] | str = []
     expect_not: list[str] | str = []
     buttons: list[str] | None = None  # the exact buttons offered, in order (slot buttons excluded)
@@ -167,6 +182,15 @@ def run_script(
                 _someone_books(service, driver, str(value), clock)
                 log.append(f"(別の利用者が {value} を予約)")
                 continue
+            elif name == "staff_marks":
+                ref = _staff_marks(service, driver, str(value), clock)
+                log.append(f"(担当者が {ref} を {value} に設定)")
+                continue
+            elif name == "terms_revised":
+                service = _revise_terms(service, value)
+                for other in drivers.values():
+                    other.service = service
+                _ask_reconsent(service, driver, clock)
             elif name == "user":
                 driver = drivers.setdefault(str(value), ChatDriver(service, user=str(value)))
                 log.append(f"(利用者を {value} に切り替え)")
@@ -234,6 +258,44 @@ def _someone_books(service: BotService, driver: ChatDriver, slot: str, clock: Ma
     result = service.bookings.claim(booking, service.offices[office].schedule.capacity)
     if not result.ok:
         raise DriverError(f"someone_books: {slot} could not be booked ({result.reason})")
+
+
+def _staff_marks(service: BotService, driver: ChatDriver, status: str, clock: ManualClock) -> str:
+    """Staff mark the user's latest booking that has started (as the staff console does)."""
+    started = [
+        b for b in driver.bookings() if b.get("status") == "booked" and datetime.fromisoformat(b["start"]) <= clock.now()
+    ]
+    if not started:
+        raise DriverError("staff_marks needs a booked appointment that has started")
+    ref = service.bookings.store.ref(started[-1])
+    service.bookings.update(ref, {"status": status})
+    return ref
+
+
+def revised_terms(offices: Offices, office: str, version: date) -> Offices:
+    """The same offices with `office`'s terms revised on `version` (a newer date)."""
+    profiles = {office_id: offices[office_id] for office_id in offices}
+    terms = profiles[office].terms
+    label = f"{terms.version_label}、{version.year}年{version.month}月{version.day}日改訂"
+    revised = terms.model_copy(update={"version": version, "history": [*terms.history, version], "version_label": label})
+    profiles[office] = profiles[office].model_copy(update={"terms": revised})
+    return Offices(profiles, {office_id: offices.terms_text(office_id) for office_id in offices})
+
+
+def _revise_terms(service: BotService, revision: TermsRevision) -> BotService:
+    """A service on the same Redis and clock whose profiles carry the revised terms."""
+    offices = revised_terms(service.offices, revision.office, revision.version)
+    return BotService(service.settings, client=service.client, offices=offices, clock=service.clock)
+
+
+def _ask_reconsent(service: BotService, driver: ChatDriver, clock: ManualClock) -> None:
+    """Run the re-consent task; the user's pushes show as one exchange (their buttons can be tapped)."""
+    asked = [item for item in Reconsent(service)(clock.now()) if item[0].get("user") == driver.user]
+    outcome = Outcome(Conversation(user=driver.user))
+    for _, replies, notice in asked:
+        outcome.replies.extend(replies)
+        outcome.notices.append(notice)
+    driver.exchanges.append(Exchange("(利用規約の改定のお知らせ)", outcome))
 
 
 def _check_end(script: Script, driver: ChatDriver) -> list[str]:

@@ -1,0 +1,222 @@
+"""Scheduled work after booking: reminders, terms re-consent, retention.
+
+`scheduled_tasks(service)` returns callables `(now) -> None`; the worker calls each one every cycle
+and each throttles itself. Due bookings are found by scanning the offices' day indexes
+(`BookingStore.on_day`), so there is no second schedule to keep in step with the bookings.
+Every task is safe to repeat: a push carries a retry key derived from the booking (LINE accepts a
+retry key once), and what was done is recorded on the booking.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from bot import calendar
+from bot.channels.line.render import to_messages
+from bot.clock import JST
+from bot.dialog import Reply, StaffNotice
+from bot.dialog.conversation import booking_ref, parse_when
+from bot.dialog.engine import booking_when
+from bot.dialog.pushes import reconsent_replies, reminder_replies
+from bot.errors import HwbotError
+from bot.profiles import OfficeProfile
+from bot.profiles.models import TermsChange
+from bot.service import BotService
+from bot.store.bookings import ANONYMISED_FIELDS, PERSONAL_FIELDS
+
+log = logging.getLogger("hwbot.aftercare")
+
+# Retry keys and notice ids are uuid5 in this namespace: the same booking gives the same key.
+NAMESPACE = uuid.UUID("5b8f5f0e-2f55-4d3c-9a57-6f1d8a4e2c10")
+# Days before a cut-off that the retention task looks at again, so a worker stopped for up to this
+# long still catches up.
+LOOKBACK_DAYS = 31
+
+
+def retry_key(*parts: str) -> str:
+    """A LINE retry key (a UUID) derived from `parts`: a repeated push is accepted once."""
+    return str(uuid.uuid5(NAMESPACE, "|".join(parts)))
+
+
+def bookings_between(service: BotService, office: str, first: date, last: date) -> Iterator[dict[str, Any]]:
+    """The office's bookings (any status) from `first` to `last` inclusive, day by day."""
+    for day in calendar.iter_days(first, last):
+        yield from service.bookings.store.on_day(office, day.isoformat())
+
+
+class Throttled:
+    """Runs `task` at most once per `every`; an error is logged and the task runs again next cycle."""
+
+    def __init__(self, name: str, every: timedelta, task: Callable[[datetime], Any]):
+        self.name = name
+        self.every = every
+        self.task = task
+        self.last: datetime | None = None
+
+    def __call__(self, now: datetime) -> None:
+        if self.last is not None and self.last <= now < self.last + self.every:
+            return
+        try:
+            self.task(now)
+        except HwbotError as exc:
+            log.warning("aftercare_failed task=%s error=%s", self.name, exc.__class__.__name__)
+            return
+        self.last = now
+
+
+class Reminders:
+    """The day before the appointment, at the office's `staff.reminder_time`, a push to the user."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> list[tuple[dict[str, Any], list[Reply]]]:
+        """Queue every due reminder; returns (booking, replies) of those sent."""
+        mode = self.service.settings.reminders
+        sent = []
+        if mode == "off":
+            return sent
+        today = now.astimezone(JST).date()
+        for profile in self.service.offices.values():
+            # Today too: a reminder missed while the worker was stopped still goes before the start.
+            for booking in bookings_between(self.service, profile.id, today, today + timedelta(days=1)):
+                if self.due(profile, booking, now, opt_in=mode == "opt_in"):
+                    sent.append((booking, self.send(profile, booking, now)))
+        return sent
+
+    @staticmethod
+    def due(profile: OfficeProfile, booking: dict[str, Any], now: datetime, *, opt_in: bool) -> bool:
+        if booking.get("status") != "booked" or booking.get("reminder_sent_at") or not booking.get("user"):
+            return False
+        if opt_in and booking.get("reminder") != "yes":
+            return False
+        start = parse_when(booking.get("start"))
+        if start is None or start <= now:
+            return False
+        at = datetime.combine(start.astimezone(JST).date() - timedelta(days=1), profile.staff.reminder_time, tzinfo=JST)
+        if now < at:
+            return False
+        # Booked after the reminder time of the day before: no reminder. The booked card the user
+        # has just read carries the same date, checklist and cancellation rules; a push minutes
+        # later would only repeat it.
+        created = parse_when(booking.get("created_at"))
+        return created is None or created < at
+
+    def send(self, profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> list[Reply]:
+        ref = booking_ref(booking)
+        replies = reminder_replies(profile, booking)
+        messages = to_messages(replies, base_url=self.service.settings.public_url or "")
+        # Push first, then record: a crash between repeats the push, which the retry key makes harmless.
+        self.service.queue_push(booking["user"], messages, retry_key=retry_key("reminder", ref))
+        self.service.bookings.update(ref, {"reminder_sent_at": now.isoformat()})
+        log.info("reminder_queued office=%s booking=%s", profile.id, booking["id"])
+        return replies
+
+
+class Reconsent:
+    """The office's terms changed after a booking was made: ask the user to consent again, once per version."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> list[tuple[dict[str, Any], list[Reply], StaffNotice]]:
+        """Ask every user whose future booking carries an older consent; returns what was queued."""
+        asked = []
+        today = now.astimezone(JST).date()
+        for profile in self.service.offices.values():
+            last = calendar.window_end(profile, now)
+            for booking in bookings_between(self.service, profile.id, today, last):
+                if self.due(profile, booking, now):
+                    asked.append((booking, *self.ask(profile, booking, now)))
+        return asked
+
+    @staticmethod
+    def due(profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> bool:
+        version = profile.terms.version.isoformat()
+        if booking.get("status") != "booked" or not booking.get("user"):
+            return False
+        start = parse_when(booking.get("start"))
+        if start is None or start <= now:
+            return False
+        consented = (booking.get("consent") or {}).get("version")
+        return consented != version and (booking.get("reconsent") or {}).get("version") != version
+
+    def terms_url(self, profile: OfficeProfile) -> str | None:
+        base = self.service.settings.public_url
+        return f"{base.rstrip('/')}/offices/{profile.id}/terms" if base else None
+
+    def ask(self, profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> tuple[list[Reply], StaffNotice]:
+        ref = booking_ref(booking)
+        version = profile.terms.version.isoformat()
+        replies = reconsent_replies(profile, booking, self.terms_url(profile))
+        messages = to_messages(replies, base_url=self.service.settings.public_url or "")
+        waits = profile.terms.change == TermsChange.reply
+        self.service.queue_push(booking["user"], messages, retry_key=retry_key("reconsent", ref, version))
+        notice = StaffNotice(
+            kind="reconsent_needed",
+            office=profile.id,
+            summary=f"利用規約の改定につき再同意を依頼: {profile.short_name} {booking_when(booking)}",
+            fields={
+                "ref": ref,
+                "booking_id": booking["id"],
+                "slot": booking["slot"],
+                "version": version,
+                "awaiting_consent": "yes" if waits else "no",
+            },
+        )
+        self.service.queue_notice(notice, entry_id=uuid.uuid5(NAMESPACE, f"reconsent_needed|{ref}|{version}").hex)
+        previous = booking.get("reconsent") or {}
+        record = {"version": version, "asked_at": now.isoformat()}
+        changes: dict[str, Any] = {"reconsent": record}
+        if waits:
+            # The booking waits for consent; the state it had comes back when the user consents.
+            confirmation = booking.get("office_confirmation")
+            if confirmation == "awaiting_consent":
+                confirmation = previous.get("confirmation", "pending")
+            record["confirmation"] = confirmation or "pending"
+            changes["office_confirmation"] = "awaiting_consent"
+        self.service.bookings.update(ref, changes)
+        log.info("reconsent_asked office=%s booking=%s version=%s", profile.id, booking["id"], version)
+        return replies, notice
+
+
+class Retention:
+    """Personal fields go `HWBOT_RETENTION_DAYS` after the appointment (and at `erase_after`)."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> int:
+        """Strip what is due; returns how many bookings changed."""
+        keep = timedelta(days=self.service.settings.retention_days)
+        today = now.astimezone(JST).date()
+        cutoff = (now - keep).astimezone(JST).date()
+        changed = 0
+        for profile in self.service.offices.values():
+            for booking in bookings_between(self.service, profile.id, cutoff - timedelta(days=LOOKBACK_DAYS), cutoff):
+                end = parse_when(booking.get("end"))
+                if end is not None and end + keep <= now and set(booking) & set(ANONYMISED_FIELDS):
+                    self.service.bookings.store.anonymise(booking_ref(booking), at=now.isoformat())
+                    changed += 1
+            # A blocked user's bookings: personal fields go right after the appointment.
+            for booking in bookings_between(self.service, profile.id, today - timedelta(days=LOOKBACK_DAYS), today):
+                erase_after = parse_when(booking.get("erase_after"))
+                if erase_after is not None and erase_after <= now and set(booking) & set(PERSONAL_FIELDS):
+                    self.service.bookings.delete_personal(booking_ref(booking))
+                    changed += 1
+        if changed:
+            log.info("retention_applied bookings=%d", changed)
+        return changed
+
+
+def scheduled_tasks(service: BotService) -> list[Callable[[datetime], None]]:
+    """The periodic tasks the worker calls every cycle (each throttles itself)."""
+    return [
+        Throttled("reminders", timedelta(minutes=1), Reminders(service)),
+        Throttled("reconsent", timedelta(minutes=10), Reconsent(service)),
+        Throttled("retention", timedelta(hours=1), Retention(service)),
+    ]
