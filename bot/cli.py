@@ -126,6 +126,8 @@ def serve(host: str, port: int, now: str | None) -> None:
     redis_where = "REDIS_URL" if settings.redis_url else f"embedded Redis under {settings.var_dir}/"
     click.echo(f"hwbot: {mode}, {redis_where}")
     click.echo(f"hwbot: open http://{host}:{port}/ in a browser")
+    if settings.simulator_mode and not settings.staff_token:
+        click.echo(f"hwbot: staff console http://{host}:{port}/staff (token: simulator)")
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
