@@ -7,11 +7,12 @@ import hashlib
 import hmac
 import io
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import icalendar
 
+from bot.clock import JST
 from bot.dialog.texts import INTERPRETER_CHOICES
 from bot.profiles.models import OfficeProfile
 from bot.staff.actions import STATUS_LABELS
@@ -67,9 +68,9 @@ def bookings_ics(profile: OfficeProfile, bookings: Iterable[dict[str, Any]], now
     for booking in bookings:
         event = icalendar.Event()
         event.add("uid", f"{booking['id']}.{profile.id}@hwbot")
-        event.add("dtstamp", now)
-        event.add("dtstart", datetime.fromisoformat(booking["start"]))
-        event.add("dtend", datetime.fromisoformat(booking["end"]))
+        event.add("dtstamp", now.astimezone(timezone.utc))
+        event.add("dtstart", datetime.fromisoformat(booking["start"]).astimezone(JST))
+        event.add("dtend", datetime.fromisoformat(booking["end"]).astimezone(JST))
         event.add("summary", f"オンライン職業相談 予約番号 {booking['id']}")
         status = booking.get("status", "")
         event.add("status", "CANCELLED" if status == "cancelled" else "CONFIRMED")
