@@ -42,48 +42,52 @@ def server(service):
 
 def test_staff_mark_attended_and_send_the_meeting_details(browser, server, service):
     from selenium.webdriver.common.by import By
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     booking = book_at_noto(ChatDriver(service, user="U-browser"), "11月25日(水) 10:00〜10:30")
     service.clock.advance(parse_instant("2026-11-25T10:03") - service.clock.now())
-    # A page being replaced by the next one leaves stale elements: poll again.
-    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
+    wait = WebDriverWait(browser, WAIT_S)
 
     def flash() -> str:
         return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".flash"))
 
+    def click(element) -> None:
+        """Click something that loads a page, and wait until the new page has replaced the old one."""
+        old = browser.find_element(By.TAG_NAME, "html")
+        element.click()
+        wait.until(staleness_of(old))
+        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    def heading() -> str:
+        return browser.find_element(By.TAG_NAME, "h1").text
+
     browser.get(server.url + "/staff")
-    wait.until(lambda d: d.find_elements(By.ID, "token"))
     browser.find_element(By.ID, "token").send_keys(TOKEN)
-    browser.find_element(By.ID, "login").click()
-    wait.until(lambda d: "ログインしました" in flash())
+    click(browser.find_element(By.ID, "login"))
+    assert "ログインしました" in flash()
 
     Select(browser.find_element(By.ID, "office")).select_by_visible_text("ハローワーク能登")
-    browser.find_element(By.ID, "show").click()
-    wait.until(lambda d: "ハローワーク能登" in d.find_element(By.TAG_NAME, "h1").text)
-    assert "11月25日(水)（今日）" in browser.find_element(By.TAG_NAME, "h1").text
-    browser.find_element(By.ID, "next").click()
-    wait.until(lambda d: "11月26日(木)" in d.find_element(By.TAG_NAME, "h1").text)
-    assert "この日の予約はありません" in browser.page_source
-    browser.find_element(By.ID, "prev").click()
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#bookings tbody tr"))
+    click(browser.find_element(By.ID, "show"))
+    assert "ハローワーク能登" in heading() and "11月25日(水)（今日）" in heading()
+    click(browser.find_element(By.ID, "next"))
+    assert "11月26日(木)" in heading() and "この日の予約はありません" in browser.page_source
+    click(browser.find_element(By.ID, "prev"))
     row = browser.find_element(By.CSS_SELECTOR, "#bookings tbody tr")
     assert "10:00〜10:30" in row.text and "山田 花子" in row.text and booking["id"] in row.text
-
     browser.save_screenshot(str(DAY_SCREENSHOT))
-    row.find_element(By.LINK_TEXT, "詳細・操作").click()
-    wait.until(lambda d: d.find_elements(By.ID, "attended"))
+
+    click(row.find_element(By.LINK_TEXT, "詳細・操作"))
     assert "12345-12345678" in browser.find_element(By.ID, "record").text
-    browser.find_element(By.ID, "attended").click()
-    wait.until(lambda d: "「出席」を記録しました" in flash())
+    click(browser.find_element(By.ID, "attended"))
+    assert "「出席」を記録しました" in flash()
     assert browser.find_element(By.ID, "status").text == "出席"
 
     browser.find_element(By.ID, "meeting_id").send_keys("987 654 3210")
     browser.find_element(By.ID, "passcode").send_keys("hw-2026")
     browser.find_element(By.ID, "url").send_keys("https://teleoffice.example/join/42")
-    browser.find_element(By.ID, "send_meeting").click()
-    wait.until(lambda d: "接続情報を利用者にLINEで送信しました" in flash())
+    click(browser.find_element(By.ID, "send_meeting"))
+    assert "接続情報を利用者にLINEで送信しました" in flash()
     browser.save_screenshot(str(SCREENSHOT))
 
     stored = service.bookings.get(booking["office"] + "|" + booking["slot"] + "|" + booking["id"])

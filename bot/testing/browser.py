@@ -22,9 +22,9 @@ WAIT_S = 15
 
 
 def _apt(*args: str, timeout: int) -> bool:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    command = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", *args]
     try:
-        done = subprocess.run(["apt-get", *args], env=env, capture_output=True, timeout=timeout, check=False)
+        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
