@@ -129,6 +129,8 @@ def serve(host: str, port: int, now: str | None) -> None:
         _serve_worker(settings, app, host, port)
         click.echo("hwbot: outbox worker running in this process (simulator mode)")
     click.echo(f"hwbot: open http://{host}:{port}/ in a browser")
+    if settings.simulator_mode and not settings.staff_token:
+        click.echo(f"hwbot: staff console http://{host}:{port}/staff (token: simulator)")
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 

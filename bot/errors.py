@@ -4,6 +4,7 @@
     ├── ConfigError             an environment variable has a bad value (raised at start-up)
     ├── ProfileError            an office profile is broken; `.problems` lists file, field and message
     ├── UnknownOfficeError      an office id names no loaded profile
+    ├── StaffActionError        a staff console action cannot be done (the message is shown to staff)
     ├── StoreError              Redis could not be reached or answered unexpectedly
     │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
     └── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
@@ -30,6 +31,10 @@ class ProfileError(HwbotError):
 
 class UnknownOfficeError(HwbotError):
     """Raised when an office id names no loaded profile."""
+
+
+class StaffActionError(HwbotError):
+    """Raised by `bot.staff.actions` when a booking is not in a state the action allows; Japanese text."""
 
 
 class StoreError(HwbotError):

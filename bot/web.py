@@ -18,6 +18,7 @@ from bot.channels.line.webhook import MAX_BODY_BYTES, create_blueprint
 from bot.errors import UnknownOfficeError
 from bot.service import BotService
 from bot.settings import Settings, load_settings
+from bot.staff.console import create_blueprint as staff_console
 
 # Simulator mode (no LINE credentials): the app plays LINE for itself with these.
 SIMULATOR_SECRET = "hwbot-simulator-secret"
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, service: BotService | None =
         return clients[host]
 
     app.register_blueprint(create_blueprint(service, secret, messaging))
+    app.register_blueprint(staff_console(service, settings))
     if simulator:
         from bot.simulator import create_blueprint as simulator_blueprint
 

@@ -9,6 +9,7 @@ import yaml
 from bot.profiles import Offices, load_offices
 from bot.profiles.models import OfficeProfile
 from bot.settings import REPO_ROOT, load_settings
+from bot.testing.browser import ensure_chromium, headless_chromium
 from bot.testing.redis import TestRedis
 
 PROFILES_DIR = REPO_ROOT / "office_profiles"
@@ -67,3 +68,17 @@ def profiles_copy(tmp_path: Path) -> Path:
     for path in (PROFILES_DIR / "terms").glob("*"):
         (target / "terms" / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     return target
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a browser test module (torn down there, under its warning filters)."""
+    reason = ensure_chromium()
+    if reason:
+        pytest.skip(f"headless Chromium unavailable: {reason}")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.skip("selenium is not installed: .venv/bin/pip install -e '.[dev]'")
+    with headless_chromium() as driver:
+        yield driver

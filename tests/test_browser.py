@@ -1,15 +1,12 @@
 """The simulator page in real headless Chromium: book a slot at ハローワーク能登 by clicking, start to finish.
 
-Set-up installs Debian's chromium and chromium-driver when they are missing (as root, with apt-get);
+The `browser` fixture (tests/conftest.py, `bot.testing.browser`) installs Debian's chromium when missing;
 the test is skipped, saying why, only where that is impossible. No browser is downloaded by selenium.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -19,84 +16,17 @@ from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.simulator.testing import LiveServer
+from bot.testing.browser import WAIT_S
 from bot.testing.driver import ManualClock
 from bot.web import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(tempfile.gettempdir()) / "hwbot-sim.png"
-WAIT_S = 15
 
 pytestmark = [
     # selenium's own modules may warn about their deprecations; they are not ours to fix.
     pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium.*"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
-
-
-def _apt(*args: str, timeout: int) -> bool:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        done = subprocess.run(["apt-get", *args], env=env, capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-def _has_japanese_font() -> bool:
-    try:
-        listed = subprocess.run(["fc-list", ":lang=ja"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return True  # cannot tell: do not install anything for it
-    return bool(listed.stdout.strip())
-
-
-def _ensure_chromium() -> str | None:
-    """None when chromium and its driver are there (installed now if need be), else why not."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return None
-    if not shutil.which("apt-get"):
-        return "no apt-get to install Debian's chromium and chromium-driver"
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        return "not root: run `apt-get install chromium chromium-driver` to enable this test"
-    packages = ["chromium", "chromium-driver"]
-    if not _apt("install", "-y", "-q", *packages, timeout=300):
-        _apt("update", "-q", timeout=180)
-        _apt("install", "-y", "-q", *packages, timeout=300)
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        return "apt-get could not install chromium and chromium-driver"
-    if not _has_japanese_font():  # only for a readable screenshot; the test does not depend on it
-        _apt("install", "-y", "-q", "fonts-noto-cjk", timeout=300)
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    reason = _ensure_chromium()
-    if reason:
-        pytest.skip(f"headless Chromium unavailable: {reason}")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed: .venv/bin/pip install -e '.[dev]'")
-    profile = tempfile.TemporaryDirectory(prefix="hwbot-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=ja-JP", f"--user-data-dir={profile.name}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(WAIT_S)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        profile.cleanup()
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.store import ConversationStore
-from bot.testing.driver import ChatDriver, ManualClock
+from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock, to_noto_slots
 
 NOW = "2026-11-20T10:00:00+09:00"
-NAME, NUMBER, EMAIL, PHONE = "山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678"
+NAME, NUMBER, EMAIL, PHONE = NOTO_USER
 
 
 @pytest.fixture
@@ -28,14 +28,7 @@ def service(redis_client, offices, clock):
     return BotService(load_settings(), client=redis_client, offices=offices, clock=clock)
 
 
-def to_slots(driver: ChatDriver) -> None:
-    """Walk a Noto user up to the slot list."""
-    driver.say("こんにちは")
-    driver.tap("ハローワーク能登")
-    for text in (NAME, NUMBER, EMAIL, PHONE):
-        driver.say(text)
-    for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい"):
-        driver.tap(label)
+to_slots = to_noto_slots
 
 
 def to_confirmation(driver: ChatDriver, slot: str) -> None:

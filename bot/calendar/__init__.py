@@ -140,6 +140,11 @@ def candidate_days(profile: OfficeProfile, now: datetime, days: int | None = Non
     return [day for day in iter_days(today, last) if is_open(profile, day) and day_grid(profile, day)]
 
 
+def grid_keys(profile: OfficeProfile, now: datetime, days: int | None = None) -> list[str]:
+    """Keys of every slot on the candidate days: read their booked counts in one go, then filter."""
+    return [slot_key(start) for day in candidate_days(profile, now, days) for start, _ in day_grid(profile, day)]
+
+
 def bookable_slots(
     profile: OfficeProfile,
     now: datetime,

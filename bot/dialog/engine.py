@@ -721,12 +721,7 @@ class Turn:
 
     def _live_slots(self, days: int | None = None) -> list[calendar.Slot]:
         profile = self.profile
-        keys = [
-            calendar.slot_key(start)
-            for day in calendar.candidate_days(profile, self.now, days)
-            for start, _ in calendar.day_grid(profile, day)
-        ]
-        booked = self.bookings.booked_counts(profile.id, keys)
+        booked = self.bookings.booked_counts(profile.id, calendar.grid_keys(profile, self.now, days))
         return calendar.bookable_slots(profile, self.now, booked, days=days)
 
     def ask_choosing_slot(self) -> None:

@@ -205,3 +205,17 @@ RECONSENT_READ = "全文を読む"
 RECONSENT_THANKS = "新しい利用規約への同意を記録しました。ありがとうございます。"
 RECONSENT_ALREADY = "新しい利用規約には、すでに同意いただいています。"
 RECONSENT_STALE = "このボタンのお手続きは必要なくなりました（ご予約が変わったか、規約がさらに改定されました）。"
+# Pushed to the user when staff act on a booking in the staff console ({office} is the short name).
+STAFF_CANCELLED = (
+    "【{office}】{when} のオンライン職業相談のご予約（予約番号 {ref}）は、担当者によりキャンセルされました。"
+    "ご不明な点は{office}へお問い合わせください。"
+)
+STAFF_MEETING = "【{office}】オンライン職業相談の接続情報をお送りします。\n日時: {when}\nツール: {tool}"
+STAFF_MEETING_ID = "ミーティングID: {value}"
+STAFF_MEETING_PASSCODE = "パスコード: {value}"
+STAFF_MEETING_URL = "参加URL: {value}"
+STAFF_MEETING_HINT = "開始時刻の数分前に、静かで周りに人のいない場所から接続してお待ちください。"
+STAFF_FOLLOW_UP = (
+    "【{office}】次回のオンライン職業相談のご予約を承りました。\n日時: {when}\n予約番号: {ref}\n"
+    "接続方法は、改めてご案内します。キャンセルやご不明な点は{office}へお問い合わせください。"
+)

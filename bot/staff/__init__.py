@@ -1,1 +1,2 @@
-"""The staff side's edge: rendering staff notices (Slack Block Kit, LINE) and the outbox worker."""
+"""The staff side (an edge layer): notices and the outbox worker (notify.py, worker.py), the console and
+its actions (console.py, actions.py, export.py), and the scheduled after-booking tasks (aftercare.py)."""

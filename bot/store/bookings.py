@@ -256,17 +256,20 @@ class BookingStore:
 
         return self._change(ref, cancelled, free_slot=True)
 
-    def update(self, ref: str, changes: dict) -> dict | None:
+    def update(self, ref: str, changes: dict, *, when: Callable[[dict], bool] | None = None) -> dict | None:
         """Merge `changes` into the booking (e.g. status attended/no_show); None if it does not exist.
 
         Identity fields cannot change, and only `claim` books and only `cancel` cancels, so the slot
-        sets and the statuses never disagree.
+        sets and the statuses never disagree. With `when`, the booking is changed only if `when(booking)`
+        holds at the moment of writing (checked again on a retry); otherwise it is returned unchanged.
         """
         if set(changes) & set(IDENTITY_FIELDS):
             raise ValueError(f"update cannot change {', '.join(IDENTITY_FIELDS)}")
         if changes.get("status") in ("booked", "cancelled"):
             raise ValueError("use claim() to book and cancel() to cancel")
-        return self._change(ref, lambda booking: {**booking, **changes})
+        if when is None:
+            return self._change(ref, lambda booking: {**booking, **changes})
+        return self._change(ref, lambda booking: {**booking, **changes} if when(booking) else booking)
 
     def delete_personal(self, ref: str, fields: Iterable[str] = PERSONAL_FIELDS) -> None:
         """Remove personal fields from the booking (retention, user request); a missing booking is fine."""

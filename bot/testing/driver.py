@@ -135,3 +135,28 @@ class ChatDriver:
             for notice in exchange.outcome.notices:
                 lines.append(f"  staff: {notice.kind}: {notice.summary}")
         return "\n".join(lines)
+
+
+NOTO_USER = ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678")
+
+
+def to_noto_slots(driver: ChatDriver) -> None:
+    """Walk a Noto user (NOTO_USER) up to the slot list."""
+    driver.say("こんにちは")
+    driver.tap("ハローワーク能登")
+    for text in NOTO_USER:
+        driver.say(text)
+    for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい"):
+        driver.tap(label)
+
+
+def book_at_noto(driver: ChatDriver, slot: str) -> dict:
+    """Book `slot` (e.g. `11月25日(水) 10:00〜10:30`) at Noto through the whole conversation."""
+    to_noto_slots(driver)
+    driver.tap(slot)
+    driver.tap("同意する")
+    driver.tap("この内容で予約する")
+    booked = [b for b in driver.bookings() if b["status"] == "booked"]
+    if not booked:
+        raise DriverError(f"nothing was booked; the bot said: {driver.last_text()}")
+    return booked[-1]

@@ -1,0 +1,242 @@
+"""What staff do to a booking from the console, without Flask.
+
+Each action changes the booking in Redis, tells the user by push where they must know, and appends a
+staff notice to the outbox (kinds `cancellation`, `no_show`, `meeting_sent`, `follow_up`) whose fields
+carry references and times only, never personal data. A refused action raises StaffActionError with a
+Japanese message for the console's flash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from bot import calendar
+from bot.clock import JST
+from bot.dialog import texts as T
+from bot.errors import StaffActionError, UnknownOfficeError
+from bot.profiles.models import OfficeProfile
+from bot.service import BotService
+from bot.store.bookings import booking_ref
+
+log = logging.getLogger("hwbot.staff")
+
+STATUSES = ("booked", "cancelled", "attended", "no_show")
+STATUS_LABELS = {"booked": "予約中", "cancelled": "キャンセル", "attended": "出席", "no_show": "無断欠席"}
+# A follow-up copies who the user is and what they consented to; nothing about the slot.
+COPIED_FIELDS = ("user", "name", "number", "email", "phone", "topic", "interpreter", "category",
+                 "category_detail", "answers", "consent")
+# Marks that correct each other: staff may fix an attended/no-show mistake.
+MARKABLE = ("booked", "attended", "no_show")
+MEETING_FIELD_MAX = 300
+
+
+def when_label(booking: dict[str, Any]) -> str:
+    """`12月1日(火) 10:00〜10:30` for a stored booking."""
+    start = datetime.fromisoformat(booking["start"]).astimezone(JST)
+    end = datetime.fromisoformat(booking["end"]).astimezone(JST)
+    return f"{calendar.format_day(start.date())} {start:%H:%M}〜{end:%H:%M}"
+
+
+def follow_up_id(ref: str, slot: str, nonce: str) -> str:
+    """The follow-up's id, the same for a resubmitted form (same nonce): a double click books once."""
+    digest = hashlib.sha256(f"{ref}|{slot}|{nonce}".encode()).digest()
+    return base64.b32encode(digest).decode()[:8]
+
+
+def find_office(offices: Mapping[str, OfficeProfile], office_id: str) -> OfficeProfile | None:
+    """The profile, or None for an unknown id (`Offices` raises UnknownOfficeError, not KeyError)."""
+    try:
+        return offices[office_id]
+    except (UnknownOfficeError, KeyError):
+        return None
+
+
+class StaffActions:
+    """The console's actions on bookings, over the bot's service (Redis, clock, outbox, pushes)."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+        self.store = service.bookings.store
+
+    def now(self) -> datetime:
+        return self.service.clock.now()
+
+    def office(self, booking: dict[str, Any]) -> OfficeProfile | None:
+        return find_office(self.service.offices, booking["office"])
+
+    def booking(self, ref: str) -> dict[str, Any]:
+        """The booking `ref` names; StaffActionError when the ref is malformed or the booking gone."""
+        try:
+            booking = self.store.get(ref)
+        except ValueError:
+            booking = None
+        if booking is None:
+            raise StaffActionError("予約が見つかりません（保存期間を過ぎたか、予約番号が正しくありません）。")
+        return booking
+
+    def mark(self, ref: str, status: str) -> dict[str, Any]:
+        """Record that the user attended or did not show up; only once the consultation has started."""
+        if status not in ("attended", "no_show"):
+            raise StaffActionError("記録できる状態は「出席」と「無断欠席」だけです。")
+        booking = self.booking(ref)
+        start = datetime.fromisoformat(booking["start"])
+        if start > self.now():
+            raise StaffActionError("相談の開始時刻より前には、出席・無断欠席を記録できません。")
+        changes = {"status": status, "marked_at": self.now().isoformat(), "marked_by": "staff"}
+        updated = self.store.update(ref, changes, when=lambda b: b.get("status") in MARKABLE)
+        if updated is None:
+            raise StaffActionError("予約が見つかりません。")
+        if updated.get("status") != status:
+            raise StaffActionError(f"この予約は「{STATUS_LABELS.get(updated.get('status'), '?')}」のため記録できません。")
+        if status == "no_show" and booking.get("status") != "no_show":
+            self._notice("no_show", updated, "無断欠席を記録")
+        log.info("staff_mark office=%s booking=%s status=%s", updated["office"], updated["id"], status)
+        return updated
+
+    def cancel(self, ref: str) -> dict[str, Any]:
+        """Cancel a future booking for the user (the slot is freed) and tell them by push."""
+        booking = self.booking(ref)
+        if booking.get("status") != "booked":
+            raise StaffActionError(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のためキャンセルできません。")
+        if datetime.fromisoformat(booking["start"]) <= self.now():
+            raise StaffActionError("開始時刻を過ぎた予約はキャンセルできません。出席または無断欠席を記録してください。")
+        at = self.now().isoformat()
+        cancelled = self.store.cancel(ref, at=at, by="staff")
+        if cancelled is None:
+            raise StaffActionError("予約が見つかりません。")
+        # Cancelling again keeps the first record: tell the user only when this request cancelled it.
+        if cancelled.get("cancelled_by") != "staff" or cancelled.get("cancelled_at") != at:
+            raise StaffActionError("この予約はすでにキャンセルされています。")
+        office = self.office(cancelled)
+        name = office.short_name if office else cancelled["office"]
+        text = T.STAFF_CANCELLED.format(office=name, when=when_label(cancelled), ref=cancelled["id"])
+        if office and office.phone_label():
+            text += f"\n電話: {office.phone_label()}"
+        self._push(cancelled, text)
+        self._notice("cancellation", cancelled, "担当者がキャンセル", by="staff")
+        log.info("staff_cancel office=%s booking=%s", cancelled["office"], cancelled["id"])
+        return cancelled
+
+    def send_meeting(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "") -> dict[str, Any]:
+        """Push the meeting details to the user; the booking records when (never the passcode)."""
+        meeting_id, passcode, url = (" ".join(v.split())[:MEETING_FIELD_MAX + 1] for v in (meeting_id, passcode, url))
+        if any(len(v) > MEETING_FIELD_MAX for v in (meeting_id, passcode, url)):
+            raise StaffActionError(f"ミーティングID・パスコード・URLは{MEETING_FIELD_MAX}文字以内で入力してください。")
+        if not (meeting_id or url):
+            raise StaffActionError("「ミーティングID」か「参加URL」のどちらかを入力してください。")
+        if url and not url.startswith("https://"):
+            raise StaffActionError("「参加URL」は https:// で始まるURLを入力してください。")
+        booking = self.booking(ref)
+        if booking.get("status") not in ("booked", "attended"):
+            raise StaffActionError(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のため送信できません。")
+        if datetime.fromisoformat(booking["end"]) <= self.now():
+            raise StaffActionError("終了した相談の接続情報は送信できません。")
+        office = self.office(booking)
+        name = office.short_name if office else booking["office"]
+        tool = office.video_tool if office else ""
+        lines = [T.STAFF_MEETING.format(office=name, when=when_label(booking), tool=tool)]
+        for template, value in ((T.STAFF_MEETING_ID, meeting_id), (T.STAFF_MEETING_PASSCODE, passcode), (T.STAFF_MEETING_URL, url)):
+            if value:
+                lines.append(template.format(value=value))
+        lines.append(T.STAFF_MEETING_HINT)
+        updated = self.store.update(ref, {"meeting_sent_at": self.now().isoformat(), "meeting_sent_by": "staff"})
+        if updated is None:
+            raise StaffActionError("予約が見つかりません。")
+        self._push(updated, "\n".join(lines))
+        self._notice("meeting_sent", updated, "接続情報を送信", tool=tool)
+        log.info("staff_meeting_sent office=%s booking=%s", updated["office"], updated["id"])
+        return updated
+
+    def follow_up_slots(self, booking: dict[str, Any]) -> list[calendar.Slot]:
+        """The office's bookable slots now, with live counts (the dialog's rules)."""
+        office = self.office(booking)
+        if office is None:
+            return []
+        now = self.now()
+        booked = self.service.bookings.booked_counts(office.id, calendar.grid_keys(office, now))
+        return calendar.bookable_slots(office, now, booked)
+
+    def book_follow_up(self, ref: str, slot_key: str, nonce: str) -> tuple[dict[str, Any], bool]:
+        """Book the next consultation for the same user; (booking, True) when new, False when a resubmit.
+
+        The user's upcoming-booking limit does not apply: staff book it during a consultation.
+        """
+        original = self.booking(ref)
+        office = self.office(original)
+        if office is None:
+            raise StaffActionError("この予約の事業所の設定が見つかりません。")
+        if not nonce or len(nonce) > 64:
+            raise StaffActionError("画面が古くなっています。予約の画面を開き直してください。")
+        slot = next((s for s in self.follow_up_slots(original) if s.key == slot_key), None)
+        booking_id = follow_up_id(ref, slot_key, nonce)
+        if slot is None:
+            existing = self._existing(office.id, slot_key, booking_id)
+            if existing is not None:  # the same form again after the slot filled up with it
+                return existing, False
+            raise StaffActionError("その日時は予約できません（締切・満席・休業日）。別の日時を選んでください。")
+        booking = {
+            "id": booking_id,
+            "office": office.id,
+            "slot": slot.key,
+            "start": slot.start.isoformat(),
+            "end": slot.end.isoformat(),
+            "status": "booked",
+            # Staff made it during a consultation: the office has confirmed it.
+            "office_confirmation": "not_needed",
+            "created_at": self.now().isoformat(),
+            "booked_by": "staff",
+            "follow_up_of": ref,
+        }
+        booking.update({key: original[key] for key in COPIED_FIELDS if key in original})
+        claim = self.service.bookings.claim(booking, office.schedule.capacity)
+        if not claim.ok:
+            raise StaffActionError("その日時はちょうど埋まりました。別の日時を選んでください。")
+        if claim.already:
+            return booking, False
+        text = T.STAFF_FOLLOW_UP.format(office=office.short_name, when=when_label(booking), ref=booking_id)
+        if office.phone_label():
+            text += f"\n電話: {office.phone_label()}"
+        self._push(booking, text)
+        self._notice("follow_up", booking, "次回の予約（担当者）", follow_up_of=ref)
+        log.info("staff_follow_up office=%s booking=%s of=%s", office.id, booking_id, original["id"])
+        return booking, True
+
+    def _existing(self, office: str, slot_key: str, booking_id: str) -> dict[str, Any] | None:
+        try:
+            return self.store.get(f"{office}|{slot_key}|{booking_id}")
+        except ValueError:
+            return None
+
+    def _push(self, booking: dict[str, Any], text: str) -> None:
+        self.service.queue_push(booking["user"], [{"type": "text", "text": text}], retry_key=uuid.uuid4().hex)
+
+    def _notice(self, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:
+        """A staff notice with references and times only (no name, 求職番号, phone, email or user id)."""
+        office = self.office(booking)
+        name = office.short_name if office else booking["office"]
+        self.service.outbox.add(
+            {
+                "id": uuid.uuid4().hex,
+                "kind": kind,
+                "office": booking["office"],
+                "summary": f"{what}: {name} {when_label(booking)}（予約番号 {booking['id']}）",
+                "fields": {"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"], **extra},
+                "at": self.now().isoformat(),
+            }
+        )
+
+
+def upcoming_for(service: BotService, user: str, now: datetime) -> list[dict[str, Any]]:
+    """The user's booked consultations still to come (the handoff list shows them)."""
+    return [
+        booking
+        for booking in service.bookings.for_user(user)
+        if booking.get("status") == "booked" and datetime.fromisoformat(booking["start"]) > now
+    ]
+

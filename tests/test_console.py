@@ -1,0 +1,390 @@
+"""The staff console and its API with Flask's test client: auth, CSRF, each action's effect, CSV, ICS."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import timedelta
+
+import icalendar
+import pytest
+
+from bot.clock import parse_instant
+from bot.service import BotService
+from bot.settings import load_settings
+from bot.staff.console import session_secret
+from bot.staff.export import feed_key
+from bot.store import BookingStore
+from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock, book_at_noto
+from bot.web import create_app
+
+TOKEN = "staff-token-for-tests"
+NOW = "2026-11-20T10:00:00+09:00"
+SLOT = "11月25日(水) 10:00〜10:30"
+PERSONAL = (*NOTO_USER, "U-console")
+
+
+def settings_for(**overrides):
+    base = {"line_channel_secret": "secret", "line_channel_access_token": "token", "staff_token": TOKEN}
+    return load_settings(**{**base, **overrides})
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(parse_instant(NOW))
+
+
+@pytest.fixture
+def service(redis_client, offices, clock):
+    return BotService(settings_for(), client=redis_client, offices=offices, clock=clock)
+
+
+@pytest.fixture
+def app(service):
+    return create_app(service.settings, service=service)
+
+
+@pytest.fixture
+def booked(service):
+    """A Noto booking made through the conversation: (booking, ref)."""
+    booking = book_at_noto(ChatDriver(service, user="U-console"), SLOT)
+    return booking, BookingStore.ref(booking)
+
+
+class Staff:
+    """A member of staff using the console in a browser (cookies kept by the test client)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def csrf(self) -> str:
+        page = self.client.get("/staff/login").get_data(as_text=True)
+        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+    def login(self, token: str = TOKEN):
+        return self.client.post("/staff/login", data={"token": token, "csrf": self.csrf()})
+
+    def page_csrf(self, url: str) -> str:
+        page = self.client.get(url).get_data(as_text=True)
+        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+    def act(self, action: str, ref: str, **fields: str):
+        csrf = self.page_csrf("/staff/booking?" + _query(ref))
+        return self.client.post(f"/staff/booking/{action}", data={"csrf": csrf, "ref": ref, **fields}, follow_redirects=True)
+
+
+def _query(ref: str) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({"ref": ref})
+
+
+@pytest.fixture
+def staff(app):
+    member = Staff(app.test_client())
+    assert member.login().status_code == 302
+    return member
+
+
+def move_to(clock, staff: Staff, instant: str) -> None:
+    """Days pass: the clock moves on and staff log in again (a session lasts 12 hours)."""
+    clock.advance(parse_instant(instant) - clock.now())
+    staff.login()
+
+
+def notices(service, kind: str) -> list[dict]:
+    return [entry for _, entry in service.outbox.entries() if entry.get("kind") == kind]
+
+
+def pushes(service) -> list[str]:
+    return [json.loads(entry["messages"])[0]["text"] for entry in notices(service, "push")]
+
+
+def assert_no_personal_data(entry: dict) -> None:
+    text = json.dumps(entry, ensure_ascii=False)
+    for value in PERSONAL:
+        assert value not in text, value
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+
+def test_pages_redirect_to_login_and_a_wrong_token_is_refused(app):
+    client = app.test_client()
+    response = client.get("/staff?date=2026-11-25")
+    assert response.status_code == 302 and "/staff/login" in response.location
+    member = Staff(client)
+    refused = member.login("wrong")
+    assert refused.status_code == 401 and "トークンが違います" in refused.get_data(as_text=True)
+    assert client.get("/staff").status_code == 302
+
+
+def test_login_sets_a_strict_httponly_session_signed_with_a_derived_key(app):
+    member = Staff(app.test_client())
+    response = member.login()
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert TOKEN not in cookie
+    assert app.secret_key == session_secret(TOKEN) and app.secret_key != TOKEN.encode()
+    assert member.client.get("/staff").status_code == 200
+
+
+def test_login_redirects_only_inside_the_console(app):
+    member = Staff(app.test_client())
+    csrf = member.csrf()
+    response = member.client.post("/staff/login", data={"token": TOKEN, "csrf": csrf, "next": "https://evil.example/"})
+    assert response.location.endswith("/staff")
+
+
+def test_post_without_the_csrf_token_changes_nothing(staff, booked, service, clock):
+    booking, ref = booked
+    move_to(clock, staff, "2026-11-25T10:05")
+    response = staff.client.post("/staff/booking/attended", data={"ref": ref, "csrf": "forged"})
+    assert response.status_code == 400
+    assert service.bookings.get(ref)["status"] == "booked"
+    login = staff.client.post("/staff/login", data={"token": TOKEN})
+    assert login.status_code == 400
+
+
+def test_a_session_expires_and_logout_ends_it(staff, clock):
+    clock.advance(timedelta(hours=13))
+    assert staff.client.get("/staff").status_code == 302
+    staff.login()
+    csrf = staff.page_csrf("/staff")
+    staff.client.post("/staff/logout", data={"csrf": csrf})
+    assert staff.client.get("/staff").status_code == 302
+
+
+def test_without_a_token_the_console_and_api_answer_503(redis_client, offices):
+    settings = settings_for(staff_token=None)
+    app = create_app(settings, service=BotService(settings, client=redis_client, offices=offices))
+    client = app.test_client()
+    for url in ("/staff", "/staff/login", "/staff/ics/noto.ics?key=x"):
+        response = client.get(url)
+        assert response.status_code == 503 and "HWBOT_STAFF_TOKEN is not set" in response.get_data(as_text=True)
+    api = client.get("/staff/api/bookings?office=noto", headers={"Authorization": "Bearer simulator"})
+    assert api.status_code == 503 and api.get_json() == {"error": "HWBOT_STAFF_TOKEN is not set"}
+
+
+def test_in_simulator_mode_the_token_is_simulator_and_the_login_page_says_so(redis_client, offices):
+    settings = load_settings(line_channel_secret=None, line_channel_access_token=None, staff_token=None)
+    app = create_app(settings, service=BotService(settings, client=redis_client, offices=offices))
+    member = Staff(app.test_client())
+    assert "simulator" in member.client.get("/staff/login").get_data(as_text=True)
+    assert member.login("simulator").status_code == 302
+    api = app.test_client().get("/staff/api/bookings?office=noto", headers={"Authorization": "Bearer simulator"})
+    assert api.status_code == 200
+
+
+# -- the day view and the record ------------------------------------------------------------------
+
+
+def test_the_day_view_lists_the_days_bookings_with_names(staff, booked):
+    booking, ref = booked
+    page = staff.client.get("/staff?office=noto&date=2026-11-25").get_data(as_text=True)
+    assert "10:00〜10:30" in page and "山田 花子" in page and booking["id"] in page and "予約中" in page
+    assert 'href="/staff?office=noto&amp;date=2026-11-24"' in page and "date=2026-11-26" in page
+    assert "山田 花子" not in staff.client.get("/staff?office=noto&date=2026-11-26").get_data(as_text=True)
+
+
+def test_the_day_view_defaults_to_today_and_survives_bad_parameters(staff):
+    page = staff.client.get("/staff?office=nowhere&date=2026-13-40").get_data(as_text=True)
+    assert "11月20日(金)（今日）" in page
+    assert "登録されていません" in page and "日付は 2026-12-01 の形で" in page
+
+
+def test_banners_for_dead_letters_and_users_waiting(staff, service):
+    service.client.xadd("hwbot:outbox:dead", {"kind": "booking", "office": "noto", "summary": "新しい予約", "error": "HTTP 500"})
+    driver = ChatDriver(service, user="U-waiting")
+    driver.say("こんにちは")
+    driver.say("担当者と話したい")
+    page = staff.client.get("/staff").get_data(as_text=True)
+    assert "送信できなかった通知が 1 件" in page and "対応を待っている利用者が 1 人" in page
+    outbox = staff.client.get("/staff/outbox").get_data(as_text=True)
+    assert "新しい予約" in outbox and "HTTP 500" in outbox
+
+
+def test_the_record_shows_every_stored_field_including_consent(staff, booked):
+    booking, ref = booked
+    page = staff.client.get("/staff/booking?" + _query(ref)).get_data(as_text=True)
+    for value in ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678", "職業相談",
+                  booking["consent"]["version"], "2026-11-20 10:00", "事業所の確認"):
+        assert value in page, value
+    assert "U-console" not in page  # the LINE user id is shown as a keyed hash
+    assert staff.client.get("/staff/booking?ref=noto|bad").status_code == 404
+
+
+# -- actions ----------------------------------------------------------------------------------------
+
+
+def test_mark_attended_only_after_the_start(staff, booked, service, clock):
+    booking, ref = booked
+    early = staff.act("attended", ref)
+    assert "開始時刻より前" in early.get_data(as_text=True)
+    assert service.bookings.get(ref)["status"] == "booked"
+    move_to(clock, staff, "2026-11-25T10:02")
+    page = staff.act("attended", ref).get_data(as_text=True)
+    assert "「出席」を記録しました" in page
+    stored = service.bookings.get(ref)
+    assert stored["status"] == "attended" and stored["marked_by"] == "staff"
+    assert stored["marked_at"] == "2026-11-25T10:02:00+09:00"
+    assert notices(service, "no_show") == []
+
+
+def test_mark_no_show_notifies_staff_without_personal_data(staff, booked, service, clock):
+    booking, ref = booked
+    move_to(clock, staff, "2026-11-25T10:15")
+    staff.act("no_show", ref)
+    assert service.bookings.get(ref)["status"] == "no_show"
+    [notice] = notices(service, "no_show")
+    assert notice["office"] == "noto" and booking["id"] in notice["summary"]
+    assert json.loads(notice["fields"])["ref"] == ref
+    assert_no_personal_data(notice)
+    staff.act("no_show", ref)  # again: no second notice
+    assert len(notices(service, "no_show")) == 1
+
+
+def test_cancel_frees_the_slot_tells_the_user_and_staff(staff, booked, service):
+    booking, ref = booked
+    page = staff.act("cancel", ref).get_data(as_text=True)
+    assert "予約をキャンセルしました" in page
+    stored = service.bookings.get(ref)
+    assert stored["status"] == "cancelled" and stored["cancelled_by"] == "staff"
+    assert service.bookings.booked_counts("noto", [booking["slot"]]) == {}
+    [push] = notices(service, "push")
+    assert push["to"] == "U-console" and "キャンセルされました" in pushes(service)[0]
+    [notice] = notices(service, "cancellation")
+    assert json.loads(notice["fields"])["by"] == "staff"
+    assert_no_personal_data(notice)
+    again = staff.act("cancel", ref).get_data(as_text=True)
+    assert "キャンセルできません" in again and len(notices(service, "push")) == 1
+
+
+def test_send_meeting_details_pushes_them_and_records_only_the_time(staff, booked, service):
+    booking, ref = booked
+    bad = staff.act("meeting", ref, meeting_id="", url="")
+    assert "どちらかを入力" in bad.get_data(as_text=True) and notices(service, "push") == []
+    staff.act("meeting", ref, meeting_id="123 456 7890", passcode="pass-42", url="https://zoom.example/j/1")
+    [text] = pushes(service)
+    assert "123 456 7890" in text and "pass-42" in text and "https://zoom.example/j/1" in text and "TeleOffice" in text
+    stored = service.bookings.get(ref)
+    assert stored["meeting_sent_at"] == "2026-11-20T10:00:00+09:00"
+    assert "pass-42" not in json.dumps(stored)
+    [notice] = notices(service, "meeting_sent")
+    assert "pass-42" not in json.dumps(notice) and "123 456 7890" not in json.dumps(notice)
+    assert_no_personal_data(notice)
+    assert "https://" in staff.act("meeting", ref, url="http://plain.example").get_data(as_text=True)
+
+
+def test_book_a_follow_up_copies_identity_and_consent_once(staff, booked, service, clock):
+    booking, ref = booked
+    move_to(clock, staff, "2026-11-25T10:20")
+    page = staff.client.get("/staff/booking?" + _query(ref)).get_data(as_text=True)
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page).group(1)
+    slots = re.findall(r'<option value="(2026-[^"]+)"', page)
+    assert slots and all(slot > "2026-11-25T10:20" for slot in slots)
+    csrf = staff.page_csrf("/staff")
+    form = {"csrf": csrf, "ref": ref, "slot": slots[0], "nonce": nonce}
+    first = staff.client.post("/staff/booking/follow_up", data=form, follow_redirects=True)
+    assert "次回の予約" in first.get_data(as_text=True)
+    again = staff.client.post("/staff/booking/follow_up", data=form, follow_redirects=True)
+    assert "登録済みです" in again.get_data(as_text=True)
+    upcoming = [b for b in service.bookings.for_user("U-console") if b.get("follow_up_of") == ref]
+    assert len(upcoming) == 1
+    follow = upcoming[0]
+    assert follow["booked_by"] == "staff" and follow["status"] == "booked" and follow["slot"] == slots[0]
+    for key in ("name", "number", "email", "phone", "consent", "answers", "topic"):
+        assert follow[key] == booking[key], key
+    assert len(pushes(service)) == 1 and follow["id"] in pushes(service)[0]
+    [notice] = notices(service, "follow_up")
+    assert json.loads(notice["fields"])["follow_up_of"] == ref
+    assert_no_personal_data(notice)
+
+
+def test_a_follow_up_bypasses_the_upcoming_limit_but_not_the_calendar(staff, booked, service):
+    booking, ref = booked  # the user already holds Noto's one upcoming booking
+    csrf = staff.page_csrf("/staff")
+    ok = staff.client.post("/staff/booking/follow_up", follow_redirects=True,
+                           data={"csrf": csrf, "ref": ref, "slot": "2026-11-26T10:00", "nonce": "n1"})
+    assert "次回の予約" in ok.get_data(as_text=True)
+    closed = staff.client.post("/staff/booking/follow_up", follow_redirects=True,
+                               data={"csrf": csrf, "ref": ref, "slot": "2026-11-28T10:00", "nonce": "n2"})
+    assert "予約できません" in closed.get_data(as_text=True)
+    taken = staff.client.post("/staff/booking/follow_up", follow_redirects=True,
+                              data={"csrf": csrf, "ref": ref, "slot": booking["slot"], "nonce": "n3"})
+    assert "予約できません" in taken.get_data(as_text=True)
+    assert len([b for b in service.bookings.for_user("U-console") if b["status"] == "booked"]) == 2
+
+
+def test_resume_a_user_waiting_for_staff(staff, service):
+    driver = ChatDriver(service, user="U-waiting")
+    driver.say("こんにちは")
+    driver.say("担当者と話したい")
+    page = staff.client.get("/staff/handoffs").get_data(as_text=True)
+    assert "担当者との会話を希望" in page and "U-waiting" not in page
+    who = re.search(r'name="who" value="([^"]+)"', page).group(1)
+    csrf = staff.page_csrf("/staff/handoffs")
+    done = staff.client.post("/staff/handoffs/resume", data={"csrf": csrf, "who": who}, follow_redirects=True)
+    assert "自動応答に戻しました" in done.get_data(as_text=True)
+    assert service.handoffs.waiting() == {}
+    assert any("担当者の対応が終わりました" in text for text in pushes(service))
+
+
+# -- export, feed, API ------------------------------------------------------------------------------
+
+
+def test_csv_export_is_utf8_with_bom_for_excel(staff, booked):
+    booking, ref = booked
+    response = staff.client.get("/staff/export.csv?office=noto&from=2026-11-01&to=2026-11-30")
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    body = response.get_data()
+    assert body.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+    assert len(rows) == 1
+    assert rows[0]["予約番号"] == booking["id"] and rows[0]["お名前"] == "山田 花子" and rows[0]["状態"] == "予約中"
+    assert rows[0]["規約の版"] == booking["consent"]["version"]
+    bad = staff.client.get("/staff/export.csv?office=noto&from=2026-11-30&to=2026-11-01", follow_redirects=True)
+    assert "終了日は開始日以降" in bad.get_data(as_text=True)
+
+
+def test_ics_feed_has_no_personal_data_and_marks_cancellations(app, staff, booked, service):
+    booking, ref = booked
+    staff.act("cancel", ref)
+    other = book_at_noto(ChatDriver(service, user="U-other"), "11月25日(水) 11:00〜11:30")
+    client = app.test_client()  # a calendar app: no session
+    assert client.get("/staff/ics/noto.ics?key=wrong").status_code == 403
+    assert client.get("/staff/ics/nowhere.ics?key=x").status_code == 404
+    response = client.get(f"/staff/ics/noto.ics?key={feed_key(TOKEN, 'noto')}")
+    assert response.status_code == 200 and response.mimetype == "text/calendar"
+    text = response.get_data(as_text=True)
+    for value in PERSONAL:
+        assert value not in text
+    events = {str(e["SUMMARY"]): e for e in icalendar.Calendar.from_ical(response.get_data()).walk("VEVENT")}
+    cancelled = events[f"オンライン職業相談 予約番号 {booking['id']}"]
+    assert str(cancelled["STATUS"]) == "CANCELLED"
+    assert cancelled.decoded("DTSTART") == parse_instant("2026-11-25T10:00")
+    assert str(events[f"オンライン職業相談 予約番号 {other['id']}"]["STATUS"]) == "CONFIRMED"
+    assert feed_key(TOKEN, "noto") in staff.client.get("/staff?office=noto").get_data(as_text=True)
+
+
+def test_api_bookings_answers_json_with_the_right_codes(app, booked):
+    booking, ref = booked
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.get("/staff/api/bookings?office=noto&date=2026-11-25").status_code == 401
+    wrong = client.get("/staff/api/bookings?office=noto&date=2026-11-25", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "error" in wrong.get_json()
+    ok = client.get("/staff/api/bookings?office=noto&date=2026-11-25", headers=auth)
+    assert ok.status_code == 200
+    data = ok.get_json()
+    assert data["office"] == "noto" and data["date"] == "2026-11-25"
+    assert [b["ref"] for b in data["bookings"]] == [ref] and data["bookings"][0]["name"] == "山田 花子"
+    bad_date = client.get("/staff/api/bookings?office=noto&date=25/11", headers=auth)
+    assert bad_date.status_code == 400 and bad_date.get_json()["error"].startswith("date")
+    missing = client.get("/staff/api/bookings", headers=auth)
+    assert missing.status_code == 400 and missing.get_json()["error"].startswith("office")
+    assert client.get("/staff/api/bookings?office=nowhere", headers=auth).status_code == 404
+    today = client.get("/staff/api/bookings?office=noto", headers=auth).get_json()
+    assert today["date"] == "2026-11-20" and today["bookings"] == []

@@ -1,0 +1,98 @@
+"""The staff console in real headless Chromium: log in, open the day, open a booking, act on it."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from bot.clock import parse_instant
+from bot.service import BotService
+from bot.settings import load_settings
+from bot.simulator.testing import LiveServer
+from bot.testing.browser import WAIT_S
+from bot.testing.driver import ChatDriver, ManualClock, book_at_noto
+from bot.web import create_app
+
+SCREENSHOT = Path(tempfile.gettempdir()) / "hwbot-console.png"
+DAY_SCREENSHOT = Path(tempfile.gettempdir()) / "hwbot-console-day.png"
+TOKEN = "browser-staff-token"
+
+pytestmark = [
+    # selenium's own modules may warn about their deprecations; they are not ours to fix.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium.*"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+
+@pytest.fixture
+def service(redis_client, offices):
+    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token", staff_token=TOKEN)
+    return BotService(settings, client=redis_client, offices=offices,
+                      clock=ManualClock(parse_instant("2026-11-20T10:00")))
+
+
+@pytest.fixture
+def server(service):
+    with LiveServer(create_app(service.settings, service=service)) as live:
+        yield live
+
+
+def test_staff_mark_attended_and_send_the_meeting_details(browser, server, service):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    booking = book_at_noto(ChatDriver(service, user="U-browser"), "11月25日(水) 10:00〜10:30")
+    service.clock.advance(parse_instant("2026-11-25T10:03") - service.clock.now())
+    wait = WebDriverWait(browser, WAIT_S)
+
+    def flash() -> str:
+        return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".flash"))
+
+    def click(element) -> None:
+        """Click something that loads a page, and wait until the new page has replaced the old one."""
+        old = browser.find_element(By.TAG_NAME, "html")
+        element.click()
+        wait.until(staleness_of(old))
+        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    def heading() -> str:
+        return browser.find_element(By.TAG_NAME, "h1").text
+
+    browser.get(server.url + "/staff")
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    click(browser.find_element(By.ID, "login"))
+    assert "ログインしました" in flash()
+
+    Select(browser.find_element(By.ID, "office")).select_by_visible_text("ハローワーク能登")
+    click(browser.find_element(By.ID, "show"))
+    assert "ハローワーク能登" in heading() and "11月25日(水)（今日）" in heading()
+    click(browser.find_element(By.ID, "next"))
+    assert "11月26日(木)" in heading() and "この日の予約はありません" in browser.page_source
+    click(browser.find_element(By.ID, "prev"))
+    row = browser.find_element(By.CSS_SELECTOR, "#bookings tbody tr")
+    assert "10:00〜10:30" in row.text and "山田 花子" in row.text and booking["id"] in row.text
+    browser.save_screenshot(str(DAY_SCREENSHOT))
+
+    click(row.find_element(By.LINK_TEXT, "詳細・操作"))
+    assert "12345-12345678" in browser.find_element(By.ID, "record").text
+    click(browser.find_element(By.ID, "attended"))
+    assert "「出席」を記録しました" in flash()
+    assert browser.find_element(By.ID, "status").text == "出席"
+
+    browser.find_element(By.ID, "meeting_id").send_keys("987 654 3210")
+    browser.find_element(By.ID, "passcode").send_keys("hw-2026")
+    browser.find_element(By.ID, "url").send_keys("https://teleoffice.example/join/42")
+    click(browser.find_element(By.ID, "send_meeting"))
+    assert "接続情報を利用者にLINEで送信しました" in flash()
+    browser.save_screenshot(str(SCREENSHOT))
+
+    stored = service.bookings.get(booking["office"] + "|" + booking["slot"] + "|" + booking["id"])
+    assert stored["status"] == "attended" and stored["meeting_sent_at"] == "2026-11-25T10:03:00+09:00"
+    pushes = [json.loads(e["messages"])[0]["text"] for _, e in service.outbox.entries() if e["kind"] == "push"]
+    assert len(pushes) == 1 and "987 654 3210" in pushes[0] and "hw-2026" in pushes[0]
+    errors = [entry for entry in browser.get_log("browser") if entry.get("level") == "SEVERE"]
+    assert errors == [], errors
