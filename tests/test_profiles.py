@@ -193,3 +193,13 @@ def test_profiles_check_on_a_missing_directory(tmp_path):
     result = CliRunner().invoke(main, ["profiles", "check", str(tmp_path / "nowhere")])
     assert result.exit_code == 1
     assert "not a directory of office profiles" in result.output
+
+
+def test_an_unknown_office_id_is_none_with_get_and_an_error_by_index(offices):
+    """The dialog looks offices up with .get (a booking of an office since removed must not crash it)."""
+    from bot.errors import UnknownOfficeError
+
+    assert offices.get("closed_office") is None
+    assert offices.get("noto").short_name == "ハローワーク能登"
+    with pytest.raises(UnknownOfficeError, match="closed_office"):
+        offices["closed_office"]

@@ -128,6 +128,10 @@ class Offices(Mapping[str, OfficeProfile]):
             known = ", ".join(self._profiles) or "none"
             raise UnknownOfficeError(f"unknown office {office_id!r} (known: {known})") from None
 
+    def get(self, office_id: str, default: OfficeProfile | None = None) -> OfficeProfile | None:
+        """The profile, or `default` for an unknown id (Mapping.get only catches KeyError)."""
+        return self._profiles.get(office_id, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._profiles)
 
