@@ -4,8 +4,9 @@
     ├── ConfigError             an environment variable has a bad value (raised at start-up)
     ├── ProfileError            an office profile is broken; `.problems` lists file, field and message
     ├── UnknownOfficeError      an office id names no loaded profile
-    └── StoreError              Redis could not be reached or answered unexpectedly
-        └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+    ├── StoreError              Redis could not be reached or answered unexpectedly
+    │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+    └── BenchError              `hwbot bench` cannot run (a non-empty REDIS_URL, a server that did not start…)
 """
 
 from __future__ import annotations
@@ -37,3 +38,7 @@ class StoreError(HwbotError):
 
 class ConflictError(StoreError):
     """Raised when a compare-and-set save finds a newer version than the one it loaded."""
+
+
+class BenchError(HwbotError):
+    """Raised by `hwbot bench` when it refuses to run or its processes fail; the message says why."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,20 +32,39 @@ class LineStandIn:
     requests: list[Recorded] = field(default_factory=list)
     failing: dict[str, int] = field(default_factory=dict)  # path -> status to answer
     # path -> JSON answer (the SDK reads some answers, e.g. the id of a created rich menu)
-    answers: dict[str, Any] = field(default_factory=lambda: {"/v2/bot/richmenu": {"richMenuId": "richmenu-standin"}})
+    # (and the SDK refuses a reply or push answer without `sentMessages`, as LINE always sends it)
+    answers: dict[str, Any] = field(
+        default_factory=lambda: {
+            "/v2/bot/richmenu": {"richMenuId": "richmenu-standin"},
+            "/v2/bot/message/reply": {"sentMessages": [{"id": "1", "quoteToken": "standin"}]},
+            "/v2/bot/message/push": {"sentMessages": [{"id": "1", "quoteToken": "standin"}]},
+        }
+    )
+    # The benchmark turns recording off (thousands of bodies) and keeps connections open (HTTP/1.1),
+    # as LINE does; `counts` is kept either way.
+    record: bool = True
+    keep_alive: bool = False
+    counts: Counter = field(default_factory=Counter)
 
     def __enter__(self) -> "LineStandIn":
         standin = self
+        lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if standin.keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = None
-                standin.requests.append(Recorded("POST", self.path, dict(self.headers), body, raw))
+                with lock:
+                    standin.counts[self.path] += 1
+                if standin.record:
+                    try:
+                        body = json.loads(raw) if raw else None
+                    except ValueError:
+                        body = None
+                    standin.requests.append(Recorded("POST", self.path, dict(self.headers), body, raw))
                 status = standin.failing.get(self.path, 200)
                 answer = standin.answers.get(self.path, {}) if status < 400 else {"message": "stand-in failure"}
                 payload = json.dumps(answer).encode()
