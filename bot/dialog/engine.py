@@ -691,6 +691,14 @@ class Turn:
         booked = self.bookings.booked_counts(profile.id, keys)
         return calendar.bookable_slots(profile, self.now, booked, days=days)
 
+    def _live_slot(self, key: str) -> calendar.Slot | None:
+        """The slot `key` if it is bookable now; reads that slot's count only (not the whole window)."""
+        profile = self.profile
+        if calendar.slot_at(profile, key) is None:
+            return None  # not in the office's grid (a forged or garbled button)
+        booked = self.bookings.booked_counts(profile.id, [key])
+        return next((slot for slot in calendar.bookable_slots(profile, self.now, booked) if slot.key == key), None)
+
     def ask_choosing_slot(self) -> None:
         profile = self.profile
         slots = self._live_slots()
@@ -728,7 +736,7 @@ class Turn:
 
     def on_slot_choice(self, action: str, value: str) -> None:
         if action == "s":
-            slot = next((s for s in self._live_slots() if s.key == value), None)
+            slot = self._live_slot(value)
             if slot is None:
                 self.say(Text(T.SLOT_GONE.format(slot=self._slot_label(value))))
                 return self.reprompt()
@@ -859,7 +867,7 @@ class Turn:
         profile = self.profile
         answers = self.conv.answers
         slot_key = answers.get("slot", "")
-        slot = next((s for s in self._live_slots() if s.key == slot_key), None)
+        slot = self._live_slot(slot_key)
         upcoming = self._upcoming(profile.id)
         if len(upcoming) >= profile.booking.max_upcoming:
             listing = "\n".join(self._booking_line(b) for b in upcoming)
