@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
+from collections import deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,7 +54,8 @@ BENCH_CAPACITY = 100  # the profile model's maximum capacity per slot
 CLOSED_LOOP_IN_FLIGHT = 8  # users in flight in the throughput run (2 sync workers stay busy)
 OPEN_LOOP_SENDERS = 64  # threads that send paced events (enough for a slow second at 200/s)
 SAMPLE_USERS = 10  # users run in-process to count round trips and measure memory
-DEFAULT_OPEN_SECONDS = 10.0
+ROUNDS = 4  # app and baseline alternate this many times
+DEFAULT_OPEN_SECONDS = 12.0
 DEFAULT_CLOSED_SECONDS = 300.0
 REQUEST_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 30.0
@@ -221,7 +222,18 @@ class LoadResult:
     seconds: float = 0.0
     users_done: int = 0
     skipped_ticks: int = 0  # open loop: ticks with no user ready (the pace was not met)
+    cpu_seconds: float = 0.0  # CPU the server's workers used during the run
     latencies_ms: list[float] = field(default_factory=list)
+
+    def add(self, other: "LoadResult") -> None:
+        """Fold in another round of the same run (app and baseline rounds alternate)."""
+        self.events += other.events
+        self.errors += other.errors
+        self.seconds += other.seconds
+        self.users_done += other.users_done
+        self.skipped_ticks += other.skipped_ticks
+        self.cpu_seconds += other.cpu_seconds
+        self.latencies_ms += other.latencies_ms
 
     @property
     def events_per_s(self) -> float:
@@ -244,6 +256,7 @@ class LoadResult:
             "p50_ms": round(self.percentile(50), 1),
             "p95_ms": round(self.percentile(95), 1),
             "p99_ms": round(self.percentile(99), 1),
+            "worker_cpu_ms_per_event": round(self.cpu_seconds * 1000 / self.events, 2) if self.events else 0.0,
         }
 
 
@@ -295,10 +308,10 @@ def open_loop(url: str, users: list[list[tuple[bytes, str]]], *, rate: float, se
     """Latency at a fixed pace: an event every 1/rate s to a ready user; latency from its scheduled time."""
     result = LoadResult()
     lock = threading.Lock()
-    ready: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # (user, next event index)
+    # (user, next event index); users under way go first, so they finish rather than all crawl
+    ready: deque[tuple[int, int]] = deque()
     jobs: queue.SimpleQueue[tuple[int, int, float] | None] = queue.SimpleQueue()
-    for user in range(len(users)):
-        ready.put((user, 0))
+    ready.extend((user, 0) for user in range(len(users)))
 
     def send() -> None:
         sender = Sender(url)
@@ -313,7 +326,7 @@ def open_loop(url: str, users: list[list[tuple[bytes, str]]], *, rate: float, se
                     result.latencies_ms.append(elapsed)
                     result.errors += status != 200
                 if index + 1 < len(users[user]):
-                    ready.put((user, index + 1))
+                    ready.appendleft((user, index + 1))
                 else:
                     with lock:
                         result.users_done += status == 200
@@ -332,8 +345,8 @@ def open_loop(url: str, users: list[list[tuple[bytes, str]]], *, rate: float, se
         if pause > 0:
             time.sleep(pause)
         try:
-            user, index = ready.get_nowait()
-        except queue.Empty:
+            user, index = ready.popleft()
+        except IndexError:
             result.skipped_ticks += 1
             continue
         jobs.put((user, index, scheduled))
@@ -355,9 +368,31 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass
+class Server:
+    """A gunicorn we started: its URL and the CPU its workers used (Linux /proc)."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the workers so far: a figure other load on the machine hardly moves."""
+        import os
+
+        total = 0.0
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            for child in children:
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return float("nan")  # not Linux, or a worker restarted: the figure is left out
+        return total
+
+
 @contextmanager
-def gunicorn(app: str, env: dict[str, str], workdir: Path, name: str) -> Iterator[str]:
-    """`gunicorn --workers 2 APP` on a loopback port; yields its URL, stops it on exit."""
+def gunicorn(app: str, env: dict[str, str], workdir: Path, name: str) -> Iterator[Server]:
+    """`gunicorn --workers 2 APP` on a loopback port; yields it, stops it on exit."""
     port = _free_port()
     logfile = workdir / f"{name}.log"
     command = [
@@ -369,7 +404,7 @@ def gunicorn(app: str, env: dict[str, str], workdir: Path, name: str) -> Iterato
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process, logfile, name)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -486,6 +521,12 @@ class BenchReport:
         base = self.baseline_closed["events_per_s"]
         return self.app_closed["events_per_s"] / base if base else 0.0
 
+    @property
+    def cpu_ratio_vs_baseline(self) -> float:
+        """Baseline CPU per event over the app's: the throughput ratio with other load taken out."""
+        app = self.app_closed["worker_cpu_ms_per_event"]
+        return self.baseline_closed["worker_cpu_ms_per_event"] / app if app else 0.0
+
     def summary_line(self) -> str:
         return (
             f"bench: events_per_s={self.app_closed['events_per_s']:.1f} p99_ms={self.app_open['p99_ms']:.1f} "
@@ -494,7 +535,12 @@ class BenchReport:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio_vs_baseline": round(self.ratio_vs_baseline, 3), "summary": self.summary_line()}
+        return {
+            **asdict(self),
+            "ratio_vs_baseline": round(self.ratio_vs_baseline, 3),
+            "cpu_ratio_vs_baseline": round(self.cpu_ratio_vs_baseline, 3),
+            "summary": self.summary_line(),
+        }
 
     def lines(self) -> list[str]:
         def row(name: str, run: dict[str, Any]) -> str:
@@ -511,7 +557,9 @@ class BenchReport:
             row("baseline closed loop", self.baseline_closed),
             row(f"baseline open {self.rate:g}/s", self.baseline_open),
             f"  bookings made: {self.bookings} (every closed-loop user: {self.bookings >= self.users})",
-            f"  ratio vs baseline (closed-loop events/s): {self.ratio_vs_baseline:.2f}",
+            f"  ratio vs baseline (closed-loop events/s): {self.ratio_vs_baseline:.2f}; worker CPU per event "
+            f"{self.app_closed['worker_cpu_ms_per_event']:.2f} ms vs baseline "
+            f"{self.baseline_closed['worker_cpu_ms_per_event']:.2f} ms (CPU ratio {self.cpu_ratio_vs_baseline:.2f})",
             f"  Redis commands per event (INFO commandstats, scripts' inner commands included): "
             f"{self.redis_cmds_per_event:.2f} (baseline {self.baseline_redis_cmds_per_event:.2f})",
             f"  Redis round trips per event (client-side count; a pipeline or a script call is one): "
@@ -553,11 +601,12 @@ def run_bench(
             "PYTHONPATH": str(REPO_ROOT),
         }
         progress("starting the app and the baseline (gunicorn --workers 2 each)")
-        app_url = stack.enter_context(gunicorn("bot.web:create_app()", env, workdir, "app"))
-        base_url = stack.enter_context(gunicorn("bot.bench:baseline_app()", env, workdir, "baseline"))
+        app = stack.enter_context(gunicorn("bot.web:create_app()", env, workdir, "app"))
+        base = stack.enter_context(gunicorn("bot.bench:baseline_app()", env, workdir, "baseline"))
 
-        script = discover_script(app_url, line)
-        open_users = max(1, int(rate * open_seconds / len(script.steps)) + 1)
+        script = discover_script(app.url, line)
+        # Enough paced users that one is always ready (each has one event in flight at most).
+        open_users = int(rate * open_seconds / len(script.steps)) + ROUNDS * OPEN_LOOP_SENDERS // 4
         spare = script.capacity - open_users - SAMPLE_USERS - 1  # the script's own user booked one
         if users > spare:
             raise BenchError(
@@ -568,21 +617,23 @@ def run_bench(
         closed = [_signed(script, index, "closed") for index in range(users)]
         paced = [_signed(script, index, "open") for index in range(open_users)]
 
-        used_before = client.info("memory")["used_memory"]
-        commands_before = _commands(client)
-        progress(f"app: closed loop, {users} users, {CLOSED_LOOP_IN_FLIGHT} in flight")
-        app_closed = closed_loop(app_url, closed, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds)
-        app_commands = _commands(client) - commands_before
-        used_after = client.info("memory")["used_memory"]
-        progress(f"app: open loop, {rate:g} events/s for {open_seconds:g} s")
-        app_open = open_loop(app_url, paced, rate=rate, seconds=open_seconds)
-
-        commands_before = _commands(client)
-        progress(f"baseline: closed loop, {users} users")
-        base_closed = closed_loop(base_url, closed, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds)
-        base_commands = _commands(client) - commands_before
-        progress(f"baseline: open loop, {rate:g} events/s for {open_seconds:g} s")
-        base_open = open_loop(base_url, paced, rate=rate, seconds=open_seconds)
+        # App and baseline take turns in rounds, so that other load on the machine weighs on both.
+        app_closed, app_open, base_closed, base_open = LoadResult(), LoadResult(), LoadResult(), LoadResult()
+        app_commands = base_commands = used_growth = 0
+        for number, (closed_part, paced_part) in enumerate(zip(_rounds(closed), _rounds(paced)), 1):
+            progress(f"round {number}/{ROUNDS}: closed loop ({len(closed_part)} users, "
+                     f"{CLOSED_LOOP_IN_FLIGHT} in flight), then open loop at {rate:g} events/s")
+            used_before, commands_before = client.info("memory")["used_memory"], _commands(client)
+            app_closed.add(_measured(app, lambda: closed_loop(
+                app.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
+            app_commands += _commands(client) - commands_before
+            used_growth += client.info("memory")["used_memory"] - used_before
+            commands_before = _commands(client)
+            base_closed.add(_measured(base, lambda: closed_loop(
+                base.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
+            base_commands += _commands(client) - commands_before
+            app_open.add(_measured(app, lambda: open_loop(app.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+            base_open.add(_measured(base, lambda: open_loop(base.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
 
         booked = _count_bookings(client, [bench_user(i, "closed") for i in range(users)])
         progress(f"sample: {SAMPLE_USERS} users in-process for round trips and memory")
@@ -598,7 +649,7 @@ def run_bench(
             bookings=booked,
             redis_cmds_per_event=app_commands / app_closed.events if app_closed.events else 0.0,
             baseline_redis_cmds_per_event=base_commands / base_closed.events if base_closed.events else 0.0,
-            used_memory_per_user=int((used_after - used_before) / max(1, app_closed.users_done)),
+            used_memory_per_user=int(used_growth / max(1, app_closed.users_done)),
             capacity_note=(
                 f"bench profiles: slot capacity raised to {BENCH_CAPACITY}; users spread over "
                 f"{len(script.slot_choices)} slots of {OFFICE} (now={BENCH_NOW})"
@@ -606,6 +657,24 @@ def run_bench(
             **sample,
         )
     return report
+
+
+def _rounds(items: list[Any]) -> list[list[Any]]:
+    """`items` in ROUNDS nearly equal consecutive parts."""
+    size, extra = divmod(len(items), ROUNDS)
+    parts, start = [], 0
+    for number in range(ROUNDS):
+        end = start + size + (number < extra)
+        parts.append(items[start:end])
+        start = end
+    return parts
+
+
+def _measured(server: Server, run: Callable[[], LoadResult]) -> LoadResult:
+    before = server.cpu_seconds()
+    result = run()
+    result.cpu_seconds = server.cpu_seconds() - before
+    return result
 
 
 def _signed(script: Script, index: int, run: str) -> list[tuple[bytes, str]]:
