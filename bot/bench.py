@@ -29,6 +29,7 @@ import json
 import logging
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -56,7 +57,7 @@ OPEN_LOOP_SENDERS = 64  # threads that send paced events (enough for a slow seco
 SAMPLE_USERS = 10  # users run in-process to count round trips and measure memory
 ROUNDS = 4  # app and baseline alternate this many times
 DEFAULT_OPEN_SECONDS = 12.0
-DEFAULT_CLOSED_SECONDS = 300.0
+CLOSED_LIMIT_SECONDS = 600.0  # a stop for a closed loop that cannot finish (a stuck server)
 REQUEST_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 30.0
 
@@ -391,27 +392,38 @@ class Server:
 
 
 @contextmanager
-def gunicorn(app: str, env: dict[str, str], workdir: Path, name: str) -> Iterator[Server]:
-    """`gunicorn --workers 2 APP` on a loopback port; yields it, stops it on exit."""
-    port = _free_port()
-    logfile = workdir / f"{name}.log"
-    command = [
-        sys.executable, "-m", "gunicorn", "--workers", "2", "--timeout", "30",
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app,
-    ]
-    with open(logfile, "wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+def gunicorns(apps: dict[str, str], env: dict[str, str], workdir: Path) -> Iterator[dict[str, Server]]:
+    """`gunicorn --workers 2 APP` for each name -> APP, on loopback ports, started (and stopped) together."""
+    processes: dict[str, tuple[subprocess.Popen, str, Path]] = {}
     try:
-        _wait_healthy(url, process, logfile, name)
-        yield Server(url, process.pid)
+        for name, app in apps.items():
+            port, logfile = _free_port(), workdir / f"{name}.log"
+            command = [
+                sys.executable, "-m", "gunicorn", "--workers", "2", "--timeout", "30",
+                "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app,
+            ]
+            with open(logfile, "wb") as out:
+                process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+            processes[name] = (process, f"http://127.0.0.1:{port}", logfile)
+        for name, (process, url, logfile) in processes.items():
+            _wait_healthy(url, process, logfile, name)
+        yield {name: Server(url, process.pid) for name, (process, url, _) in processes.items()}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        for process, _, _ in processes.values():
+            process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown (TERM waits for workers' timers)
+        for process, _, _ in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@contextmanager
+def gunicorn(app: str, env: dict[str, str], workdir: Path, name: str) -> Iterator[Server]:
+    """One `gunicorn --workers 2 APP`; yields it, stops it on exit."""
+    with gunicorns({name: app}, env, workdir) as servers:
+        yield servers[name]
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, logfile: Path, name: str) -> None:
@@ -438,7 +450,7 @@ def _wait_healthy(url: str, process: subprocess.Popen, logfile: Path, name: str)
 @contextmanager
 def bench_redis(settings: Settings, workdir: Path) -> Iterator[tuple[Any, str]]:
     """(client, url for the servers): REDIS_URL when set and empty, else a fresh embedded Redis."""
-    from bot.store import connect, embedded_redis
+    from bot.store import connect, embedded_redis, stop_embedded
 
     if settings.redis_url:
         client = connect(settings)
@@ -462,7 +474,7 @@ def bench_redis(settings: Settings, workdir: Path) -> Iterator[tuple[Any, str]]:
     try:
         yield client, f"unix://{client.socket_file}"
     finally:
-        client.shutdown(nosave=True)
+        stop_embedded(client)
 
 
 def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -585,7 +597,7 @@ def run_bench(
         raise BenchError("--users, --rate and --seconds must be positive")
     settings = settings or load_settings()
     open_seconds = seconds or DEFAULT_OPEN_SECONDS
-    closed_seconds = seconds or DEFAULT_CLOSED_SECONDS
+    closed_seconds = CLOSED_LIMIT_SECONDS  # the closed loop ends when its N users have booked
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hwbot-bench-")))
         client, redis_url = stack.enter_context(bench_redis(settings, workdir))
@@ -601,8 +613,10 @@ def run_bench(
             "PYTHONPATH": str(REPO_ROOT),
         }
         progress("starting the app and the baseline (gunicorn --workers 2 each)")
-        app = stack.enter_context(gunicorn("bot.web:create_app()", env, workdir, "app"))
-        base = stack.enter_context(gunicorn("bot.bench:baseline_app()", env, workdir, "baseline"))
+        servers = stack.enter_context(
+            gunicorns({"app": "bot.web:create_app()", "baseline": "bot.bench:baseline_app()"}, env, workdir)
+        )
+        app, base = servers["app"], servers["baseline"]
 
         script = discover_script(app.url, line)
         # Enough paced users that one is always ready (each has one event in flight at most).

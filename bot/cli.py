@@ -245,7 +245,7 @@ def chat(office_id: str | None, now: str | None, user: str) -> None:
 @main.command()
 @click.option("--users", default=1000, show_default=True, type=click.IntRange(min=1), help="Users who each book.")
 @click.option("--rate", default=200.0, show_default=True, type=click.FloatRange(min=1), help="Open-loop events/s.")
-@click.option("--seconds", type=click.FloatRange(min=0.5), help="Bound on each run (default: open loop 10 s).")
+@click.option("--seconds", type=click.FloatRange(min=0.5), help="Length of the open-loop run (default 12).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def bench(users: int, rate: float, seconds: float | None, as_json: bool) -> None:
     """Benchmark the app under gunicorn against a minimal baseline (all on this machine)."""
