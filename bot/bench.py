@@ -151,25 +151,25 @@ class Script:
         return len(self.slot_choices) * BENCH_CAPACITY
 
 
-def _postbacks(node: Any) -> Iterator[tuple[str, str]]:
+def postbacks(node: Any) -> Iterator[tuple[str, str]]:
     """(label, data) of every postback action in a LINE message tree."""
     if isinstance(node, dict):
         if node.get("type") == "postback" and "data" in node:
             yield node.get("label", ""), node["data"]
         for value in node.values():
-            yield from _postbacks(value)
+            yield from postbacks(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _postbacks(value)
+            yield from postbacks(value)
 
 
-def _slot_postbacks(messages: list[dict[str, Any]]) -> list[str]:
+def _slotpostbacks(messages: list[dict[str, Any]]) -> list[str]:
     """The postback data of the slot buttons: those inside a Flex carousel."""
     return [
         data
         for message in messages
         if message.get("type") == "flex" and message.get("contents", {}).get("type") == "carousel"
-        for _, data in _postbacks(message["contents"])
+        for _, data in postbacks(message["contents"])
     ]
 
 
@@ -225,6 +225,18 @@ class LoadResult:
     skipped_ticks: int = 0  # open loop: ticks with no user ready (the pace was not met)
     cpu_seconds: float = 0.0  # CPU the server's workers used during the run
     latencies_ms: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, status: int, elapsed_ms: float) -> None:
+        """One event answered (by any sender thread)."""
+        with self._lock:
+            self.events += 1
+            self.latencies_ms.append(elapsed_ms)
+            self.errors += status != 200
+
+    def user_done(self, ok: bool) -> None:
+        with self._lock:
+            self.users_done += ok
 
     def add(self, other: "LoadResult") -> None:
         """Fold in another round of the same run (app and baseline rounds alternate)."""
@@ -264,7 +276,6 @@ class LoadResult:
 def closed_loop(url: str, users: list[list[tuple[bytes, str]]], *, in_flight: int, seconds: float) -> LoadResult:
     """Throughput: `in_flight` users at a time, each sending its next event as soon as answered."""
     result = LoadResult()
-    lock = threading.Lock()
     todo: queue.SimpleQueue[list[tuple[bytes, str]]] = queue.SimpleQueue()
     for events in users:
         todo.put(events)
@@ -284,14 +295,9 @@ def closed_loop(url: str, users: list[list[tuple[bytes, str]]], *, in_flight: in
                         return
                     started = time.perf_counter()
                     status = sender.post(body, signature)
-                    elapsed = (time.perf_counter() - started) * 1000
-                    with lock:
-                        result.events += 1
-                        result.latencies_ms.append(elapsed)
-                        result.errors += status != 200
+                    result.record(status, (time.perf_counter() - started) * 1000)
                     ok = ok and status == 200
-                with lock:
-                    result.users_done += ok
+                result.user_done(ok)
         finally:
             sender.close()
 
@@ -308,7 +314,6 @@ def closed_loop(url: str, users: list[list[tuple[bytes, str]]], *, in_flight: in
 def open_loop(url: str, users: list[list[tuple[bytes, str]]], *, rate: float, seconds: float) -> LoadResult:
     """Latency at a fixed pace: an event every 1/rate s to a ready user; latency from its scheduled time."""
     result = LoadResult()
-    lock = threading.Lock()
     # (user, next event index); users under way go first, so they finish rather than all crawl
     ready: deque[tuple[int, int]] = deque()
     jobs: queue.SimpleQueue[tuple[int, int, float] | None] = queue.SimpleQueue()
@@ -321,16 +326,11 @@ def open_loop(url: str, users: list[list[tuple[bytes, str]]], *, rate: float, se
                 user, index, scheduled = job
                 body, signature = users[user][index]
                 status = sender.post(body, signature)
-                elapsed = (time.perf_counter() - scheduled) * 1000
-                with lock:
-                    result.events += 1
-                    result.latencies_ms.append(elapsed)
-                    result.errors += status != 200
+                result.record(status, (time.perf_counter() - scheduled) * 1000)
                 if index + 1 < len(users[user]):
                     ready.appendleft((user, index + 1))
                 else:
-                    with lock:
-                        result.users_done += status == 200
+                    result.user_done(status == 200)
         finally:
             sender.close()
 
@@ -708,14 +708,14 @@ def discover_script(app_url: str, line: Any) -> Script:
             if kind == "say":
                 step = ("say", value)
             elif kind == "slot":
-                slot_choices = _slot_postbacks(messages)
+                slot_choices = _slotpostbacks(messages)
                 if not slot_choices:
                     raise BenchError("script: the bot offered no slot buttons")
                 slot_step, step = len(steps), ("tap", slot_choices[0])
             else:
-                found = [data for label, data in _postbacks(messages) if label == value]
+                found = [data for label, data in postbacks(messages) if label == value]
                 if not found:
-                    labels = ", ".join(label for label, _ in _postbacks(messages))
+                    labels = ", ".join(label for label, _ in postbacks(messages))
                     raise BenchError(f"script: no button {value!r} in the reply; it had: {labels}")
                 step = ("tap", found[-1])
             seen = line.counts["/v2/bot/message/reply"]

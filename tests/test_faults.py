@@ -20,7 +20,7 @@ from redis.retry import Retry
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from bot.bench import gunicorn
+from bot.bench import gunicorn, postbacks
 from bot.channels.line.webhook import MAX_BODY_BYTES, event_json, sign, webhook_body
 from bot.cli import main
 from bot.clock import parse_instant
@@ -155,28 +155,13 @@ def test_redis_restart_mid_dialog_the_conversation_continues_and_books_once(redi
     card = json.dumps(reply.body["messages"], ensure_ascii=False)
     assert "山田 花子" in card and "11月25日(水)" in card
 
-    book = next(
-        action["data"]
-        for action in _postbacks(reply.body["messages"])
-        if action.get("label") == "この内容で予約する"
-    )
+    book = next(data for label, data in postbacks(reply.body["messages"]) if label == "この内容で予約する")
     event = event_json(USER, "postback", book, event_id="01FAULTBOOK000000000000000")
     assert post(app, webhook_body(event)).status_code == 200
     event["deliveryContext"] = {"isRedelivery": True}
     assert post(app, webhook_body(event)).status_code == 200
     assert [b["slot"] for b in driver.bookings()] == ["2026-11-25T10:00"]
     assert [fields.get("kind") for _, fields in service.outbox.entries()].count("booking") == 1
-
-
-def _postbacks(node):
-    if isinstance(node, dict):
-        if node.get("type") == "postback":
-            yield node
-        for value in node.values():
-            yield from _postbacks(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _postbacks(value)
 
 
 # --- 200 users, 10 slots ---------------------------------------------------------------------------
