@@ -58,6 +58,7 @@ TYPED_STATES = {
     "asking_phone": ("phone", validate.phone, T.ASK_PHONE),
 }
 FIELD_STATES = {"email": "asking_email", "phone": "asking_phone"}
+TURN_DATA = ("dialog", "conv", "now", "bookings", "outcome")  # what a Turn holds for one turn only
 
 
 def postback(step: int | str, action: str, value: str = "") -> str:
@@ -132,6 +133,7 @@ class Flow:
         # The flow's one model, added once and re-seated for each turn under `lock`: add_model binds
         # ~50 trigger methods, ~11% of a turn's CPU when it was done for every turn (`hwbot bench`).
         self.seat = Turn.__new__(Turn)
+        self.seat.__dict__.update(dict.fromkeys(TURN_DATA))
         self.machine.add_model(self.seat, initial="idle")
 
     def has(self, state: str) -> bool:
@@ -236,7 +238,7 @@ class Turn:
             action = lambda t: t.begin_office()  # noqa: E731
 
     def _turn_data(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ("dialog", "conv", "now", "bookings", "outcome")}
+        return {name: getattr(self, name) for name in TURN_DATA}
 
     def say(self, *replies: Reply) -> None:
         self.outcome.replies.extend(replies)
