@@ -7,7 +7,8 @@
     ├── StaffActionError        a staff console action cannot be done (the message is shown to staff)
     ├── StoreError              Redis could not be reached or answered unexpectedly
     │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
-    └── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
+    ├── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
+    └── BenchError              `hwbot bench` cannot run (a non-empty REDIS_URL, a server that did not start…)
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ class DeliveryError(HwbotError):
     def __init__(self, message: str, *, permanent: bool = False):
         super().__init__(message)
         self.permanent = permanent
+
+
+class BenchError(HwbotError):
+    """Raised by `hwbot bench` when it refuses to run or its processes fail; the message says why."""

@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, *, service: BotService | None =
     """Build the app; a bad variable or a broken profile stops start-up with a message naming it."""
     settings = settings or load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # INFO is three lines per turn (bench)
     service = service or BotService(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -205,3 +205,16 @@ def test_unfollow_forgets_the_conversation(service):
     driver.say(NAME)
     driver.unfollow()
     assert service.conversations.load("U1") == (None, 0)
+
+
+def test_each_machine_has_one_seated_model_that_keeps_no_user_data(service, caplog):
+    """The flow's model is re-seated per turn: no add_model per turn, nothing left between turns."""
+    caplog.set_level(logging.WARNING, logger="transitions")
+    driver = ChatDriver(service, user="U-seat")
+    driver.say("こんにちは")
+    driver.tap("ハローワーク能登")  # a switch from the lobby's machine to Noto's within one turn
+    assert driver.conversation_state() == "asking_name"
+    for flow in [service.dialog.lobby, *service.dialog.flows.values()]:
+        assert flow.machine.models == [flow.seat]
+        assert flow.seat.conv is None and flow.seat.outcome is None
+    assert caplog.records == []  # no "Skip binding" warnings from re-adding a model

@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from bot.channels.line.webhook import event_json, sign, webhook_body
+from bot.channels.line.webhook import Later, event_json, sign, webhook_body
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
@@ -194,3 +194,15 @@ def test_terms_page(client):
     html = page.get_data(as_text=True)
     assert "金沢地方裁判所" in html and "令和5年5月8日改定" in html and 'name="viewport"' in html
     assert client.get("/offices/kyoto/terms").status_code == 404
+
+
+def test_later_runs_calls_in_order_and_never_a_cancelled_one():
+    import threading
+
+    later, ran, done = Later(), [], threading.Event()
+    cancel = later.call(0.1, ran.append, "cancelled")  # cancelled long before it is due
+    cancel()
+    later.call(0.1, ran.append, "first")
+    later.call(0.1, lambda: (ran.append("second"), done.set()))
+    assert done.wait(timeout=5)
+    assert ran == ["first", "second"]

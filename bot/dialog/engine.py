@@ -63,6 +63,7 @@ TYPED_STATES = {
     "asking_phone": ("phone", validate.phone, T.ASK_PHONE),
 }
 FIELD_STATES = {"email": "asking_email", "phone": "asking_phone"}
+TURN_DATA = ("dialog", "conv", "now", "bookings", "outcome")  # what a Turn holds for one turn only
 
 
 def postback(step: int | str, action: str, value: str = "") -> str:
@@ -147,7 +148,12 @@ class Flow:
             auto_transitions=True,
             after_state_change="prompt",
         )
-        self.lock = threading.Lock()  # add_model/remove_model are not thread-safe
+        self.lock = threading.Lock()  # one turn at a time on the seat below
+        # The flow's one model, added once and re-seated for each turn under `lock`: add_model binds
+        # ~50 trigger methods, ~11% of a turn's CPU when it was done for every turn (`hwbot bench`).
+        self.seat = Turn.__new__(Turn)
+        self.seat.__dict__.update(dict.fromkeys(TURN_DATA))
+        self.machine.add_model(self.seat, initial="idle")
 
     def has(self, state: str) -> bool:
         return state in self.machine.states
@@ -235,23 +241,28 @@ class Turn:
         return self.dialog.offices[self.conv.office]
 
     def run(self, action: Callable[["Turn"], None]) -> None:
-        """Attach to the conversation's machine, act, detach (and follow office switches)."""
+        """Take the seat of the conversation's machine, act, leave it (and follow office switches)."""
         while True:
             flow = self.dialog.flow(self.conv)
             state = self.conv.state if flow.has(self.conv.state) else "idle"
             with flow.lock:
-                flow.machine.add_model(self, initial=state)
+                seat = flow.seat
+                seat.__dict__.update(self._turn_data(), _switch_to=None)
+                flow.machine.set_state(state, model=seat)
                 try:
-                    self._switch_to: str | None = None
-                    action(self)
-                    self.conv.state = self.state
+                    action(seat)
+                    self.conv.state = seat.state
+                    switch_to = seat._switch_to
                 finally:
-                    flow.machine.remove_model(self)
-            if not self._switch_to:
+                    seat.__dict__.update(dict.fromkeys(self._turn_data()))  # no user's data between turns
+            if not switch_to:
                 return
             # An office was chosen: continue in that office's machine.
-            self.conv.office = self._switch_to
+            self.conv.office = switch_to
             action = lambda t: t.begin_office()  # noqa: E731
+
+    def _turn_data(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in TURN_DATA}
 
     def say(self, *replies: Reply) -> None:
         self.outcome.replies.extend(replies)
@@ -724,6 +735,14 @@ class Turn:
         booked = self.bookings.booked_counts(profile.id, calendar.grid_keys(profile, self.now, days))
         return calendar.bookable_slots(profile, self.now, booked, days=days)
 
+    def _live_slot(self, key: str) -> calendar.Slot | None:
+        """The slot `key` if it is bookable now; reads that slot's count only (not the whole window)."""
+        profile = self.profile
+        if calendar.slot_at(profile, key) is None:
+            return None  # not in the office's grid (a forged or garbled button)
+        booked = self.bookings.booked_counts(profile.id, [key])
+        return next((slot for slot in calendar.bookable_slots(profile, self.now, booked) if slot.key == key), None)
+
     def ask_choosing_slot(self) -> None:
         profile = self.profile
         slots = self._live_slots()
@@ -761,7 +780,7 @@ class Turn:
 
     def on_slot_choice(self, action: str, value: str) -> None:
         if action == "s":
-            slot = next((s for s in self._live_slots() if s.key == value), None)
+            slot = self._live_slot(value)
             if slot is None:
                 self.say(Text(T.SLOT_GONE.format(slot=self._slot_label(value))))
                 return self.reprompt()
@@ -892,7 +911,7 @@ class Turn:
         profile = self.profile
         answers = self.conv.answers
         slot_key = answers.get("slot", "")
-        slot = next((s for s in self._live_slots() if s.key == slot_key), None)
+        slot = self._live_slot(slot_key)
         upcoming = self._upcoming(profile.id)
         if len(upcoming) >= profile.booking.max_upcoming:
             listing = "\n".join(self._booking_line(b) for b in upcoming)

@@ -3,7 +3,7 @@
 from redis import Redis as RedisClient
 
 from bot.store.bookings import BookingStore, ClaimResult
-from bot.store.connection import connect, embedded_redis
+from bot.store.connection import RoundTripCounter, connect, embedded_redis, stop_embedded
 from bot.store.conversations import ConversationStore
 from bot.store.handoffs import HandoffStore
 from bot.store.outbox import Outbox
@@ -16,9 +16,11 @@ __all__ = [
     "HandoffStore",
     "Outbox",
     "RedisClient",
+    "RoundTripCounter",
     "SlotStore",
     "connect",
     "day_tag",
     "embedded_redis",
     "slot_redis_key",
+    "stop_embedded",
 ]

@@ -42,3 +42,38 @@ def connect(settings: Settings, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> 
             health_check_interval=30,
         )
     return embedded_redis(settings.var_dir)
+
+
+class RoundTripCounter:
+    """A client on the same server as `client` that counts its round trips (for `hwbot bench`).
+
+    One request written to the socket is one round trip: a command, a whole pipeline, or a script
+    call (the commands a Lua script runs inside Redis are not round trips). Health-check PINGs and a
+    NOSCRIPT retry are counted too: they are real waits.
+    """
+
+    def __init__(self, client: redis.Redis):
+        counter = self
+        self.count = 0
+        pool = client.connection_pool
+
+        class Counting(pool.connection_class):  # type: ignore[name-defined,misc]
+            def send_packed_command(self, command, check_health=True):
+                counter.count += 1
+                return super().send_packed_command(command, check_health)
+
+        self.client = redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=Counting, **pool.connection_kwargs)
+        )
+
+
+def stop_embedded(client: redis.Redis) -> None:
+    """Stop an embedded server now, without saving (a throw-away one: the benchmark's).
+
+    Without retries: redis-py's default back-off on the socket SHUTDOWN closes took seconds.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client.set_retry(Retry(NoBackoff(), 0))
+    client.shutdown(nosave=True)

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,19 +49,31 @@ class LineStandIn(LocalServer):
     dedupe_retry_keys: bool = False
     accepted_keys: set[str] = field(default_factory=set)
     stall: Stall = field(default_factory=Stall)  # hold a request after accepting it (crash tests)
+    # The benchmark turns recording off (thousands of bodies) and keeps connections open (HTTP/1.1),
+    # as LINE does; `counts` is kept either way.
+    record: bool = True
+    keep_alive: bool = False
+    counts: Counter = field(default_factory=Counter)
 
     def __enter__(self) -> "LineStandIn":
         standin = self
+        lock = threading.Lock()
 
         class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1" if standin.keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                with lock:
+                    standin.counts[self.path] += 1
                 try:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                standin.requests.append(Recorded("POST", self.path, dict(self.headers), body, raw))
+                if standin.record:
+                    standin.requests.append(Recorded("POST", self.path, dict(self.headers), body, raw))
                 status = standin.failing.get(self.path, 200)
                 key = self.headers.get("X-Line-Retry-Key")
                 if standin.dedupe_retry_keys and key and status < 400:

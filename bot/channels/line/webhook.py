@@ -7,9 +7,12 @@ turn's effects; Redis trouble answers 503 without replying, so LINE redelivers a
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import threading
+import time
 import uuid
 from typing import Any, Callable
 
@@ -57,6 +60,48 @@ def to_inbound(event: Event) -> Inbound | None:
     return None
 
 
+class Later:
+    """Runs calls after a delay on one long-lived daemon thread, cancellable until they run.
+
+    The loading animation used a `threading.Timer` per event; starting that thread (and waiting for
+    it to start) took ~7% of a webhook under load (`hwbot bench`, py-spy).
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, list[Any]]] = []  # heap of (monotonic due, seq, [fn, args])
+        self._seq = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def call(self, delay: float, fn: Callable[..., None], *args: Any) -> Callable[[], None]:
+        """Run `fn(*args)` in `delay` seconds; returns a function that cancels it."""
+        entry: list[Any] = [fn, args]
+        with self._wake:
+            heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), entry))
+            if self._thread is None or not self._thread.is_alive():  # first call, or after a fork
+                self._thread = threading.Thread(target=self._run, name="hwbot-later", daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is entry:
+                self._wake.notify()  # the new call is the earliest: wake the thread to wait less
+
+        def cancel() -> None:
+            entry[0] = None
+
+        return cancel
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, (fn, args) = heapq.heappop(self._due)
+            if fn is not None:
+                try:
+                    fn(*args)
+                except Exception:  # a failed call must not stop the calls after it
+                    log.exception("later_call_failed")
+
+
 def create_blueprint(
     service: BotService,
     channel_secret: str,
@@ -66,6 +111,7 @@ def create_blueprint(
     bp = Blueprint("line", __name__)
     parser = WebhookParser(channel_secret)
     log_key = channel_secret
+    later = Later()
 
     @bp.post("/callback")
     def callback() -> Response:
@@ -89,7 +135,7 @@ def create_blueprint(
             if inbound is None:
                 continue
             try:
-                handled = _handle(service, api, event, inbound, log_key)
+                handled = _handle(service, api, event, inbound, log_key, later)
             except StoreError as exc:
                 log.error("webhook_store_unavailable error=%s", exc)
                 return Response("store unavailable", status=503)
@@ -100,17 +146,16 @@ def create_blueprint(
     return bp
 
 
-def _handle(service: BotService, api: LineMessaging, event: Event, inbound: Inbound, log_key: str) -> bool:
+def _handle(service: BotService, api: LineMessaging, event: Event, inbound: Inbound, log_key: str,
+            later: Later) -> bool:
     """Run the turn and reply; False when the event was a duplicate."""
     who = user_hash(inbound.user, log_key)
-    timer = threading.Timer(LOADING_AFTER_S, _loading, args=(api, inbound.user))
-    timer.daemon = True
-    if inbound.kind in ("text", "postback"):
-        timer.start()
+    cancel = later.call(LOADING_AFTER_S, _loading, api, inbound.user) if inbound.kind in ("text", "postback") else None
     try:
         outcome = service.handle(inbound, event_id=event.webhook_event_id)
     finally:
-        timer.cancel()
+        if cancel is not None:
+            cancel()
     if outcome is None:
         log.info("webhook_duplicate user=%s redelivery=%s", who, _is_redelivery(event))
         return False
