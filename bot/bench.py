@@ -81,7 +81,6 @@ PLAN: list[tuple[str, str]] = [
 ]
 BOOKED_TEXT = "ご予約を受け付けました"
 
-log = logging.getLogger("hwbot.bench")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,10 +92,11 @@ def baseline_app():
     from flask import Flask, Response, request
 
     from bot.channels.line.api import LineMessaging
+    from bot.channels.line.webhook import sign
     from bot.store import connect
 
     settings = load_settings()
-    secret = (settings.line_channel_secret or "").encode()
+    secret = settings.line_channel_secret or ""
     client = connect(settings)
     line = LineMessaging(settings.line_api_host, settings.line_channel_access_token or "")
     app = Flask(__name__)
@@ -109,7 +109,7 @@ def baseline_app():
     @app.post("/callback")
     def callback() -> Response:
         body = request.get_data()
-        expected = _signature(body, secret)
+        expected = sign(body, secret)
         if not hmac.compare_digest(expected, request.headers.get("X-Line-Signature", "")):
             return Response("invalid signature", status=400)
         for event in json.loads(body).get("events", []):
@@ -120,12 +120,6 @@ def baseline_app():
         return Response("OK", status=200)
 
     return app
-
-
-def _signature(body: bytes, secret: bytes) -> str:
-    import base64
-
-    return base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest()).decode()
 
 
 # ---------------------------------------------------------------------------------------------
