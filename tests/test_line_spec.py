@@ -114,7 +114,7 @@ def test_every_scripted_reply_validates_against_the_spec(spec, scripted_turns):
     assert problems == []
 
 
-def _first_flex_with_quick_reply(scripted_turns) -> dict:
+def _first_flex(scripted_turns) -> dict:
     for _, _, messages in scripted_turns:
         for message in messages:
             if message["type"] == "flex":
@@ -141,7 +141,7 @@ def _first_flex_with_quick_reply(scripted_turns) -> dict:
     ids=["empty-alt", "long-alt", "14-quick-replies", "long-label", "long-data", "13-bubbles"],
 )
 def test_the_limit_checks_catch_what_line_would_refuse(scripted_turns, breakage, expected):
-    message = _first_flex_with_quick_reply(scripted_turns)
+    message = _first_flex(scripted_turns)
     breakage(message)
     errors = check_limits([message])
     assert errors and any(expected in error for error in errors), errors
@@ -154,7 +154,7 @@ def test_a_text_over_5000_characters_or_six_messages_are_refused():
 
 
 def test_the_spec_check_catches_a_misspelt_or_missing_property(spec, scripted_turns):
-    message = _first_flex_with_quick_reply(scripted_turns)
+    message = _first_flex(scripted_turns)
     message["alttext"] = message.pop("altText")
     errors = validate_request(spec, "ReplyMessageRequest", {"replyToken": REPLY_TOKEN, "messages": [message]})
     assert any("alttext" in error for error in errors) and any("altText" in error for error in errors), errors
