@@ -206,3 +206,26 @@ def test_later_runs_calls_in_order_and_never_a_cancelled_one():
     later.call(0.1, lambda: (ran.append("second"), done.set()))
     assert done.wait(timeout=5)
     assert ran == ["first", "second"]
+
+
+def test_later_never_waits_for_a_cancelled_call():
+    """A turn cancels its loading call within milliseconds: the thread must not wake up for it."""
+    import threading
+
+    waits, waited = [], threading.Semaphore(0)
+
+    class RecordingCondition(threading.Condition):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            waited.release()
+            return super().wait(timeout)
+
+    later = Later()
+    later._wake = RecordingCondition()
+    cancel_far = later.call(60, print)  # the thread now waits about a minute
+    assert waited.acquire(timeout=5)
+    with later._wake:  # the thread cannot look before the call is cancelled
+        later.call(0.01, print)()  # due first, so the thread is notified, but cancelled
+    assert waited.acquire(timeout=5)
+    cancel_far()
+    assert len(waits) == 2 and all(timeout is not None and timeout > 30 for timeout in waits), waits
