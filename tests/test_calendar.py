@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -248,3 +248,34 @@ def test_slot_json_shape(offices):
     }
     assert slot.label() == "11月26日(木) 10:00〜10:30"
     assert slot.start.tzinfo is not None and slot.start.astimezone(JST) == slot.start
+
+
+@pytest.mark.parametrize("office", ["noto", "hamamatsu", "izumo", "toyooka", "sakata"])
+@pytest.mark.parametrize("now", ["2026-11-25T16:59", "2026-11-25T17:01", "2026-12-28T09:00", "2027-04-28T12:00"])
+def test_one_slot_check_agrees_with_the_whole_window(offices, office, now):
+    """`bookable_slot` (one key, the booking step) gives what `bookable_slots` (the picker) gives."""
+    profile = offices[office]
+    instant = at(now)
+    keys = [calendar.slot_key(start) for day in calendar.iter_days(instant.date(), instant.date() + timedelta(days=70))
+            for start, _ in calendar.day_grid(profile, day)]
+    booked = {key: profile.schedule.capacity for key in keys[5::7]}  # some slots full
+    offered = {slot.key: slot for slot in calendar.bookable_slots(profile, instant, booked)}
+    assert offered, "the window has bookable slots"
+    for key in keys:
+        assert calendar.bookable_slot(profile, instant, key, booked.get(key, 0)) == offered.get(key), key
+
+
+def test_one_slot_check_rejects_keys_not_spelt_as_the_grid(offices):
+    noto, now = offices["noto"], at("2026-11-22T10:00")
+    assert calendar.bookable_slot(noto, now, "2026-11-26T10:00", 0) is not None
+    for key in ("2026-11-26T10:0", "2026-11-26T10:00:00", "2026-11-26T10:05", "2026-11-26", "x"):
+        assert calendar.bookable_slot(noto, now, key, 0) is None, key
+
+
+def test_the_window_plan_follows_the_day_and_the_profile(offices, make_profile):
+    noto = offices["noto"]
+    first = calendar.window_plan(noto, date(2026, 11, 25))
+    assert calendar.window_plan(noto, date(2026, 11, 25)) is first  # cached for the day
+    assert calendar.window_plan(noto, date(2026, 11, 26))[0].day == date(2026, 11, 26)
+    changed = make_profile("noto", booking__window_months=2)
+    assert calendar.window_plan(changed, date(2026, 11, 25))[-1].day > first[-1].day

@@ -130,19 +130,58 @@ def iter_days(first: date, last: date) -> Iterator[date]:
         current += timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class PlanDay:
+    """One open day of an office's booking window, with what does not depend on the time of day."""
+
+    day: date
+    deadline: datetime
+    grid: tuple[tuple[datetime, datetime, str], ...]  # (start, end, slot key)
+
+
+# (id(profile), today) -> (profile, plan). The profile is held so its id cannot be reused while cached.
+_PLANS: dict[tuple[int, date], tuple[OfficeProfile, tuple[PlanDay, ...]]] = {}
+_PLANS_MAX = 256
+
+
+def window_plan(profile: OfficeProfile, today: date) -> tuple[PlanDay, ...]:
+    """The open days with slots from `today` to the end of the booking window, earliest first.
+
+    The same for every turn of a day, so it is computed once per office and day (the slot picker
+    asked for it at each turn: ~90 days of holidays, deadlines and slot times).
+    """
+    cached = _PLANS.get((id(profile), today))
+    if cached is not None and cached[0] is profile:
+        return cached[1]
+    last = today + relativedelta(months=profile.booking.window_months)
+    plan = tuple(
+        PlanDay(day, deadline(profile, day), tuple((start, end, slot_key(start)) for start, end in grid))
+        for day in iter_days(today, last)
+        if is_open(profile, day) and (grid := day_grid(profile, day))
+    )
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()  # profiles are few: only a long-running process crossing many days gets here
+    _PLANS[(id(profile), today)] = (profile, plan)
+    return plan
+
+
+def _plan_days(profile: OfficeProfile, now: datetime, days: int | None) -> tuple[PlanDay, ...]:
+    today = now.astimezone(JST).date()
+    plan = window_plan(profile, today)
+    if days is None:
+        return plan
+    last = today + timedelta(days=days - 1)  # `days` calendar days starting today: 1 is today only
+    return tuple(day for day in plan if day.day <= last)
+
+
 def candidate_days(profile: OfficeProfile, now: datetime, days: int | None = None) -> list[date]:
     """Open days from today (JST) to the end of the window (or `days` days on, if shorter)."""
-    today = now.astimezone(JST).date()
-    last = window_end(profile, now)
-    if days is not None:
-        # `days` calendar days starting today: --days 1 is today only.
-        last = min(last, today + timedelta(days=days - 1))
-    return [day for day in iter_days(today, last) if is_open(profile, day) and day_grid(profile, day)]
+    return [plan_day.day for plan_day in _plan_days(profile, now, days)]
 
 
 def grid_keys(profile: OfficeProfile, now: datetime, days: int | None = None) -> list[str]:
     """Keys of every slot on the candidate days: read their booked counts in one go, then filter."""
-    return [slot_key(start) for day in candidate_days(profile, now, days) for start, _ in day_grid(profile, day)]
+    return [key for plan_day in _plan_days(profile, now, days) for _, _, key in plan_day.grid]
 
 
 def bookable_slots(
@@ -162,16 +201,31 @@ def bookable_slots(
     now = now.astimezone(JST)
     capacity = profile.schedule.capacity
     result = []
-    for day in candidate_days(profile, now, days):
-        if now > deadline(profile, day):
+    for plan_day in _plan_days(profile, now, days):
+        if now > plan_day.deadline:
             continue
-        for start, end in day_grid(profile, day):
+        for start, end, key in plan_day.grid:
             if start <= now:
                 continue
-            remaining = capacity - booked.get(slot_key(start), 0)
+            remaining = capacity - booked.get(key, 0)
             if remaining > 0:
                 result.append(Slot(profile.id, start, end, capacity, remaining))
     return result
+
+
+def bookable_slot(profile: OfficeProfile, now: datetime, key: str, booked: int) -> Slot | None:
+    """The slot `key` if it is bookable at `now` with `booked` bookings held (the rules of `bookable_slots`)."""
+    pair = slot_at(profile, key)
+    if pair is None or slot_key(pair[0]) != key:  # not in the grid, or not spelt as the grid spells it
+        return None
+    start, end = pair
+    now = now.astimezone(JST)
+    plan_day = next((d for d in window_plan(profile, now.date()) if d.day == start.date()), None)
+    if plan_day is None or now > plan_day.deadline or start <= now:
+        return None
+    capacity = profile.schedule.capacity
+    remaining = capacity - booked
+    return Slot(profile.id, start, end, capacity, remaining) if remaining > 0 else None
 
 
 def slot_at(profile: OfficeProfile, key: str) -> tuple[datetime, datetime] | None:

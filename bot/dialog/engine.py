@@ -743,7 +743,7 @@ class Turn:
         if calendar.slot_at(profile, key) is None:
             return None  # not in the office's grid (a forged or garbled button)
         booked = self.bookings.booked_counts(profile.id, [key])
-        return next((slot for slot in calendar.bookable_slots(profile, self.now, booked) if slot.key == key), None)
+        return calendar.bookable_slot(profile, self.now, key, booked.get(key, 0))
 
     def ask_choosing_slot(self) -> None:
         profile = self.profile
