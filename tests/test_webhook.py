@@ -7,7 +7,8 @@ import json
 import pytest
 import redis
 
-from bot.channels.line.webhook import Later, event_json, sign, webhook_body
+from bot.channels.line.webhook import Later, MalformedEvent, event_json, read_events, sign, webhook_body
+from bot.dialog import Inbound
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
@@ -229,3 +230,65 @@ def test_later_never_waits_for_a_cancelled_call():
     assert waited.acquire(timeout=5)
     cancel_far()
     assert len(waits) == 2 and all(timeout is not None and timeout > 30 for timeout in waits), waits
+
+
+# --- reading events ------------------------------------------------------------------------------
+
+
+def sdk_view(body: str):
+    """What line-bot-sdk's own parser reads of `body`: the reference for `read_events`."""
+    from linebot.v3 import WebhookParser
+    from linebot.v3.webhooks import MessageEvent, PostbackEvent, TextMessageContent, UserSource
+
+    result = []
+    for event in WebhookParser(SECRET).parse(body, sign(body, SECRET)):
+        source = getattr(event, "source", None)
+        user = source.user_id if isinstance(source, UserSource) else None
+        content = None
+        if isinstance(event, MessageEvent):
+            content = event.message.text if isinstance(event.message, TextMessageContent) else event.message.type
+        elif isinstance(event, PostbackEvent):
+            content = event.postback.data
+        context = getattr(event, "delivery_context", None)
+        result.append((event.type, user, content, event.webhook_event_id, getattr(event, "reply_token", None),
+                       bool(getattr(context, "is_redelivery", False))))
+    return result
+
+
+@pytest.mark.parametrize("kind", ["text", "postback", "sticker", "follow", "unfollow"])
+@pytest.mark.parametrize("redelivery", [False, True])
+def test_read_events_reads_what_the_sdk_parser_reads(kind, redelivery):
+    body = webhook_body(event_json(USER, kind, "こんにちは" if kind == "text" else "a=c&v=1", redelivery=redelivery))
+    [event] = read_events(body)
+    [(kind_seen, user, content, event_id, reply_token, redelivered)] = sdk_view(body)
+    inbound = event.inbound
+    assert (inbound.user, event.event_id, event.reply_token, event.redelivery) == (user, event_id, reply_token, redelivered)
+    expected_kind = {"message": "media" if kind == "sticker" else "text"}.get(kind_seen, kind_seen)
+    assert inbound.kind == expected_kind
+    if content is not None:
+        assert inbound.text == content
+
+
+def test_read_events_ignores_groups_rooms_and_unknown_types():
+    group = event_json(USER, "text", "hi")
+    group["source"] = {"type": "group", "groupId": "C" + "1" * 32, "userId": USER}
+    beacon = {**event_json(USER, "follow"), "type": "beacon", "beacon": {"hwid": "d41d8cd98f", "type": "enter"}}
+    body = webhook_body(group, beacon, event_json(USER, "text", "はい"))
+    events = read_events(body)
+    assert [event.inbound for event in events] == [None, None, Inbound(user=USER, kind="text", text="はい")]
+    assert len(sdk_view(body)) == 3  # the SDK reads them too
+
+
+@pytest.mark.parametrize("body", [
+    "", "[]", "{}", '{"events": {}}', '{"events": [1]}', '{"events": [{"source": {}}]}',
+    webhook_body({**event_json(USER, "text", "x"), "message": None}),
+    webhook_body({**event_json(USER, "text", "x"), "message": {"type": "text"}}),
+    webhook_body({**event_json(USER, "text", "x"), "message": {"type": "text", "text": 5}}),
+    webhook_body({**event_json(USER, "postback", "x"), "postback": {}}),
+    webhook_body({**event_json(USER, "text", "x"), "replyToken": 12}),
+    webhook_body({**event_json(USER, "text", "x"), "source": "U1"}),
+])
+def test_read_events_refuses_what_is_not_a_webhook_body(client, body):
+    with pytest.raises(MalformedEvent):
+        read_events(body)
+    assert post(client, body).status_code == 400
