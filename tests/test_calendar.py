@@ -279,3 +279,14 @@ def test_the_window_plan_follows_the_day_and_the_profile(offices, make_profile):
     assert calendar.window_plan(noto, date(2026, 11, 26))[0].day == date(2026, 11, 26)
     changed = make_profile("noto", booking__window_months=2)
     assert calendar.window_plan(changed, date(2026, 11, 25))[-1].day > first[-1].day
+
+
+def test_days_before_deadline_are_the_days_with_bookable_slots(offices):
+    for office in offices.values():
+        for now in ("2026-11-25T16:59", "2026-11-25T17:01", "2026-12-28T09:00"):
+            instant = at(now)
+            days = calendar.days_before_deadline(office, instant)
+            assert {slot.start.date() for slot in calendar.bookable_slots(office, instant)} <= set(days)
+            assert all(instant <= calendar.deadline(office, day) for day in days)
+            skipped = [day for day in calendar.candidate_days(office, instant) if day not in days]
+            assert all(instant > calendar.deadline(office, day) for day in skipped)

@@ -218,3 +218,56 @@ def test_each_machine_has_one_seated_model_that_keeps_no_user_data(service, capl
         assert flow.machine.models == [flow.seat]
         assert flow.seat.conv is None and flow.seat.outcome is None
     assert caplog.records == []  # no "Skip binding" warnings from re-adding a model
+
+
+@pytest.mark.parametrize("full_every", [0, 2, 3])
+def test_slot_pages_read_part_of_the_window_and_show_what_the_whole_window_gives(
+        service, redis_client, offices, clock, full_every):
+    """The picker reads slot counts a page at a time; its pages, 次/前 buttons included, are those the
+    whole window's bookable slots give (some days made full)."""
+    from bot import calendar
+    from bot.dialog.replies import SlotPicker
+    from bot.dialog.texts import EARLIER_SLOTS, MORE_SLOTS
+    from bot.store.slots import slot_redis_key
+
+    noto = offices["noto"]
+    now = parse_instant(NOW)
+    open_days = calendar.candidate_days(noto, now)
+    full = {key for i, day in enumerate(open_days) if full_every and i % full_every == 0
+            for key in calendar.grid_keys(noto, now, first=day, last=day)}
+    for key in full:
+        redis_client.sadd(slot_redis_key("noto", key), *[f"taken{n}" for n in range(noto.schedule.capacity)])
+    booked = {key: noto.schedule.capacity for key in full}
+    days = sorted({slot.start.date() for slot in calendar.bookable_slots(noto, now, booked)})
+    pages = [days[i:i + 5] for i in range(0, len(days), 5)]
+    assert len(pages) >= 2
+
+    def picker(exchange) -> SlotPicker:
+        return next(reply for reply in exchange.replies if isinstance(reply, SlotPicker))
+
+    def scards() -> int:
+        return redis_client.info("commandstats").get("cmdstat_scard", {}).get("calls", 0)
+
+    driver = ChatDriver(service, user="U-pages")
+    to_slots(driver)
+    shown = picker(driver.exchanges[-1])
+    for number, page in enumerate(pages):
+        assert [day.label for day in shown.days] == [calendar.format_day(day) for day in page], number
+        labels = [option.label for option in shown.options]
+        assert (MORE_SLOTS in labels) == (number < len(pages) - 1)
+        assert (EARLIER_SLOTS in labels) == (number > 0)
+        if number < len(pages) - 1:
+            shown = picker(driver.tap(MORE_SLOTS))
+    # back to the first page, one page at a time
+    for number in range(len(pages) - 2, -1, -1):
+        shown = picker(driver.tap(EARLIER_SLOTS))
+        assert [day.label for day in shown.days] == [calendar.format_day(day) for day in pages[number]]
+    # the first page reads the counts of a page of days at a time, not the whole window's
+    driver.tap(MORE_SLOTS)
+    before = scards()
+    driver.tap(EARLIER_SLOTS)
+    first_page_reads = scards() - before
+    six_days = len(calendar.grid_keys(noto, now, first=days[0], last=days[5]))
+    assert first_page_reads < len(calendar.grid_keys(noto, now))
+    if not full:
+        assert first_page_reads == six_days  # five days shown, and the sixth for 次の日程

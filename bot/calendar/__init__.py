@@ -165,13 +165,19 @@ def window_plan(profile: OfficeProfile, today: date) -> tuple[PlanDay, ...]:
     return plan
 
 
-def _plan_days(profile: OfficeProfile, now: datetime, days: int | None) -> tuple[PlanDay, ...]:
+def _plan_days(
+    profile: OfficeProfile, now: datetime, days: int | None, first: date | None = None, last: date | None = None
+) -> tuple[PlanDay, ...]:
     today = now.astimezone(JST).date()
     plan = window_plan(profile, today)
-    if days is None:
+    if days is not None:
+        end = today + timedelta(days=days - 1)  # `days` calendar days starting today: 1 is today only
+        last = end if last is None else min(last, end)
+    if first is None and last is None:
         return plan
-    last = today + timedelta(days=days - 1)  # `days` calendar days starting today: 1 is today only
-    return tuple(day for day in plan if day.day <= last)
+    return tuple(
+        day for day in plan if (first is None or day.day >= first) and (last is None or day.day <= last)
+    )
 
 
 def candidate_days(profile: OfficeProfile, now: datetime, days: int | None = None) -> list[date]:
@@ -179,9 +185,19 @@ def candidate_days(profile: OfficeProfile, now: datetime, days: int | None = Non
     return [plan_day.day for plan_day in _plan_days(profile, now, days)]
 
 
-def grid_keys(profile: OfficeProfile, now: datetime, days: int | None = None) -> list[str]:
-    """Keys of every slot on the candidate days: read their booked counts in one go, then filter."""
-    return [key for plan_day in _plan_days(profile, now, days) for _, _, key in plan_day.grid]
+def days_before_deadline(profile: OfficeProfile, now: datetime) -> list[date]:
+    """The candidate days whose booking deadline has not passed at `now` (the only ones with bookable slots)."""
+    now = now.astimezone(JST)
+    return [plan_day.day for plan_day in _plan_days(profile, now, None) if now <= plan_day.deadline]
+
+
+def grid_keys(
+    profile: OfficeProfile, now: datetime, days: int | None = None, *, first: date | None = None,
+    last: date | None = None,
+) -> list[str]:
+    """Keys of every slot on the candidate days (from `first` to `last` when given): read their
+    booked counts in one go, then filter with `bookable_slots`."""
+    return [key for plan_day in _plan_days(profile, now, days, first, last) for _, _, key in plan_day.grid]
 
 
 def bookable_slots(
@@ -190,8 +206,10 @@ def bookable_slots(
     booked: Mapping[str, int] | None = None,
     *,
     days: int | None = None,
+    first: date | None = None,
+    last: date | None = None,
 ) -> list[Slot]:
-    """Every slot bookable at `now`, earliest first.
+    """Every slot bookable at `now`, earliest first (only from day `first` to day `last` when given).
 
     A slot is bookable when its day is open, its deadline has not passed at `now`, it lies inside the
     booking window (optionally shortened to `days` days), and it has remaining capacity given
@@ -201,7 +219,7 @@ def bookable_slots(
     now = now.astimezone(JST)
     capacity = profile.schedule.capacity
     result = []
-    for plan_day in _plan_days(profile, now, days):
+    for plan_day in _plan_days(profile, now, days, first, last):
         if now > plan_day.deadline:
             continue
         for start, end, key in plan_day.grid:

@@ -745,11 +745,37 @@ class Turn:
         booked = self.bookings.booked_counts(profile.id, [key])
         return calendar.bookable_slot(profile, self.now, key, booked.get(key, 0))
 
+    def _page_slots(self, start: date | None) -> list[calendar.Slot]:
+        """The bookable slots of every day before `start` and of the next DAYS_PER_PAGE + 1 days that
+        have one (or to the end of the window): what a page of the picker and its buttons need.
+
+        Counts are read a page of days at a time, so the first page reads about 6 days' slots rather
+        than the whole window's (Noto: 24 of 88).
+        """
+        profile = self.profile
+        open_days = calendar.days_before_deadline(profile, self.now)
+        begin = next((i for i, day in enumerate(open_days) if start is not None and day >= start), 0)
+        slots: list[calendar.Slot] = []
+        low, high = 0, begin + DAYS_PER_PAGE + 1
+        while low < len(open_days):
+            first, last = open_days[low], open_days[min(high, len(open_days)) - 1]
+            keys = calendar.grid_keys(profile, self.now, first=first, last=last)
+            booked = self.bookings.booked_counts(profile.id, keys)
+            slots += calendar.bookable_slots(profile, self.now, booked, first=first, last=last)
+            shown_from = start or open_days[0]
+            if len({slot.start.date() for slot in slots if slot.start.date() >= shown_from}) > DAYS_PER_PAGE:
+                break
+            low, high = high, high + DAYS_PER_PAGE + 1
+        return slots
+
     def ask_choosing_slot(self) -> None:
         profile = self.profile
-        slots = self._live_slots()
         start = date.fromisoformat(self.conv.slot_from) if self.conv.slot_from else None
-        days = sorted({slot.start.date() for slot in slots})
+        slots = self._page_slots(start)
+        by_day: dict[date, list[calendar.Slot]] = {}
+        for slot in slots:
+            by_day.setdefault(slot.start.date(), []).append(slot)
+        days = list(by_day)  # slots come earliest first
         if start is not None:
             shown_days = [day for day in days if day >= start][:DAYS_PER_PAGE]
         else:
@@ -772,9 +798,7 @@ class Turn:
         picker_days = []
         for day in shown_days:
             options = tuple(
-                self.option(f"{slot.start:%H:%M}〜{slot.end:%H:%M}", "s", slot.key)
-                for slot in slots
-                if slot.start.date() == day
+                self.option(f"{slot.start:%H:%M}〜{slot.end:%H:%M}", "s", slot.key) for slot in by_day[day]
             )
             picker_days.append(SlotDay(calendar.format_day(day), options))
         text = T.CHOOSE_SLOT.format(office=profile.short_name, length=f"1回{profile.schedule.minutes}分")
