@@ -96,6 +96,13 @@ def fold(text: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)).lower()
 
 
+# Typed text (folded) -> command: the commands' button labels, then their aliases.
+FOLDED_COMMANDS: dict[str, str] = {
+    **{fold(alias): command for alias, command in T.COMMAND_ALIASES.items()},
+    **{fold(label): command for command, label in T.COMMANDS.items()},
+}
+
+
 def steps_for(profile: OfficeProfile) -> list[str]:
     """The questions of one office, in the order they are asked."""
     steps = ["asking_name", "asking_number"]
@@ -288,11 +295,8 @@ class Turn:
                 return Parsed("choice", step=step, action=action, value=value)
             return Parsed("text", text=event.text)
         folded = fold(event.text) if len(event.text) <= 40 else ""
-        for command, label in T.COMMANDS.items():
-            if folded == fold(label):
-                return Parsed("command", value=command, step=ANY)
-        if folded in {fold(alias) for alias in T.COMMAND_ALIASES}:
-            command = next(c for a, c in T.COMMAND_ALIASES.items() if fold(a) == folded)
+        command = FOLDED_COMMANDS.get(folded)
+        if command is not None:
             return Parsed("command", value=command, step=ANY)
         return Parsed("text", text=event.text)
 
