@@ -176,13 +176,14 @@ def _serve_worker(settings: Settings, app, host: str, port: int) -> None:
 @click.option("--consumer", metavar="NAME", help="Consumer name in the outbox group (default: the host name).")
 def worker(now: str | None, once: bool, consumer: str | None) -> None:
     """Deliver the outbox (staff notices, pushes) until SIGTERM or Ctrl-C."""
-    import logging
     import signal
     import threading
 
+    from bot.logs import configure_logging
+
     settings = _settings()
     instant = _instant(now) or settings.now
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     try:
         runner = _worker(settings, consumer, Clock(instant) if instant else Clock())
         if once:

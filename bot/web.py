@@ -7,7 +7,6 @@ import time: the factory reads settings, checks the office profiles and connects
 from __future__ import annotations
 
 import html
-import logging
 import re
 from typing import Any
 
@@ -16,6 +15,7 @@ from flask import Flask, Response, abort, request
 from bot.channels.line.api import LineMessaging
 from bot.channels.line.webhook import MAX_BODY_BYTES, create_blueprint
 from bot.errors import UnknownOfficeError
+from bot.logs import configure_logging
 from bot.service import BotService
 from bot.settings import Settings, load_settings
 from bot.staff.console import create_blueprint as staff_console
@@ -29,8 +29,7 @@ DEFAULT_LINE_HOST = "https://api.line.me"
 def create_app(settings: Settings | None = None, *, service: BotService | None = None) -> Flask:
     """Build the app; a bad variable or a broken profile stops start-up with a message naming it."""
     settings = settings or load_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("transitions").setLevel(logging.WARNING)  # INFO is three lines per turn (bench)
+    configure_logging()
     service = service or BotService(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
