@@ -18,9 +18,8 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable
-
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, request
 from linebot.v3 import SignatureValidator
