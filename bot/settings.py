@@ -36,7 +36,9 @@ class Settings(BaseSettings):
         default_factory=_default_profiles_dir, validation_alias="HWBOT_PROFILES_DIR"
     )
     slack_webhook_url: str | None = Field(default=None, validation_alias="SLACK_WEBHOOK_URL")
-    staff_token: str | None = Field(default=None, validation_alias="HWBOT_STAFF_TOKEN")
+    # At least 16 characters: one token guards the console and the API, and the login page can be
+    # tried from anywhere (e.g. `python -c "import secrets; print(secrets.token_urlsafe(24))"`).
+    staff_token: str | None = Field(default=None, min_length=16, validation_alias="HWBOT_STAFF_TOKEN")
     public_url: str | None = Field(default=None, validation_alias="HWBOT_PUBLIC_URL")
     worker_max_attempts: int = Field(default=6, ge=1, le=50, validation_alias="HWBOT_WORKER_MAX_ATTEMPTS")
     # An entry pending this long with no retry scheduled belongs to a dead worker: another one takes it.

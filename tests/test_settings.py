@@ -37,6 +37,7 @@ def test_values_are_read_and_parsed(monkeypatch):
         ("LINE_API_HOST", "api.line.me"),
         ("HWBOT_CONVERSATION_TTL_MINUTES", "-5"),
         ("HWBOT_REMINDERS", "sometimes"),
+        ("HWBOT_STAFF_TOKEN", "hamamatsu2026"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch, variable, value):
@@ -63,3 +64,13 @@ def test_reminders_mode(monkeypatch, value, mode):
 def test_reminders_default_to_all(monkeypatch):
     monkeypatch.delenv("HWBOT_REMINDERS", raising=False)
     assert load_settings().reminders == "all"
+
+
+def test_a_short_staff_token_stops_start_up_without_echoing_it(monkeypatch):
+    monkeypatch.setenv("HWBOT_STAFF_TOKEN", "noto-staff")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "HWBOT_STAFF_TOKEN" in str(raised.value) and "16 characters" in str(raised.value)
+    assert "noto-staff" not in str(raised.value)
+    monkeypatch.setenv("HWBOT_STAFF_TOKEN", "noto-staff-2026-long")
+    assert load_settings().staff_token == "noto-staff-2026-long"
