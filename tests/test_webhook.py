@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from bot.channels.line.webhook import Later, MalformedEvent, event_json, read_events, sign, webhook_body
-from bot.dialog import Inbound
 from bot.clock import parse_instant
+from bot.dialog import Inbound
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.testing.driver import ChatDriver, ManualClock
