@@ -71,7 +71,10 @@ def deadline(profile: OfficeProfile, day: date) -> datetime:
 
 def window_end(profile: OfficeProfile, now: datetime) -> date:
     """The last bookable day: the same day N calendar months on (clamped to month end), inclusive."""
-    today = now.astimezone(JST).date()
+    return _last_day(profile, now.astimezone(JST).date())
+
+
+def _last_day(profile: OfficeProfile, today: date) -> date:
     return today + relativedelta(months=profile.booking.window_months)
 
 
@@ -153,7 +156,7 @@ def window_plan(profile: OfficeProfile, today: date) -> tuple[PlanDay, ...]:
     cached = _PLANS.get((id(profile), today))
     if cached is not None and cached[0] is profile:
         return cached[1]
-    last = today + relativedelta(months=profile.booking.window_months)
+    last = _last_day(profile, today)
     plan = tuple(
         PlanDay(day, deadline(profile, day), tuple((start, end, slot_key(start)) for start, end in grid))
         for day in iter_days(today, last)

@@ -736,10 +736,11 @@ class Turn:
 
     # -- slots --------------------------------------------------------------------------------------
 
-    def _live_slots(self, days: int | None = None) -> list[calendar.Slot]:
+    def _live_slots(self) -> list[calendar.Slot]:
+        """Every bookable slot of the window (a typed date may fall anywhere in it)."""
         profile = self.profile
-        booked = self.bookings.booked_counts(profile.id, calendar.grid_keys(profile, self.now, days))
-        return calendar.bookable_slots(profile, self.now, booked, days=days)
+        booked = self.bookings.booked_counts(profile.id, calendar.grid_keys(profile, self.now))
+        return calendar.bookable_slots(profile, self.now, booked)
 
     def _live_slot(self, key: str) -> calendar.Slot | None:
         """The slot `key` if it is bookable now; reads that slot's count only (not the whole window)."""

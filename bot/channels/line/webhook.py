@@ -196,11 +196,10 @@ def create_blueprint(
     return bp
 
 
-def _handle(service: BotService, api: LineMessaging, event: LineEvent, log_key: str, later: Later) -> bool:
-    """Run the turn and reply; False when the event was a duplicate."""
+def _handle(service: BotService, api: LineMessaging, event: LineEvent, log_key: str, later: Later) -> None:
+    """Run the turn and reply (nothing for an event already processed)."""
     inbound = event.inbound
     assert inbound is not None
-    who = user_hash(inbound.user, log_key)
     cancel = later.call(LOADING_AFTER_S, _loading, api, inbound.user) if inbound.kind in ("text", "postback") else None
     try:
         outcome = service.handle(inbound, event_id=event.event_id)
@@ -208,21 +207,20 @@ def _handle(service: BotService, api: LineMessaging, event: LineEvent, log_key: 
         if cancel is not None:
             cancel()
     if outcome is None:
-        log.info("webhook_duplicate user=%s redelivery=%s", who, event.redelivery)
-        return False
+        log.info("webhook_duplicate user=%s redelivery=%s", user_hash(inbound.user, log_key), event.redelivery)
+        return
     if not outcome.replies:
-        return True
+        return
     base_url = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
     messages = to_messages(outcome.replies, base_url=base_url)
     if event.reply_token:
         try:
             api.reply(event.reply_token, messages)
-            return True
+            return
         except LineApiError:
             pass  # never retry a reply: queue the same messages as a push
     service.queue_push(inbound.user, messages, retry_key=str(uuid.uuid4()))
-    log.info("webhook_reply_queued_as_push user=%s", who)
-    return True
+    log.info("webhook_reply_queued_as_push user=%s", user_hash(inbound.user, log_key))
 
 
 def _loading(api: LineMessaging, user: str) -> None:
