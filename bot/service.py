@@ -41,7 +41,8 @@ def user_hash(user: str, key: str) -> str:
 class StoreBookings:
     """The dialog's `Bookings` port over Redis."""
 
-    def __init__(self, client: RedisClient, retention_days: int):
+    def __init__(self, client: RedisClient, retention_days: int, clock: Clock):
+        self.clock = clock
         self.slots = SlotStore(client)
         self.store = BookingStore(client)
         self.retention = timedelta(days=retention_days)
@@ -53,7 +54,9 @@ class StoreBookings:
         end = datetime.fromisoformat(booking["end"])
         # A margin past retention so the retention task always strips the record before it expires.
         keep = max(timedelta(days=STATISTICS_DAYS), self.retention + timedelta(days=30))
-        return self.store.claim(booking, capacity, expire_at=int((end + keep).timestamp()))
+        # Relative to the app's clock, so a rehearsal (HWBOT_NOW) or a test keeps its record as long.
+        expire_in = int((end + keep - self.clock.now()).total_seconds())
+        return self.store.claim(booking, capacity, expire_in=max(expire_in, 1))
 
     def for_user(self, user: str) -> list[dict[str, Any]]:
         return self.store.for_user(user)
@@ -106,7 +109,7 @@ class BotService:
         self.conversations = ConversationStore(
             self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds())
         )
-        self.bookings = StoreBookings(self.client, settings.retention_days)
+        self.bookings = StoreBookings(self.client, settings.retention_days, self.clock)
         self.outbox = Outbox(self.client)
         self.handoffs = HandoffStore(self.client)
         self._log_key = settings.line_channel_secret or "hwbot"

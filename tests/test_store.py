@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import random
-import time
 
 import pytest
 import redis
@@ -178,7 +177,7 @@ def test_claim_writes_the_expected_keys(bookings, redis_client):
     assert redis_client.smembers("hwbot:{noto:2026-12-01}:slot:1000") == {"b1"}
     assert redis_client.smembers("hwbot:{noto:2026-12-01}:bookings") == {"b1"}
     assert redis_client.smembers("hwbot:{u:u-7f3a}:bookings") == {"noto|2026-12-01T10:00|b1"}
-    assert redis_client.ttl("hwbot:{noto:2026-12-01}:booking:b1") == -1  # no expire_at: kept
+    assert redis_client.ttl("hwbot:{noto:2026-12-01}:booking:b1") == -1  # no expire_in: kept
     # The script's keys share one cluster slot.
     assert len({key_slot(key.encode()) for key in redis_client.keys("hwbot:{noto:2026-12-01}:*")}) == 1
     assert bookings.get("noto|2026-12-01T10:00|b1") == booking("b1", name="山田 太郎", answers=[])
@@ -297,7 +296,7 @@ def test_delete_personal(bookings, redis_client):
 
 def test_anonymise_keeps_an_anonymous_record_and_cleans_the_user_index(bookings, redis_client):
     personal = {"name": "山田 太郎", "number": "12345-6789012", "email": "t@example.jp", "phone": "090-1234-5678"}
-    bookings.claim(booking("b1", **personal, topic="求人相談"), 1, expire_at=int(time.time()) + 365 * 86400)
+    bookings.claim(booking("b1", **personal, topic="求人相談"), 1, expire_in=365 * 86400)
     bookings.claim(booking("b2", slot=SLOTS[1]), 1)
     ref = "noto|2026-12-01T10:00|b1"
     kept = bookings.anonymise(ref, at="2027-03-01T00:00:00+09:00")
@@ -314,8 +313,7 @@ def test_anonymise_keeps_an_anonymous_record_and_cleans_the_user_index(bookings,
 
 
 def test_retention_expiry_survives_changes(bookings, redis_client):
-    expire_at = int(time.time()) + 90 * 86400
-    bookings.claim(booking("b1", name="x"), 1, expire_at=expire_at)
+    bookings.claim(booking("b1", name="x"), 1, expire_in=90 * 86400)
     key = "hwbot:{noto:2026-12-01}:booking:b1"
     assert 90 * 86400 - 5 <= redis_client.ttl(key) <= 90 * 86400
     assert redis_client.ttl("hwbot:{noto:2026-12-01}:slot:1000") == -1  # only the booking expires
@@ -335,6 +333,10 @@ def test_bad_input_is_refused(bookings):
     ):
         with pytest.raises(ValueError):
             bookings.claim(bad, 1)
+    for ttl in (0, -5, 1.5, "60"):  # a relative lifetime in whole seconds, never an instant
+        with pytest.raises(ValueError):
+            bookings.claim(booking("b1"), 1, expire_in=ttl)
+    assert bookings.get("noto|2026-12-01T10:00|b1") is None
     with pytest.raises(ValueError):
         bookings.get("noto|2026-12-01T10:00")
 

@@ -4,13 +4,13 @@ Keys of one office day share the hash tag `{<office>:<day>}` (see `bot.store.slo
 step below is one Lua script on one Redis Cluster node:
 
     hwbot:{noto:2026-12-01}:slot:1000         set of booking ids holding the slot (its size is the count)
-    hwbot:{noto:2026-12-01}:booking:<id>      the booking, JSON (EXPIREAT the retention end when given)
+    hwbot:{noto:2026-12-01}:booking:<id>      the booking, JSON (expires at the statistics end when given)
     hwbot:{noto:2026-12-01}:bookings          set of the day's booking ids (the staff's day view)
     hwbot:{u:<user>}:bookings                 set of the user's refs "<office>|<slot>|<id>"
 
 At the end of retention `anonymise` strips the personal fields and the user id from a booking and
 drops its ref from the user index: what stays (office, slot, status, answers, times) is the
-anonymous record kept for statistics until the key's EXPIREAT.
+anonymous record kept for statistics until the key expires.
 
 The user index has another hash tag, so `claim` adds to it in a second step after the script. That
 is acceptable because the caller serialises one user's events (conversation compare-and-set), the
@@ -45,7 +45,7 @@ _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CAS_ATTEMPTS = 5
 
 # KEYS[1] slot set, KEYS[2] booking JSON, KEYS[3] day index (one hash tag).
-# ARGV[1] booking id, ARGV[2] capacity, ARGV[3] booking JSON, ARGV[4] EXPIREAT seconds or ''.
+# ARGV[1] booking id, ARGV[2] capacity, ARGV[3] booking JSON, ARGV[4] seconds to live or ''.
 # Returns 1 claimed, 2 already held by this id, 0 full, 3 this id was claimed and cancelled before.
 _CLAIM_LUA = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
@@ -60,7 +60,7 @@ end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[3])
 if ARGV[4] ~= '' then
-  redis.call('EXPIREAT', KEYS[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
 redis.call('SADD', KEYS[3], ARGV[1])
 return 1
@@ -177,8 +177,11 @@ class BookingStore:
 
     ref = staticmethod(booking_ref)
 
-    def claim(self, booking: dict, capacity: int, *, expire_at: int | None = None) -> ClaimResult:
+    def claim(self, booking: dict, capacity: int, *, expire_in: int | None = None) -> ClaimResult:
         """Put `booking` in its slot unless the slot already holds `capacity` bookings.
+
+        `expire_in` (seconds) is relative, not an instant: the app's clock may be injected
+        (HWBOT_NOW, tests) while Redis expires keys by its own clock.
 
         Two round trips on success (the script, then the user index), one when refused.
         """
@@ -188,15 +191,15 @@ class BookingStore:
             raise ValueError('a claimed booking has status "booked"')
         if type(capacity) is not int or capacity < 0:
             raise ValueError("capacity must be a non-negative integer")
-        if expire_at is not None and type(expire_at) is not int:
-            raise ValueError("expire_at must be unix seconds (int)")
+        if expire_in is not None and (type(expire_in) is not int or expire_in <= 0):
+            raise ValueError("expire_in must be a positive number of seconds (int)")
         office, slot, booking_id = parse_ref(ref)
         keys = [
             slot_redis_key(office, slot),
             booking_key(office, slot, booking_id),
             day_index_key(office, slot[:10]),
         ]
-        args = [booking_id, capacity, _encode(booking), "" if expire_at is None else expire_at]
+        args = [booking_id, capacity, _encode(booking), "" if expire_in is None else expire_in]
         with _redis_errors("cannot claim slot"):
             outcome = int(self._claim(keys=keys, args=args))
             if outcome in (1, 2):
