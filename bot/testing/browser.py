@@ -16,18 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bot.testing.debian import apt_install
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_S = 15
-
-
-def _apt(*args: str, timeout: int) -> bool:
-    command = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", *args]
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
 
 
 def _has_japanese_font() -> bool:
@@ -46,14 +39,11 @@ def ensure_chromium() -> str | None:
         return "no apt-get to install Debian's chromium and chromium-driver"
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         return "not root: run `apt-get install chromium chromium-driver` to enable this test"
-    packages = ["chromium", "chromium-driver"]
-    if not _apt("install", "-y", "-q", *packages, timeout=300):
-        _apt("update", "-q", timeout=180)
-        _apt("install", "-y", "-q", *packages, timeout=300)
+    apt_install("chromium", "chromium-driver")
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         return "apt-get could not install chromium and chromium-driver"
     if not _has_japanese_font():  # only for a readable screenshot; the tests do not depend on it
-        _apt("install", "-y", "-q", "fonts-noto-cjk", timeout=300)
+        apt_install("fonts-noto-cjk")
     return None
 
 
