@@ -25,6 +25,8 @@ class Exchange:
 
 @dataclass
 class ChatSession:
+    """One user's side of a chat: each action is a turn of `BotService`, kept with its answer."""
+
     service: BotService
     user: str
     exchanges: list[Exchange] = field(default_factory=list)
