@@ -151,7 +151,7 @@ def _worker(settings: Settings, consumer: str | None, clock: Clock | None = None
     )
     line = None
     if settings.simulator_mode:
-        from bot.web import SIMULATOR_TOKEN  # in simulator mode the app's stand-in LINE API expects it
+        from bot.simulator import SIMULATOR_TOKEN  # in simulator mode the app's stand-in LINE API expects it
 
         line = LineMessaging(line_host or settings.line_api_host, SIMULATOR_TOKEN)
     # Reminders, terms re-consent and retention run in every worker cycle (each throttles itself).
@@ -161,7 +161,7 @@ def _worker(settings: Settings, consumer: str | None, clock: Clock | None = None
 def _serve_worker(settings: Settings, app, host: str, port: int) -> None:
     """Simulator mode: deliver the outbox in a daemon thread, pushing to the app's own stand-in LINE API."""
     from bot.staff.worker import start_thread
-    from bot.web import DEFAULT_LINE_HOST
+    from bot.settings import DEFAULT_LINE_HOST
 
     line_host = settings.line_api_host
     if line_host == DEFAULT_LINE_HOST:
@@ -287,9 +287,9 @@ def dialogs_run(paths: tuple[Path, ...], now: str | None, quiet: bool) -> None:
 def chat(office_id: str | None, now: str | None, user: str) -> None:
     """The whole booking conversation in the terminal (embedded Redis unless REDIS_URL is set)."""
     from bot.channels.console import chat_loop
+    from bot.channels.session import ChatSession
     from bot.profiles import Offices
     from bot.service import BotService
-    from bot.testing.driver import ChatDriver
 
     settings = _settings()
     instant = _instant(now) or settings.now
@@ -308,7 +308,7 @@ def chat(office_id: str | None, now: str | None, user: str) -> None:
         except EOFError:
             return None
 
-    chat_loop(ChatDriver(service, user=user), read, click.echo)
+    chat_loop(ChatSession(service, user=user), read, click.echo)
 
 
 @main.command()

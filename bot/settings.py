@@ -13,6 +13,7 @@ from bot.clock import parse_instant
 from bot.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LINE_HOST = "https://api.line.me"  # LINE_API_HOST unset; in simulator mode the app calls its stand-in
 
 
 def _default_profiles_dir() -> Path:
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
     line_channel_access_token: str | None = Field(
         default=None, validation_alias="LINE_CHANNEL_ACCESS_TOKEN"
     )
-    line_api_host: str = Field(default="https://api.line.me", validation_alias="LINE_API_HOST")
+    line_api_host: str = Field(default=DEFAULT_LINE_HOST, validation_alias="LINE_API_HOST")
     now: datetime | None = Field(default=None, validation_alias="HWBOT_NOW")
     profiles_dir: Path = Field(
         default_factory=_default_profiles_dir, validation_alias="HWBOT_PROFILES_DIR"

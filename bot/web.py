@@ -17,13 +17,8 @@ from bot.channels.line.webhook import MAX_BODY_BYTES, create_blueprint
 from bot.errors import UnknownOfficeError
 from bot.logs import configure_logging
 from bot.service import BotService
-from bot.settings import Settings, load_settings
+from bot.settings import DEFAULT_LINE_HOST, Settings, load_settings
 from bot.staff.console import create_blueprint as staff_console
-
-# Simulator mode (no LINE credentials): the app plays LINE for itself with these.
-SIMULATOR_SECRET = "hwbot-simulator-secret"
-SIMULATOR_TOKEN = "hwbot-simulator-token"
-DEFAULT_LINE_HOST = "https://api.line.me"
 
 
 def create_app(settings: Settings | None = None, *, service: BotService | None = None) -> Flask:
@@ -36,8 +31,10 @@ def create_app(settings: Settings | None = None, *, service: BotService | None =
     app.extensions["hwbot"] = service
 
     simulator = settings.simulator_mode
-    secret = SIMULATOR_SECRET if simulator else settings.line_channel_secret
-    token = SIMULATOR_TOKEN if simulator else settings.line_channel_access_token
+    if simulator:  # no LINE credentials: the app plays LINE for itself (the simulator's own credentials)
+        from bot.simulator import SIMULATOR_SECRET as secret, SIMULATOR_TOKEN as token
+    else:
+        secret, token = settings.line_channel_secret, settings.line_channel_access_token
     assert secret and token
     clients: dict[str, LineMessaging] = {}
 

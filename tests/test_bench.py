@@ -8,7 +8,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from bot.bench import Script, bench_user, run_bench
+from bot.bench import run_bench
+from bot.bench.script import Script, bench_user
 from bot.cli import main
 from bot.errors import BenchError
 from bot.settings import load_settings

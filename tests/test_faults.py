@@ -20,7 +20,8 @@ from redis.retry import Retry
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from bot.bench import gunicorn, postbacks
+from bot.bench.script import postbacks
+from bot.bench.servers import gunicorn
 from bot.channels.line.webhook import MAX_BODY_BYTES, event_json, sign, webhook_body
 from bot.cli import main
 from bot.clock import parse_instant

@@ -12,11 +12,11 @@ from bot.channels.line.webhook import event_json, sign, webhook_body
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
-from bot.simulator import USERS
+from bot.simulator import SIMULATOR_SECRET, SIMULATOR_TOKEN, USERS
 from bot.simulator.testing import LiveServer, SimPhone, actions_of, http, texts_of
 from bot.store.sim_inbox import SimInbox
 from bot.testing.driver import ManualClock
-from bot.web import SIMULATOR_SECRET, SIMULATOR_TOKEN, create_app
+from bot.web import create_app
 
 NOW = "2026-11-20T10:00"
 USER, OTHER = USERS[0]["id"], USERS[1]["id"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from bot.dialog import Ask, BookedCard, ConfirmCard, Option, Reply, SlotPicker, TermsCard, Text, plain_text
-from bot.testing.driver import ChatDriver
+from bot.channels.session import ChatSession
 
 
 def render(reply: Reply, numbered: list[Option]) -> list[str]:
@@ -40,10 +40,10 @@ def render(reply: Reply, numbered: list[Option]) -> list[str]:
     return plain_text(reply).splitlines()
 
 
-def chat_loop(driver: ChatDriver, read: Callable[[], str | None], write: Callable[[str], None]) -> None:
+def chat_loop(session: ChatSession, read: Callable[[], str | None], write: Callable[[str], None]) -> None:
     """Talk until end of input: a number taps that button, anything else is sent as typed text."""
     write("（終了するには Ctrl-D を押してください。番号を入力するとボタンを押せます）")
-    exchange = driver.follow()
+    exchange = session.follow()
     while True:
         numbered: list[Option] = []
         for reply in exchange.replies:
@@ -55,8 +55,8 @@ def chat_loop(driver: ChatDriver, read: Callable[[], str | None], write: Callabl
             return
         line = line.strip()
         if line.isdigit() and 1 <= int(line) <= len(numbered):
-            exchange = driver.send("postback", numbered[int(line) - 1].data)
+            exchange = session.send("postback", numbered[int(line) - 1].data)
         elif line:
-            exchange = driver.say(line)
+            exchange = session.say(line)
         else:
-            exchange = driver.exchanges[-1]
+            exchange = session.exchanges[-1]

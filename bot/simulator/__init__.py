@@ -41,6 +41,11 @@ MAX_TEXT = 5000  # LINE's limit for a text message
 WEBHOOK_TIMEOUT_S = 15  # the webhook itself answers in well under 2 s; this only stops a deadlock
 _USER_ID = re.compile(r"U[0-9a-f]{32}")
 
+# The channel credentials of simulator mode: the app signs its own webhook events with the secret,
+# and the stand-in Messaging API accepts only the token.
+SIMULATOR_SECRET = "hwbot-simulator-secret"
+SIMULATOR_TOKEN = "hwbot-simulator-token"
+
 # Test users: LINE user ids have the form U + 32 hex digits.
 USERS = (
     {"id": "U" + "0" * 31 + "1", "name": "山田 花子"},
@@ -57,8 +62,6 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def create_blueprint(service: BotService, secret: str) -> Blueprint:
     """The simulator's page, its event sender, its reads, and the stand-in Messaging API."""
-    from bot.web import SIMULATOR_TOKEN  # the token the app's LINE client sends in simulator mode
-
     bp = Blueprint("simulator", __name__, static_folder=str(STATIC), static_url_path="/sim/static")
     inbox = SimInbox(service.client)
     line_api.register(bp, service, inbox, SIMULATOR_TOKEN)

@@ -1,4 +1,7 @@
-"""The chat driver: one object that plays a user for pytest, scripted dialogs and the console.
+"""The chat driver: one object that plays a user for pytest and scripted dialogs.
+
+It is the product's chat session (`bot.channels.session`, which `hwbot chat` uses) with the test
+conveniences: buttons tapped by their label, what was shown as text, transcripts, `DriverError`.
 
     driver = ChatDriver(service, user="U1")
     driver.say("こんにちは"); driver.tap("ハローワーク能登"); driver.say("山田 花子")
@@ -7,12 +10,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.channels.session import ChatSession, Exchange
 from bot.clock import JST, Clock
-from bot.dialog import Inbound, Option, Outcome, Reply, SlotPicker, options_of, plain_text
-from bot.service import BotService
+from bot.dialog import Option, Reply, SlotPicker, options_of, plain_text
 
 
 class ManualClock(Clock):
@@ -42,42 +45,10 @@ def labelled_options(reply: Reply) -> list[tuple[str, Option]]:
 
 
 @dataclass
-class Exchange:
-    """One user action and what the bot answered."""
+class ChatDriver(ChatSession):
+    """A chat session that a test or a script drives by button labels."""
 
-    action: str
-    outcome: Outcome
-
-    @property
-    def replies(self) -> list[Reply]:
-        return self.outcome.replies
-
-    def text(self) -> str:
-        """Everything shown: reply texts and button labels."""
-        parts = []
-        for reply in self.replies:
-            parts.append(plain_text(reply))
-            parts += [label for label, _ in labelled_options(reply)]
-        return "\n".join(parts)
-
-
-@dataclass
-class ChatDriver:
-    service: BotService
     user: str = "U-tester"
-    exchanges: list[Exchange] = field(default_factory=list)
-
-    def send(self, kind: str, text: str = "", action: str | None = None) -> Exchange:
-        outcome = self.service.handle(Inbound(user=self.user, kind=kind, text=text))  # type: ignore[arg-type]
-        exchange = Exchange(action or f"{kind}: {text}", outcome)
-        self.exchanges.append(exchange)
-        return exchange
-
-    def say(self, text: str) -> Exchange:
-        return self.send("text", text, action=f"> {text}")
-
-    def follow(self) -> Exchange:
-        return self.send("follow", action="(友だち追加)")
 
     def unfollow(self) -> Exchange:
         return self.send("unfollow", action="(ブロック)")
@@ -105,7 +76,12 @@ class ChatDriver:
         return self.send("postback", option.data, action=f"[{label}]（前の画面のボタン）")
 
     def last_text(self) -> str:
-        return self.exchanges[-1].text() if self.exchanges else ""
+        """Everything the bot's last answer showed: reply texts and button labels."""
+        parts = []
+        for reply in self.exchanges[-1].replies if self.exchanges else []:
+            parts.append(plain_text(reply))
+            parts += [label for label, _ in labelled_options(reply)]
+        return "\n".join(parts)
 
     def buttons(self) -> list[str]:
         if not self.exchanges:

@@ -15,12 +15,13 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.channels.session import Exchange
 from bot.clock import JST, parse_instant
 from bot.service import BotService
 from bot.dialog import Conversation, Outcome, SlotPicker
 from bot.profiles import Offices
 from bot.staff.aftercare import Reconsent
-from bot.testing.driver import ChatDriver, DriverError, Exchange, ManualClock, labelled_options
+from bot.testing.driver import ChatDriver, DriverError, ManualClock, labelled_options
 
 ACTIONS = (
     "say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user", "staff_marks",

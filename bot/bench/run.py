@@ -1,0 +1,180 @@
+"""`run_bench`: start the servers, replay the script under load in rounds, measure, stop everything."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from bot.bench.load import OPEN_LOOP_SENDERS, LoadResult, closed_loop, open_loop
+from bot.bench.report import BenchReport
+from bot.bench.sample import SAMPLE_USERS, measure_sample
+from bot.bench.script import (
+    BENCH_CAPACITY,
+    BENCH_NOW,
+    BENCH_SECRET,
+    BENCH_TOKEN,
+    OFFICE,
+    Script,
+    bench_user,
+    discover_script,
+    event_body,
+)
+from bot.bench.servers import Server, bench_redis, gunicorns
+from bot.errors import BenchError
+from bot.settings import REPO_ROOT, Settings, load_settings
+
+CLOSED_LOOP_IN_FLIGHT = 8  # users in flight in the throughput run (2 sync workers stay busy)
+ROUNDS = 4  # app and baseline alternate this many times
+DEFAULT_OPEN_SECONDS = 12.0
+CLOSED_LIMIT_SECONDS = 600.0  # a stop for a closed loop that cannot finish (a stuck server)
+
+
+def run_bench(
+    users: int = 1000,
+    rate: float = 200.0,
+    seconds: float | None = None,
+    *,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> BenchReport:
+    """Run everything, stop everything; raises BenchError when it cannot run or a server fails."""
+    from bot.testing.line_standin import LineStandIn
+
+    if users < 1 or rate <= 0 or (seconds is not None and seconds <= 0):
+        raise BenchError("--users, --rate and --seconds must be positive")
+    settings = settings or load_settings()
+    open_seconds = seconds or DEFAULT_OPEN_SECONDS
+    closed_seconds = CLOSED_LIMIT_SECONDS  # the closed loop ends when its N users have booked
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hwbot-bench-")))
+        client, redis_url = stack.enter_context(bench_redis(settings, workdir))
+        line = stack.enter_context(LineStandIn(keep_alive=True))
+        profiles = bench_profiles(settings.profiles_dir, workdir / "office_profiles")
+        env = {
+            "REDIS_URL": redis_url,
+            "LINE_CHANNEL_SECRET": BENCH_SECRET,
+            "LINE_CHANNEL_ACCESS_TOKEN": BENCH_TOKEN,
+            "LINE_API_HOST": line.url,
+            "HWBOT_PROFILES_DIR": str(profiles),
+            "HWBOT_NOW": BENCH_NOW,
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        progress("starting the app and the baseline (gunicorn --workers 2 each)")
+        servers = stack.enter_context(
+            gunicorns({"app": "bot.web:create_app()", "baseline": "bot.bench.baseline:baseline_app()"}, env, workdir)
+        )
+        app, base = servers["app"], servers["baseline"]
+
+        script = discover_script(app.url, line)
+        # Enough paced users that one is always ready (each has one event in flight at most).
+        open_users = int(rate * open_seconds / len(script.steps)) + ROUNDS * OPEN_LOOP_SENDERS // 4
+        spare = script.capacity - open_users - SAMPLE_USERS - 1  # the script's own user booked one
+        if users > spare:
+            raise BenchError(
+                f"--users {users}: at most {spare} fit the bench "
+                f"profile's {len(script.slot_choices)} slots x {BENCH_CAPACITY} with this --rate and --seconds"
+            )
+        line.record = False
+        closed = [_signed(script, index, "closed") for index in range(users)]
+        paced = [_signed(script, index, "open") for index in range(open_users)]
+
+        # App and baseline take turns in rounds, so that other load on the machine weighs on both.
+        app_closed, app_open, base_closed, base_open = LoadResult(), LoadResult(), LoadResult(), LoadResult()
+        app_commands = base_commands = used_growth = 0
+        for number, (closed_part, paced_part) in enumerate(zip(_rounds(closed), _rounds(paced)), 1):
+            progress(f"round {number}/{ROUNDS}: closed loop ({len(closed_part)} users, "
+                     f"{CLOSED_LOOP_IN_FLIGHT} in flight), then open loop at {rate:g} events/s")
+            used_before, commands_before = client.info("memory")["used_memory"], _commands(client)
+            app_closed.add(_measured(app, lambda: closed_loop(
+                app.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
+            app_commands += _commands(client) - commands_before
+            used_growth += client.info("memory")["used_memory"] - used_before
+            commands_before = _commands(client)
+            base_closed.add(_measured(base, lambda: closed_loop(
+                base.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
+            base_commands += _commands(client) - commands_before
+            app_open.add(_measured(app, lambda: open_loop(app.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+            base_open.add(_measured(base, lambda: open_loop(base.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+
+        booked = _count_bookings(client, [bench_user(i, "closed") for i in range(users)])
+        progress(f"sample: {SAMPLE_USERS} users in-process for round trips and memory")
+        sample = measure_sample(client, profiles, line, script)
+        report = BenchReport(
+            users=users,
+            rate=rate,
+            machine=_machine(),
+            app_closed=app_closed.summary(),
+            app_open=app_open.summary(),
+            baseline_closed=base_closed.summary(),
+            baseline_open=base_open.summary(),
+            bookings=booked,
+            redis_cmds_per_event=app_commands / app_closed.events if app_closed.events else 0.0,
+            baseline_redis_cmds_per_event=base_commands / base_closed.events if base_closed.events else 0.0,
+            used_memory_per_user=int(used_growth / max(1, app_closed.users_done)),
+            capacity_note=(
+                f"bench profiles: slot capacity raised to {BENCH_CAPACITY}; users spread over "
+                f"{len(script.slot_choices)} slots of {OFFICE} (now={BENCH_NOW})"
+            ),
+            **sample,
+        )
+    return report
+
+
+def _rounds(items: list[Any]) -> list[list[Any]]:
+    """`items` in ROUNDS nearly equal consecutive parts."""
+    size, extra = divmod(len(items), ROUNDS)
+    parts, start = [], 0
+    for number in range(ROUNDS):
+        end = start + size + (number < extra)
+        parts.append(items[start:end])
+        start = end
+    return parts
+
+
+def _measured(server: Server, run: Callable[[], LoadResult]) -> LoadResult:
+    before = server.cpu_seconds()
+    result = run()
+    result.cpu_seconds = server.cpu_seconds() - before
+    return result
+
+
+def _signed(script: Script, index: int, run: str) -> list[tuple[bytes, str]]:
+    user = bench_user(index, run)
+    return [event_body(user, kind, text) for kind, text in script.events_for(index)]
+
+
+def _count_bookings(client: Any, user_ids: list[str]) -> int:
+    from bot.store import BookingStore
+
+    store = BookingStore(client)
+    return sum(1 for user in user_ids if store.for_user(user))
+
+
+def bench_profiles(source: Path, target: Path) -> Path:
+    """A copy of the office profiles with every slot's capacity raised to BENCH_CAPACITY."""
+    (target / "terms").mkdir(parents=True)
+    for path in sorted(source.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["schedule"]["capacity"] = BENCH_CAPACITY
+        (target / path.name).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    for path in (source / "terms").glob("*"):
+        shutil.copyfile(path, target / "terms" / path.name)
+    return target
+
+
+def _commands(client: Any) -> int:
+    """Commands Redis has run (INFO commandstats), scripts' inner commands included."""
+    return sum(stats["calls"] for stats in client.info("commandstats").values())
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()} {os.cpu_count()} CPU, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"

@@ -1,0 +1,144 @@
+"""The bench's servers: the app and the baseline under gunicorn, and the Redis they share."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from bot.errors import BenchError
+from bot.settings import Settings
+
+START_TIMEOUT_S = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A gunicorn we started: its URL and the CPU its workers used (Linux /proc)."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the workers so far: a figure other load on the machine hardly moves."""
+        import os
+
+        total = 0.0
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            for child in children:
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return float("nan")  # not Linux, or a worker restarted: the figure is left out
+        return total
+
+
+@contextmanager
+def gunicorns(apps: dict[str, str], env: dict[str, str], workdir: Path) -> Iterator[dict[str, Server]]:
+    """`gunicorn --workers 2 APP` for each name -> APP, on loopback ports, started (and stopped) together."""
+    processes: dict[str, tuple[subprocess.Popen, str, Path]] = {}
+    try:
+        for name, app in apps.items():
+            port, logfile = _free_port(), workdir / f"{name}.log"
+            command = [
+                sys.executable, "-m", "gunicorn", "--workers", "2", "--timeout", "30",
+                "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app,
+            ]
+            with open(logfile, "wb") as out:
+                process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+            processes[name] = (process, f"http://127.0.0.1:{port}", logfile)
+        for name, (process, url, logfile) in processes.items():
+            _wait_healthy(url, process, logfile, name)
+        yield {name: Server(url, process.pid) for name, (process, url, _) in processes.items()}
+    finally:
+        for process, _, _ in processes.values():
+            process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown (TERM waits for workers' timers)
+        for process, _, _ in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@contextmanager
+def gunicorn(app: str, env: dict[str, str], workdir: Path, name: str) -> Iterator[Server]:
+    """One `gunicorn --workers 2 APP`; yields it, stops it on exit."""
+    with gunicorns({name: app}, env, workdir) as servers:
+        yield servers[name]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, logfile: Path, name: str) -> None:
+    """Poll /healthz until it answers 200 (bounded); a server that exits or never answers is an error."""
+    host, port = url.removeprefix("http://").split(":")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = logfile.read_text(errors="replace")[-2000:]
+            raise BenchError(f"{name} server exited at start-up:\n{tail}")
+        conn = http.client.HTTPConnection(host, int(port), timeout=1)
+        try:
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.1)  # a poll interval, bounded by the deadline above
+    raise BenchError(f"{name} server did not answer /healthz within {START_TIMEOUT_S:.0f} s")
+
+
+@contextmanager
+def bench_redis(settings: Settings, workdir: Path) -> Iterator[tuple[Any, str]]:
+    """(client, url for the servers): REDIS_URL when set and empty, else a fresh embedded Redis."""
+    from bot.store import connect, embedded_redis, stop_embedded
+
+    if settings.redis_url:
+        client = connect(settings)
+        try:
+            keys = client.dbsize()
+        except Exception as exc:
+            raise BenchError(f"REDIS_URL: cannot reach the server ({exc.__class__.__name__})") from None
+        if keys:
+            raise BenchError(
+                f"REDIS_URL: the database holds {keys} key(s); the benchmark only runs on an empty "
+                "database (it never flushes data); unset REDIS_URL for an embedded Redis"
+            )
+        try:
+            yield client, settings.redis_url
+        finally:
+            for pattern in ("hwbot:*", "bench:*"):  # only what the benchmark wrote
+                for batch in _batches(client.scan_iter(match=pattern, count=1000), 500):
+                    client.unlink(*batch)
+        return
+    client = embedded_redis(workdir / "redis")
+    try:
+        yield client, f"unix://{client.socket_file}"
+    finally:
+        stop_embedded(client)
+
+
+def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
