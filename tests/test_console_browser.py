@@ -11,7 +11,7 @@ import pytest
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
-from bot.simulator.testing import LiveServer
+from bot.testing.simulator import LiveServer
 from bot.testing.browser import WAIT_S
 from bot.testing.driver import ChatDriver, ManualClock, book_at_noto
 from bot.web import create_app

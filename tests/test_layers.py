@@ -211,9 +211,9 @@ def test_the_graph_sees_imports_inside_functions_and_package_inits():
     ("statement", "importer", "needs"),
     [
         ("from . import line_api", "bot.simulator", ["bot.simulator.line_api"]),
-        ("from .line_api import register", "bot.simulator.testing", ["bot.simulator.line_api"]),
-        ("from ..service import BotService", "bot.simulator.testing", ["bot.service"]),
-        ("from bot.simulator import USERS", "bot.simulator.testing", ["bot.simulator"]),
+        ("from .line_standin import LineStandIn", "bot.testing.simulator", ["bot.testing.line_standin"]),
+        ("from ..service import BotService", "bot.testing.simulator", ["bot.service"]),
+        ("from bot.simulator import USERS", "bot.testing.simulator", ["bot.simulator"]),
         ("import bot.store.slots", "bot.web", ["bot.store.slots"]),
     ],
 )

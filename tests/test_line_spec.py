@@ -21,7 +21,7 @@ from bot.channels.line.webhook import event_json, sign, webhook_body
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import REPO_ROOT, load_settings
-from bot.simulator.testing import actions_of
+from bot.testing.simulator import actions_of
 from bot.testing.driver import ManualClock
 from bot.testing.line_spec import check_limits, load_spec, spec_path, validate_request
 from bot.testing.line_standin import LineStandIn

@@ -10,7 +10,7 @@ import pytest
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import REPO_ROOT, load_settings
-from bot.simulator.testing import LiveServer, SimPhone
+from bot.testing.simulator import LiveServer, SimPhone
 from bot.staff.notify import KINDS, compose, line_messages, plain_text, slack_blocks
 from bot.staff.worker import Worker
 from bot.testing.driver import ChatDriver, ManualClock

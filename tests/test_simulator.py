@@ -13,7 +13,7 @@ from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.simulator import SIMULATOR_SECRET, SIMULATOR_TOKEN, USERS
-from bot.simulator.testing import LiveServer, SimPhone, actions_of, http, texts_of
+from bot.testing.simulator import LiveServer, SimPhone, actions_of, http, texts_of
 from bot.store.sim_inbox import SimInbox
 from bot.testing.driver import ManualClock
 from bot.web import create_app
