@@ -273,3 +273,63 @@ def test_the_product_never_loads_the_test_kit_or_the_bench():
             todo += [path + [target] for target in sorted(GRAPH[path[-1]])]
     loaded = [" -> ".join(path) for module, path in sorted(how.items()) if within(module, TEST_KIT_PACKAGES)]
     assert not loaded, "the product loads:\n" + "\n".join(loaded)
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer table of docs/architecture.md: every import between `bot` modules points down it.
+
+ARCHITECTURE = REPO_ROOT / "docs" / "architecture.md"
+
+
+def layer_table() -> dict[str, tuple[list[str], set[str]]]:
+    """layer -> (its packages and modules, the layers it may import), read from the document."""
+    lines = ARCHITECTURE.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("<!-- layers"))
+    table: dict[str, tuple[list[str], set[str]]] = {}
+    for line in lines[start + 3:]:  # after the marker, the header and the rule
+        if not line.startswith("|"):
+            break
+        layer, members, allowed = (cell.strip() for cell in line.strip("|").split("|"))
+        names = [name.split("(")[0].strip(" `") for name in members.split(",")]
+        table[layer] = (names, {name.strip() for name in allowed.split(",") if name.strip()})
+    return table
+
+
+LAYERS = layer_table()
+
+
+def layer_of(module: str) -> str:
+    """The layer whose package or module is the longest prefix of `module`."""
+    best, length = "", -1
+    for layer, (names, _) in LAYERS.items():
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > length:
+                best, length = layer, len(name)
+    assert best, f"{module} is in no layer of docs/architecture.md: add it to the table"
+    return best
+
+
+def test_the_layer_table_is_whole():
+    assert len(LAYERS) >= 10
+    for layer, (_, allowed) in LAYERS.items():
+        assert allowed <= set(LAYERS), f"{layer} may import an unknown layer: {allowed - set(LAYERS)}"
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_every_import_points_down_the_layer_table():
+    wrong = []
+    for importer, edges in sorted(GRAPH.items()):
+        mine = layer_of(importer)
+        for target, line in sorted(edges.items()):
+            theirs = layer_of(target)
+            if theirs != mine and theirs not in LAYERS[mine][1]:
+                wrong.append(f"{MODULES[importer].relative_to(REPO_ROOT)}:{line} ({mine}) imports {target} ({theirs})")
+    assert not wrong, "imports the layer table of docs/architecture.md does not allow:\n" + "\n".join(wrong)
+
+
+def test_the_layer_check_catches_a_wrong_import():
+    # The dialog reaching for the store, and the store for the dialog, are both refused.
+    assert "store" not in LAYERS["dialog"][1] and "dialog" not in LAYERS["store"][1]
+    assert layer_of("bot.dialog.engine") == "dialog" and layer_of("bot.channels.line.webhook") == "channels"
+    assert layer_of("bot.store.bookings") == "store" and layer_of("bot.settings") == "base"

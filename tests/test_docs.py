@@ -1,0 +1,85 @@
+"""The project's own documents stay true: the architecture is in the repository and names what the code has."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from bot.cli import main
+from bot.settings import REPO_ROOT, Settings
+from bot.store import outbox, sim_inbox
+from bot.store.bookings import booking_key, day_index_key, user_index_key
+from bot.store.conversations import OUTBOX_KEY, conversation_key, event_key
+from bot.store.handoffs import HANDOFFS_KEY
+from bot.store.slots import slot_redis_key
+
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+ARCHITECTURE = (REPO_ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_links_the_architecture():
+    assert "(docs/architecture.md)" in README
+
+
+def test_no_document_sends_a_reader_outside_the_repository_for_the_design():
+    # Only LINE's specification (read by the tests, never copied in) lives beside the checkout.
+    for name, text in (("README.md", README), ("docs/architecture.md", ARCHITECTURE)):
+        for match in re.finditer(r"\.\./shared[^\s`)]*", text):
+            assert match.group().startswith("../shared/line-openapi"), f"{name} points at {match.group()}"
+        assert "DESIGN.md`" not in text and "DESIGN.md)" not in text, f"{name} links DESIGN.md"
+
+
+def test_every_variable_is_documented():
+    for field in Settings.model_fields.values():
+        variable = field.validation_alias
+        assert f"`{variable}`" in README, f"README's Configuration table lacks {variable}"
+        assert f"`{variable}`" in ARCHITECTURE, f"docs/architecture.md's contracts lack {variable}"
+
+
+def _commands(group: click.Group, prefix: str) -> list[str]:
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix} {name}")
+        else:
+            found.append(f"{prefix} {name}")
+    return found
+
+
+def test_every_command_is_in_the_contracts():
+    commands = _commands(main, "hwbot")
+    assert "hwbot worker" in commands and "hwbot profiles check" in commands
+    for command in commands:
+        assert f"`{command}" in ARCHITECTURE, f"docs/architecture.md's command table lacks {command}"
+
+
+def test_every_redis_key_family_is_in_the_key_table():
+    # Real keys from the store's own functions, with the sample values put back as placeholders.
+    samples = {
+        conversation_key("U1"): "hwbot:{u:<user>}:conv",
+        event_key("E1"): "hwbot:event:<webhookEventId>",
+        slot_redis_key("noto", "2026-12-01T10:00"): "hwbot:{<office>:<day>}:slot:<HHMM>",
+        booking_key("noto", "2026-12-01T10:00", "B1"): "hwbot:{<office>:<day>}:booking:<id>",
+        day_index_key("noto", "2026-12-01"): "hwbot:{<office>:<day>}:bookings",
+        user_index_key("U1"): "hwbot:{u:<user>}:bookings",
+        OUTBOX_KEY: "hwbot:outbox",
+        outbox.ATTEMPTS_KEY: "hwbot:outbox:attempts",
+        outbox.RETRY_KEY: "hwbot:outbox:retry",
+        outbox.done_key("E1"): "hwbot:outbox:done:<id>",
+        outbox.done_key("E1", "slack"): "hwbot:outbox:done:<id>:<channel>",
+        outbox.DEAD_KEY: "hwbot:outbox:dead",
+        HANDOFFS_KEY: "hwbot:handoffs",
+        sim_inbox.inbox_key("U1"): "hwbot:sim:inbox:<user>",
+        sim_inbox.reply_token_key("T1"): "hwbot:sim:reply:<token>",
+        sim_inbox.retry_key_key("K1"): "hwbot:sim:retry:<key>",
+        sim_inbox.loading_key("U1"): "hwbot:sim:loading:<user>",
+    }
+    for key, documented in samples.items():
+        shape = (key.replace("noto", "<office>").replace("2026-12-01", "<day>").replace("1000", "<HHMM>")
+                 .replace("U1", "<user>").replace("E1", "<id>").replace("B1", "<id>").replace("T1", "<token>")
+                 .replace("K1", "<key>").replace("slack", "<channel>"))
+        if documented.startswith("hwbot:event:"):
+            shape = shape.replace("<id>", "<webhookEventId>")
+        assert shape == documented, f"the store builds {key}, documented as {documented}"
+        assert f"`{documented}`" in ARCHITECTURE, f"docs/architecture.md's key table lacks {documented}"
