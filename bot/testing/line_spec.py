@@ -14,13 +14,18 @@ The limits are written here on their own, not imported from the renderer, so the
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bot.settings import REPO_ROOT
+
 SPEC_FILE = "messaging-api.yml"
+WEBHOOK_SPEC_FILE = "webhook.yml"
+SPEC_DIR_ENV = "LINE_OPENAPI_DIR"  # where a line-openapi checkout is, when not beside the repository
 REF_PREFIX = "#/components/schemas/"
 
 # LINE's documented limits (Messaging API reference) that the OpenAPI file does not state.
@@ -49,15 +54,20 @@ _TYPES = {
 }
 
 
-def spec_path(directory: Path) -> Path | None:
-    """The spec file in a line-openapi directory; None when it is not there."""
-    path = Path(directory) / SPEC_FILE
+def spec_dir() -> Path:
+    """The line-openapi directory: `LINE_OPENAPI_DIR`, else `shared/line-openapi` beside the repository."""
+    return Path(os.environ.get(SPEC_DIR_ENV) or REPO_ROOT.parent / "shared" / "line-openapi")
+
+
+def spec_path(directory: Path, name: str = SPEC_FILE) -> Path | None:
+    """A spec file in a line-openapi directory; None when it is not there."""
+    path = Path(directory) / name
     return path if path.is_file() else None
 
 
-def load_spec(directory: Path) -> dict[str, Any]:
-    """The parsed messaging-api.yml of a line-openapi directory."""
-    return yaml.safe_load((Path(directory) / SPEC_FILE).read_text(encoding="utf-8"))
+def load_spec(directory: Path, name: str = SPEC_FILE) -> dict[str, Any]:
+    """A parsed spec file (messaging-api.yml unless named) of a line-openapi directory."""
+    return yaml.safe_load((Path(directory) / name).read_text(encoding="utf-8"))
 
 
 def validate_request(spec: dict[str, Any], schema_name: str, body: dict[str, Any]) -> list[str]:
@@ -65,6 +75,77 @@ def validate_request(spec: dict[str, Any], schema_name: str, body: dict[str, Any
     checker = _Checker(spec)
     checker.check({"$ref": REF_PREFIX + schema_name}, body, "")
     return checker.errors
+
+
+def examples(
+    spec: dict[str, Any], schema_name: str, *, optional: bool, values: dict[str, Any] | None = None
+) -> list[Any]:
+    """Instances of a schema built from the spec itself, every subtype it names shown at least once.
+
+    A schema with a discriminator gives one instance per subtype of its mapping (its tag set); an
+    enum or a boolean gives one per value; an object gives as many instances as its most varied
+    property, cycling through the others' instances; an array holds one item of each kind. With
+    `optional` an object carries every property the spec declares, without it the required ones.
+    `values` gives a string per property name (ids, texts); other strings are the property's name.
+    """
+    return _Examples(spec, optional, values or {}).of({"$ref": REF_PREFIX + schema_name}, "")
+
+
+class _Examples:
+    """The walk behind `examples` (references and `allOf` resolved as `_Checker` does)."""
+
+    def __init__(self, spec: dict[str, Any], optional: bool, values: dict[str, Any]):
+        self.checker = _Checker(spec)
+        self.optional = optional
+        self.values = values
+
+    def of(self, schema: dict[str, Any], name: str) -> list[Any]:
+        schema, ref = self.checker.resolve(schema)
+        discriminator = schema.get("discriminator")
+        if discriminator:
+            tag_name = discriminator["propertyName"]
+            found = []
+            for tag, target in discriminator.get("mapping", {}).items():
+                found += [{**item, tag_name: tag} for item in self.of({"$ref": target}, name)]
+            return found
+        parts = self.checker.parts(schema)
+        kind = next((part["type"] for part in parts if "type" in part), "object" if len(parts) > 1 else None)
+        if "enum" in schema:
+            return list(schema["enum"])
+        if kind == "object":
+            return self.objects(parts, ref)
+        if kind == "array":
+            items = next(part["items"] for part in parts if "items" in part)
+            return [self.of(items, name)]
+        if kind == "boolean":
+            return [False, True]
+        if kind == "integer":
+            return [1]
+        if kind == "number":
+            return [35.6]
+        if name in self.values:
+            return [self.values[name]]
+        return ["https://example.com/" + name if schema.get("format") == "uri" else name]
+
+    def objects(self, parts: list[dict[str, Any]], ref: str | None) -> list[dict[str, Any]]:
+        properties: dict[str, Any] = {}
+        required: set[str] = set()
+        extra = None
+        for part in parts:
+            properties.update(part.get("properties", {}))
+            required.update(part.get("required", []))
+            extra = part.get("additionalProperties", extra)
+        chosen = {key: self.of(schema, key) for key, schema in properties.items() if self.optional or key in required}
+        if isinstance(extra, dict) and self.optional:
+            chosen["key"] = self.of(extra, "key")
+        count = max((len(options) for options in chosen.values()), default=1)
+        found = [{key: options[i % len(options)] for key, options in chosen.items()} for i in range(count)]
+        for part in parts[1:]:  # a subtype reached directly (UserSource in a member list) carries its tag
+            discriminator = part.get("discriminator")
+            tags = [tag for tag, target in (discriminator or {}).get("mapping", {}).items() if target == REF_PREFIX + (ref or "")]
+            if tags:
+                found = [{**item, discriminator["propertyName"]: tags[0]} for item in found]
+        return found
 
 
 class _Checker:
