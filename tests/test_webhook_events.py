@@ -236,3 +236,92 @@ def _join(*, line, client, before, event, **_):
 
 
 CHECKS = {"nothing": _nothing, "dialog": _dialog, "media": _media, "greet": _greet, "erase": _erase, "join": _join}
+
+
+# --- beyond the spec's examples ------------------------------------------------------------------
+
+
+def join_event(chat: str = GROUP, *, event_id: str = "01HWBOTJOIN000000000000000") -> dict:
+    source = {"type": "group", "groupId": chat} if chat.startswith("C") else {"type": "room", "roomId": chat}
+    return {"type": "join", "mode": "active", "timestamp": 1, "source": source, "webhookEventId": event_id,
+            "replyToken": "8cf9239d56244f4197887e939187e19e", "deliveryContext": {"isRedelivery": False}}
+
+
+def test_a_join_is_answered_once_even_when_redelivered(webhook):
+    app, line, service, client = webhook
+    client.flushdb()
+    line.requests.clear()
+    event = join_event(ROOM)
+    assert post(app, webhook_body(event)).status_code == 200
+    event["deliveryContext"] = {"isRedelivery": True}
+    assert post(app, webhook_body(event)).status_code == 200
+    [reply] = line.sent(REPLY)
+    text = reply.body["messages"][0]["text"]
+    assert "このトーク" in text and ROOM in text and "staff.notify.line_group_id" in text
+
+
+def test_a_failed_join_reply_is_queued_as_a_push_to_the_group(webhook):
+    app, line, service, client = webhook
+    client.flushdb()
+    line.requests.clear()
+    line.failing[REPLY] = 500
+    try:
+        assert post(app, webhook_body(join_event())).status_code == 200
+    finally:
+        line.failing.clear()
+    [push] = [fields for _, fields in service.outbox.entries() if fields.get("kind") == "push"]
+    assert push["to"] == GROUP and "このグループ" in push["messages"]
+
+
+def test_a_join_with_an_id_that_a_profile_would_refuse_does_not_offer_it(webhook):
+    app, line, service, client = webhook
+    client.flushdb()
+    line.requests.clear()
+    assert post(app, webhook_body(join_event("C-not-a-group-id"))).status_code == 200
+    [reply] = line.sent(REPLY)
+    text = reply.body["messages"][0]["text"]
+    assert "1対1" in text and "C-not-a-group-id" not in text and "line_group_id" not in text
+
+
+@pytest.mark.parametrize("change", [
+    {"type": "somethingLineAddsLater"},
+    {"type": "messageEdited"},  # the SDK knows it; this spec does not
+    {"source": {"type": "channel", "userId": USER}},
+    {"source": {"type": "user", "userId": "U{not-a-user}"}},
+    {"source": {"type": "user"}},
+    {"source": {"type": "group"}},
+    {"mode": "standby"},
+    {"mode": "paused"},
+], ids=["unknown-type", "messageEdited", "unknown-source", "odd-user-id", "no-user-id", "group-without-id",
+        "standby", "unknown-mode"])
+def test_events_the_bot_does_not_take_are_200_and_change_nothing(webhook, change, caplog):
+    app, line, service, client = webhook
+    start_conversation(app, line, client)
+    before = keyspace(client)
+    caplog.set_level(logging.INFO, logger="hwbot.webhook")
+    event = {**event_json(USER, "text", "やめる"), **change}
+    assert post(app, webhook_body(event)).status_code == 200
+    assert line.requests == [] and keyspace(client) == before
+    assert "webhook_ignored" in caplog.text and USER not in caplog.text and "{not-a-user}" not in caplog.text
+
+
+def test_staff_chatter_in_a_group_is_not_answered_and_logged_without_personal_data(webhook, caplog):
+    app, line, service, client = webhook
+    client.flushdb()
+    line.requests.clear()
+    caplog.set_level(logging.INFO)
+    for kind, text in (("text", "予約したい"), ("postback", "1|o|noto"), ("sticker", "")):
+        event = event_json(USER, kind, text)
+        event["source"] = {"type": "group", "groupId": GROUP, "userId": USER}
+        assert post(app, webhook_body(event)).status_code == 200
+    assert line.requests == [] and client.keys("*") == []
+    assert caplog.text.count("webhook_ignored type=message source=group mode=active") == 2
+    assert "webhook_ignored type=postback source=group mode=active" in caplog.text
+    assert USER not in caplog.text and "予約したい" not in caplog.text
+
+
+@needs_spec
+@pytest.mark.parametrize("kind", ["text", "postback", "sticker", "follow", "unfollow"])
+def test_the_events_the_simulator_and_tests_send_are_shaped_as_the_spec_says(kind):
+    body = json.loads(webhook_body(event_json(USER, kind, "こんにちは")))
+    assert validate_request(SPEC, "CallbackRequest", body) == []
