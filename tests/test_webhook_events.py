@@ -21,7 +21,9 @@ from bot.dialog import texts as T
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.testing.driver import ManualClock
-from bot.testing.line_spec import WEBHOOK_SPEC_FILE, examples, load_spec, spec_dir, spec_missing, validate_request
+from bot.testing.line_spec import (
+    WEBHOOK_SPEC_FILE, check_limits, examples, load_spec, spec_dir, spec_missing, validate_request,
+)
 from bot.testing.line_standin import LineStandIn
 from bot.web import create_app
 from test_webhook import SECRET, sdk_view
@@ -325,3 +327,13 @@ def test_staff_chatter_in_a_group_is_not_answered_and_logged_without_personal_da
 def test_the_events_the_simulator_and_tests_send_are_shaped_as_the_spec_says(kind):
     body = json.loads(webhook_body(event_json(USER, kind, "こんにちは")))
     assert validate_request(SPEC, "CallbackRequest", body) == []
+
+
+def test_the_join_reply_follows_lines_spec_and_limits(webhook, messaging_spec):
+    app, line, service, client = webhook
+    client.flushdb()
+    line.requests.clear()
+    assert post(app, webhook_body(join_event())).status_code == 200
+    [reply] = line.sent(REPLY)
+    assert validate_request(messaging_spec, "ReplyMessageRequest", reply.body) == []
+    assert check_limits(reply.body["messages"]) == []
