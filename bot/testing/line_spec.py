@@ -136,24 +136,15 @@ class _Examples:
         return ["https://example.com/" + name if schema.get("format") == "uri" else name]
 
     def objects(self, parts: list[dict[str, Any]], ref: str | None) -> list[dict[str, Any]]:
-        properties: dict[str, Any] = {}
-        required: set[str] = set()
-        extra = None
-        for part in parts:
-            properties.update(part.get("properties", {}))
-            required.update(part.get("required", []))
-            extra = part.get("additionalProperties", extra)
+        properties, required, extra = self.checker.merged(parts)
         chosen = {key: self.of(schema, key) for key, schema in properties.items() if self.optional or key in required}
         if isinstance(extra, dict) and self.optional:
             chosen["key"] = self.of(extra, "key")
         count = max((len(options) for options in chosen.values()), default=1)
         found = [{key: options[i % len(options)] for key, options in chosen.items()} for i in range(count)]
-        for part in parts[1:]:  # a subtype reached directly (UserSource in a member list) carries its tag
-            discriminator = part.get("discriminator")
-            tags = [tag for tag, target in (discriminator or {}).get("mapping", {}).items() if target == REF_PREFIX + (ref or "")]
-            if tags:
-                found = [{**item, discriminator["propertyName"]: tags[0]} for item in found]
-        return found
+        # A subtype reached directly (UserSource in a member list) carries its own tag.
+        own = {tag_name: tags[0] for tag_name, tags in self.checker.own_tags(parts, ref or "").items()}
+        return [{**item, **own} for item in found]
 
 
 class _Checker:
@@ -213,20 +204,21 @@ class _Checker:
                 for index, item in enumerate(value):
                     self.check(items, item, f"{path}[{index}]")
 
-    def check_tag(self, parts: list[dict[str, Any]], name: str, value: Any, path: str) -> None:
-        """A subtype reached directly (a carousel's FlexBubble) must still carry its own tag."""
-        if not isinstance(value, dict):
-            return
+    @staticmethod
+    def own_tags(parts: list[dict[str, Any]], name: str) -> dict[str, list[str]]:
+        """The tags (by tag property) that the bases' discriminators give the subtype `name`."""
+        found = {}
         for part in parts[1:]:
             discriminator = part.get("discriminator")
-            if not discriminator:
-                continue
-            tags = [tag for tag, ref in discriminator.get("mapping", {}).items() if ref == REF_PREFIX + name]
-            tag_name = discriminator["propertyName"]
-            if tags and value.get(tag_name) not in tags:
-                self.error(_join(path, tag_name), f"{value.get(tag_name)!r} is not {' or '.join(map(repr, tags))} ({name})")
+            if discriminator:
+                tags = [tag for tag, ref in discriminator.get("mapping", {}).items() if ref == REF_PREFIX + name]
+                if tags:
+                    found[discriminator["propertyName"]] = tags
+        return found
 
-    def check_object(self, parts: list[dict[str, Any]], value: dict[str, Any], path: str) -> None:
+    @staticmethod
+    def merged(parts: list[dict[str, Any]]) -> tuple[dict[str, Any], set[str], Any]:
+        """The properties, required names and additionalProperties of a schema's parts together."""
         properties: dict[str, Any] = {}
         required: set[str] = set()
         extra: Any = None
@@ -235,6 +227,18 @@ class _Checker:
             required.update(part.get("required", []))
             if "additionalProperties" in part:
                 extra = part["additionalProperties"]
+        return properties, required, extra
+
+    def check_tag(self, parts: list[dict[str, Any]], name: str, value: Any, path: str) -> None:
+        """A subtype reached directly (a carousel's FlexBubble) must still carry its own tag."""
+        if not isinstance(value, dict):
+            return
+        for tag_name, tags in self.own_tags(parts, name).items():
+            if value.get(tag_name) not in tags:
+                self.error(_join(path, tag_name), f"{value.get(tag_name)!r} is not {' or '.join(map(repr, tags))} ({name})")
+
+    def check_object(self, parts: list[dict[str, Any]], value: dict[str, Any], path: str) -> None:
+        properties, required, extra = self.merged(parts)
         for key in sorted(required - value.keys()):
             self.error(_join(path, key), "is required")
         for key, item in value.items():
