@@ -104,6 +104,16 @@ def webhook(_redis_server, offices):
         yield create_app(settings, service=service).test_client(), line, service, client
 
 
+@pytest.fixture
+def fresh(webhook):
+    """The shared webhook with an empty Redis and nothing recorded."""
+    app, line, service, client = webhook
+    client.flushdb()
+    line.requests.clear()
+    line.failing.clear()
+    return webhook
+
+
 def post(app, body: str):
     return app.post("/callback", data=body.encode(), headers={"X-Line-Signature": sign(body, SECRET)},
                     content_type="application/json")
@@ -165,8 +175,8 @@ def expected_nothing_for(kind: str) -> bool:
 
 @needs_spec
 @pytest.mark.parametrize("kind, source, mode", GROUPS or [("spec missing", "", "")])
-def test_each_spec_event_gets_the_reaction_the_readme_promises(webhook, kind, source, mode, caplog):
-    app, line, service, client = webhook
+def test_each_spec_event_gets_the_reaction_the_readme_promises(fresh, kind, source, mode, caplog):
+    app, line, service, client = fresh
     cases = [e for e in EVENTS if (kind_of(e), source_of(e), e["mode"]) == (kind, source, mode)]
     assert cases
     caplog.set_level(logging.INFO)
@@ -249,10 +259,8 @@ def join_event(chat: str = GROUP, *, event_id: str = "01HWBOTJOIN000000000000000
             "replyToken": "8cf9239d56244f4197887e939187e19e", "deliveryContext": {"isRedelivery": False}}
 
 
-def test_a_join_is_answered_once_even_when_redelivered(webhook):
-    app, line, service, client = webhook
-    client.flushdb()
-    line.requests.clear()
+def test_a_join_is_answered_once_even_when_redelivered(fresh):
+    app, line, service, client = fresh
     event = join_event(ROOM)
     assert post(app, webhook_body(event)).status_code == 200
     event["deliveryContext"] = {"isRedelivery": True}
@@ -262,23 +270,17 @@ def test_a_join_is_answered_once_even_when_redelivered(webhook):
     assert "このトーク" in text and ROOM in text and "staff.notify.line_group_id" in text
 
 
-def test_a_failed_join_reply_is_queued_as_a_push_to_the_group(webhook):
-    app, line, service, client = webhook
-    client.flushdb()
-    line.requests.clear()
+def test_a_failed_join_reply_is_queued_as_a_push_to_the_group(fresh):
+    app, line, service, client = fresh
     line.failing[REPLY] = 500
-    try:
-        assert post(app, webhook_body(join_event())).status_code == 200
-    finally:
-        line.failing.clear()
+    assert post(app, webhook_body(join_event())).status_code == 200
+    line.failing.clear()
     [push] = [fields for _, fields in service.outbox.entries() if fields.get("kind") == "push"]
     assert push["to"] == GROUP and "このグループ" in push["messages"]
 
 
-def test_a_join_with_an_id_that_a_profile_would_refuse_does_not_offer_it(webhook):
-    app, line, service, client = webhook
-    client.flushdb()
-    line.requests.clear()
+def test_a_join_with_an_id_that_a_profile_would_refuse_does_not_offer_it(fresh):
+    app, line, service, client = fresh
     assert post(app, webhook_body(join_event("C-not-a-group-id"))).status_code == 200
     [reply] = line.sent(REPLY)
     text = reply.body["messages"][0]["text"]
@@ -296,8 +298,8 @@ def test_a_join_with_an_id_that_a_profile_would_refuse_does_not_offer_it(webhook
     {"mode": "paused"},
 ], ids=["unknown-type", "messageEdited", "unknown-source", "odd-user-id", "no-user-id", "group-without-id",
         "standby", "unknown-mode"])
-def test_events_the_bot_does_not_take_are_200_and_change_nothing(webhook, change, caplog):
-    app, line, service, client = webhook
+def test_events_the_bot_does_not_take_are_200_and_change_nothing(fresh, change, caplog):
+    app, line, service, client = fresh
     start_conversation(app, line, client)
     before = keyspace(client)
     caplog.set_level(logging.INFO, logger="hwbot.webhook")
@@ -307,10 +309,8 @@ def test_events_the_bot_does_not_take_are_200_and_change_nothing(webhook, change
     assert "webhook_ignored" in caplog.text and USER not in caplog.text and "{not-a-user}" not in caplog.text
 
 
-def test_staff_chatter_in_a_group_is_not_answered_and_logged_without_personal_data(webhook, caplog):
-    app, line, service, client = webhook
-    client.flushdb()
-    line.requests.clear()
+def test_staff_chatter_in_a_group_is_not_answered_and_logged_without_personal_data(fresh, caplog):
+    app, line, service, client = fresh
     caplog.set_level(logging.INFO)
     for kind, text in (("text", "予約したい"), ("postback", "1|o|noto"), ("sticker", "")):
         event = event_json(USER, kind, text)
@@ -329,10 +329,8 @@ def test_the_events_the_simulator_and_tests_send_are_shaped_as_the_spec_says(kin
     assert validate_request(SPEC, "CallbackRequest", body) == []
 
 
-def test_the_join_reply_follows_lines_spec_and_limits(webhook, messaging_spec):
-    app, line, service, client = webhook
-    client.flushdb()
-    line.requests.clear()
+def test_the_join_reply_follows_lines_spec_and_limits(fresh, messaging_spec):
+    app, line, service, client = fresh
     assert post(app, webhook_body(join_event())).status_code == 200
     [reply] = line.sent(REPLY)
     assert validate_request(messaging_spec, "ReplyMessageRequest", reply.body) == []
