@@ -10,8 +10,9 @@ from bot.profiles import Offices, load_offices
 from bot.profiles.models import OfficeProfile
 from bot.settings import REPO_ROOT, load_settings
 from bot.testing.browser import ensure_chromium, headless_chromium
-from bot.testing.line_spec import load_spec, spec_dir, spec_missing
+from bot.testing.line_spec import load_spec
 from bot.testing.redis import TestRedis
+from line_openapi import SPEC_DIR, spec_missing
 
 PROFILES_DIR = REPO_ROOT / "office_profiles"
 
@@ -48,7 +49,7 @@ def messaging_spec() -> dict:
     reason = spec_missing()
     if reason:
         pytest.skip(reason)
-    return load_spec(spec_dir())
+    return load_spec(SPEC_DIR)
 
 
 @pytest.fixture

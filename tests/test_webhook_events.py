@@ -21,11 +21,10 @@ from bot.dialog import texts as T
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.testing.driver import ManualClock
-from bot.testing.line_spec import (
-    WEBHOOK_SPEC_FILE, check_limits, examples, load_spec, spec_dir, spec_missing, validate_request,
-)
+from bot.testing.line_spec import WEBHOOK_SPEC_FILE, check_limits, examples, load_spec, validate_request
 from bot.testing.line_standin import LineStandIn
 from bot.web import create_app
+from line_openapi import SPEC_DIR, spec_missing
 from test_webhook import SECRET, sdk_view
 
 USER = "U" + "5" * 32
@@ -35,7 +34,7 @@ REPLY, PUSH = "/v2/bot/message/reply", "/v2/bot/message/push"
 VALUES = {"userId": USER, "groupId": GROUP, "roomId": ROOM, "text": "こんにちは", "data": "action=hello",
           "replyToken": "0f3779fba3b349968c5d07db31eab56f", "destination": "U" + "0123456789abcdef" * 2}
 SPEC_MISSING = spec_missing(WEBHOOK_SPEC_FILE)
-SPEC = None if SPEC_MISSING else load_spec(spec_dir(), WEBHOOK_SPEC_FILE)  # read at collection: it names the cases
+SPEC = None if SPEC_MISSING else load_spec(SPEC_DIR, WEBHOOK_SPEC_FILE)  # read at collection: it names the cases
 needs_spec = pytest.mark.skipif(SPEC is None, reason=SPEC_MISSING or "")
 
 # The product decisions (README "The webhook"): (event kind, source) -> reaction, in active mode.

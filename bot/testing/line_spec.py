@@ -1,7 +1,7 @@
 """Check request bodies against LINE's OpenAPI spec (line/line-openapi `messaging-api.yml`) and its limits;
 build webhook events from its `webhook.yml` (`examples`).
 
-    spec = load_spec(spec_dir())                     # a checkout of line-openapi, read at test time
+    spec = load_spec(directory)                      # a checkout of line-openapi, read at test time
     errors = validate_request(spec, "ReplyMessageRequest", {"replyToken": token, "messages": messages})
     errors += check_limits(messages)                 # what the reference documents but the spec leaves out
 
@@ -15,18 +15,14 @@ The limits are written here on their own, not imported from the renderer, so the
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bot.settings import REPO_ROOT
-
 SPEC_FILE = "messaging-api.yml"
 WEBHOOK_SPEC_FILE = "webhook.yml"
-SPEC_DIR_ENV = "LINE_OPENAPI_DIR"  # where a line-openapi checkout is, when not beside the repository
 REF_PREFIX = "#/components/schemas/"
 
 # LINE's documented limits (Messaging API reference) that the OpenAPI file does not state.
@@ -53,18 +49,6 @@ _TYPES = {
     "array": lambda v: isinstance(v, list),
     "object": lambda v: isinstance(v, dict),
 }
-
-
-def spec_dir() -> Path:
-    """The line-openapi directory: `LINE_OPENAPI_DIR`, else `shared/line-openapi` beside the repository."""
-    return Path(os.environ.get(SPEC_DIR_ENV) or REPO_ROOT.parent / "shared" / "line-openapi")
-
-
-def spec_missing(name: str = SPEC_FILE) -> str | None:
-    """Why tests cannot read a spec file of `spec_dir()` (their reason to skip); None when it is there."""
-    if spec_path(spec_dir(), name) is None:
-        return f"LINE's {name} is not in {spec_dir()} (set {SPEC_DIR_ENV} to a line-openapi checkout)"
-    return None
 
 
 def spec_path(directory: Path, name: str = SPEC_FILE) -> Path | None:
