@@ -157,6 +157,10 @@ class BotService:
             return outcome
         raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")
 
+    def claim_event(self, event_id: str) -> bool:
+        """Mark a webhook event processed whose only effect is a reply; False when it already was."""
+        return self.conversations.mark_event(event_id)
+
     def queue_push(self, user: str, messages: list[dict[str, Any]], *, retry_key: str) -> None:
         """Queue LINE messages for the worker to push (a reply that failed, a reminder…)."""
         self.outbox.add(

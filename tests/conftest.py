@@ -10,7 +10,9 @@ from bot.profiles import Offices, load_offices
 from bot.profiles.models import OfficeProfile
 from bot.settings import REPO_ROOT, load_settings
 from bot.testing.browser import ensure_chromium, headless_chromium
+from bot.testing.line_spec import load_spec
 from bot.testing.redis import TestRedis
+from line_openapi import SPEC_DIR, spec_missing
 
 PROFILES_DIR = REPO_ROOT / "office_profiles"
 
@@ -39,6 +41,15 @@ def raw_profiles() -> dict[str, dict]:
         path.stem: yaml.safe_load(path.read_text(encoding="utf-8"))
         for path in sorted(PROFILES_DIR.glob("*.yaml"))
     }
+
+
+@pytest.fixture(scope="session")
+def messaging_spec() -> dict:
+    """LINE's Messaging API spec (`LINE_OPENAPI_DIR`, else `shared/line-openapi` beside the repo); skips without it."""
+    reason = spec_missing()
+    if reason:
+        pytest.skip(reason)
+    return load_spec(SPEC_DIR)
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from bot.clock import JST
 from bot.dialog import Inbound
 from bot.profiles import load_offices
 from bot.service import BotService
-from bot.settings import REPO_ROOT, load_settings
+from bot.settings import load_settings
 from bot.staff.aftercare import NAMESPACE, Reconsent, Reminders, Retention, Throttled, scheduled_tasks
 from bot.testing.driver import ChatDriver, ManualClock
-from bot.testing.line_spec import check_limits, load_spec, spec_path, validate_request
+from bot.testing.line_spec import check_limits, validate_request
 
 USER = "U-aftercare"
 START = datetime(2026, 11, 20, 10, 0, tzinfo=JST)
@@ -55,14 +55,11 @@ def outbox(service: BotService, kind: str) -> list[dict]:
     return [fields for _, fields in reversed(service.outbox.entries()) if fields["kind"] == kind]
 
 
-def assert_valid_push(entry: dict) -> list[dict]:
+def assert_valid_push(entry: dict, spec: dict) -> list[dict]:
     """The queued messages pass LINE's OpenAPI spec and documented limits."""
     messages = json.loads(entry["messages"])
-    directory = REPO_ROOT.parent / "shared" / "line-openapi"
-    if spec_path(directory) is None:
-        pytest.skip("shared/line-openapi is not beside the repository")
     body = {"to": entry["to"], "messages": messages}
-    assert validate_request(load_spec(directory), "PushMessageRequest", body) == []
+    assert validate_request(spec, "PushMessageRequest", body) == []
     assert check_limits(messages) == []
     return messages
 
@@ -78,7 +75,7 @@ def postback_of(messages: list[dict], label: str) -> str:
 # --- reminders ------------------------------------------------------------------------------------
 
 
-def test_reminder_is_due_exactly_at_the_reminder_time_the_day_before_and_goes_once(make_service, clock):
+def test_reminder_is_due_exactly_at_the_reminder_time_the_day_before_and_goes_once(make_service, clock, messaging_spec):
     service = make_service()
     _, booking = book_noto(service)
     reminders = Reminders(service)
@@ -90,7 +87,7 @@ def test_reminder_is_due_exactly_at_the_reminder_time_the_day_before_and_goes_on
     [push] = outbox(service, "push")
     assert push["to"] == USER
     assert push["id"] == str(uuid.uuid5(NAMESPACE, f"reminder|noto|{SLOT}|{booking['id']}"))
-    messages = assert_valid_push(push)
+    messages = assert_valid_push(push, messaging_spec)
     text = json.dumps(messages, ensure_ascii=False)
     for needle in ("明日はオンライン職業相談の日です", "11月25日(水) 10:00〜10:30", "TeleOffice", "【ご準備】", "キャンセル", "tel:0768-62-1242"):
         assert needle in text
@@ -165,7 +162,7 @@ def test_scheduled_tasks_throttle_themselves(make_service, clock):
 # --- terms change ---------------------------------------------------------------------------------
 
 
-def test_terms_change_end_to_end(make_service, clock, profiles_copy):
+def test_terms_change_end_to_end(make_service, clock, profiles_copy, messaging_spec):
     service = make_service()
     driver, booking = book_noto(service)
     ref = f"noto|{SLOT}|{booking['id']}"
@@ -181,7 +178,7 @@ def test_terms_change_end_to_end(make_service, clock, profiles_copy):
     for task in scheduled_tasks(revised):
         task(clock.now())
     [push] = outbox(revised, "push")
-    messages = assert_valid_push(push)
+    messages = assert_valid_push(push, messaging_spec)
     shown = json.dumps(messages, ensure_ascii=False)
     assert "https://hwbot.example.jp/offices/noto/terms" in shown and "利用規約が改定されました" in shown
     stored = revised.bookings.get(ref)

@@ -7,6 +7,7 @@ broken profiles at start-up. (The worker killed during delivery is tested with t
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -287,6 +288,43 @@ def test_random_bodies_never_5xx_nor_change_redis(webhook, redis_client, line, b
         assert response.status_code == 400
     assert keyspace(redis_client) == before
     assert len(line.requests) == sent
+
+
+# Well-formed events whose ids and contents hold anything at all (LINE's ids are ULIDs and U + 32 hex).
+event_ids = st.text(max_size=150) | st.sampled_from(["", " ", "a b", "{u:x}", "x" * 200, "hwbot:event:x", "\ud800"])
+user_ids = st.text(max_size=40) | st.builds(lambda n: f"U{n:032x}", st.integers(0, 2**128 - 1))
+
+
+@FUZZ
+@given(event_id=event_ids, user=user_ids, kind=st.sampled_from(["text", "postback", "sticker", "follow"]),
+       text=st.text(max_size=60), redelivered=st.booleans())
+def test_any_event_id_or_user_id_is_never_a_5xx_and_a_repeat_has_no_second_effect(
+    webhook, redis_client, line, event_id, user, kind, text, redelivered
+):
+    for key in redis_client.keys("hwbot:event:*"):
+        redis_client.delete(key)  # an id that an earlier example used is new to this one
+    event = event_json(user, kind, text)
+    event["webhookEventId"] = event_id
+    body = webhook_body(event).encode("utf-8", "surrogatepass")
+    before, replied = keyspace(redis_client), len(line.sent(REPLY))
+    first = post(webhook, body)
+    if "\ud800" in event_id:
+        assert first.status_code == 400  # not valid Unicode: malformed, nothing done
+        assert keyspace(redis_client) == before
+        return
+    assert first.status_code == 200
+    answered = len(line.sent(REPLY)) - replied
+    if not re.fullmatch(r"[0-9A-Za-z_-]{1,128}", user):  # not a user id LINE gives: read, ignored
+        assert answered == 0 and keyspace(redis_client) == before
+        return
+    assert answered == 1
+    if not event_id:
+        return  # an empty id is no id: nothing to recognise a repeat by
+    event["deliveryContext"] = {"isRedelivery": redelivered}
+    after = keyspace(redis_client)
+    assert post(webhook, webhook_body(event)).status_code == 200
+    assert keyspace(redis_client) == after  # recognised as the same event (a hashed key when not plain)
+    assert len(line.sent(REPLY)) == replied + 1
 
 
 @pytest.mark.parametrize("secret", [SECRET, None])

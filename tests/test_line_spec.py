@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -23,12 +21,11 @@ from bot.service import BotService
 from bot.settings import REPO_ROOT, load_settings
 from bot.testing.simulator import actions_of
 from bot.testing.driver import ManualClock
-from bot.testing.line_spec import check_limits, load_spec, spec_path, validate_request
+from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.line_standin import LineStandIn
 from bot.testing.scripts import run_script, script_paths
 from bot.web import create_app
 
-SPEC_DIR = Path(os.environ.get("LINE_OPENAPI_DIR") or REPO_ROOT.parent / "shared" / "line-openapi")
 BASE_URL = "https://hwbot.example.jp"
 REPLY_TOKEN = "b60d432864f44d079f6d8efe86cf404b"
 SCRIPTS = script_paths([REPO_ROOT / "dialogs"])
@@ -41,10 +38,8 @@ SCHEMAS = {
 
 
 @pytest.fixture(scope="module")
-def spec():
-    if spec_path(SPEC_DIR) is None:
-        pytest.skip(f"LINE's OpenAPI spec is not at {SPEC_DIR} (set LINE_OPENAPI_DIR to a line-openapi checkout)")
-    return load_spec(SPEC_DIR)
+def spec(messaging_spec):
+    return messaging_spec
 
 
 class RecordingService(BotService):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import redis
@@ -111,6 +112,28 @@ def test_duplicate_and_redelivered_events_have_no_second_effect(client, line, se
     assert post(client, webhook_body(event)).status_code == 200
     assert service.conversations.load(USER) == (state_after_first, version)
     assert len(line.sent(REPLY)) == 1
+
+
+@pytest.mark.parametrize("event_id", [" ", "a b", "{u:x}", "x" * 300, "日本語のID", "hwbot:event:#x"])
+def test_an_event_id_that_cannot_be_a_key_as_it_is_is_hashed_and_still_deduplicated(client, line, redis_client, event_id):
+    event = event_json(USER, "text", "こんにちは")
+    event["webhookEventId"] = event_id
+    assert post(client, webhook_body(event)).status_code == 200
+    [marker] = redis_client.keys("hwbot:event:*")
+    assert re.fullmatch(r"hwbot:event:#[0-9a-f]{64}", marker)
+    event["deliveryContext"] = {"isRedelivery": True}
+    assert post(client, webhook_body(event)).status_code == 200
+    assert len(line.sent(REPLY)) == 1
+
+
+def test_an_empty_event_id_is_no_id(client, line, redis_client):
+    """Nothing to recognise a repeat by: each delivery is answered (LINE always sends a ULID)."""
+    event = event_json(USER, "text", "こんにちは")
+    event["webhookEventId"] = ""
+    assert post(client, webhook_body(event)).status_code == 200
+    assert post(client, webhook_body(event)).status_code == 200
+    assert len(line.sent(REPLY)) == 2
+    assert redis_client.keys("hwbot:event:*") == []
 
 
 def test_redis_down_is_503_then_the_redelivery_books_exactly_once(client, line, settings, service, offices):
@@ -269,6 +292,12 @@ def test_read_events_reads_what_the_sdk_parser_reads(kind, redelivery):
         assert inbound.text == content
 
 
+def test_read_events_reads_an_escaped_surrogate_pair():
+    body = webhook_body(event_json(USER, "text", "x")).replace('"x"', '"\\ud83d\\ude00"')
+    [event] = read_events(body)
+    assert event.inbound.text == "\U0001f600"
+
+
 def test_read_events_ignores_groups_rooms_and_unknown_types():
     group = event_json(USER, "text", "hi")
     group["source"] = {"type": "group", "groupId": "C" + "1" * 32, "userId": USER}
@@ -287,6 +316,8 @@ def test_read_events_ignores_groups_rooms_and_unknown_types():
     webhook_body({**event_json(USER, "postback", "x"), "postback": {}}),
     webhook_body({**event_json(USER, "text", "x"), "replyToken": 12}),
     webhook_body({**event_json(USER, "text", "x"), "source": "U1"}),
+    webhook_body(event_json(USER, "text", "x")).replace('"x"', '"\\ud83d"'),  # half a surrogate pair
+    webhook_body(event_json(USER, "text", "x")).replace('"x"', '"ok"').replace('"mode"', '"\\udc00"'),
 ])
 def test_read_events_refuses_what_is_not_a_webhook_body(client, body):
     with pytest.raises(MalformedEvent):

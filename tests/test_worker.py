@@ -17,14 +17,13 @@ from bot.staff.worker import Worker, retry_key
 from bot.store.conversations import OUTBOX_KEY
 from bot.store.outbox import GROUP, RETRY_KEY, Outbox, done_key
 from bot.testing.driver import ManualClock
-from bot.testing.line_spec import check_limits, load_spec, spec_path, validate_request
+from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.line_standin import LineStandIn
 from bot.testing.slack_standin import SlackStandIn, block_errors
 
 NOW = parse_instant("2026-11-20T10:00:00+09:00")
 PUSH = "/v2/bot/message/push"
 GROUP_ID = "C" + "a" * 32
-SPEC_DIR = REPO_ROOT.parent / "shared" / "line-openapi"
 
 
 def notice(booking_id: str = "AB12", office: str = "noto", kind: str = "booking") -> dict:
@@ -190,10 +189,8 @@ def test_malformed_and_unknown_office_entries_go_to_the_dead_letters_at_once(mak
 
 
 @pytest.fixture
-def spec():
-    if spec_path(SPEC_DIR) is None:
-        pytest.skip(f"LINE's OpenAPI spec is not at {SPEC_DIR}")
-    return load_spec(SPEC_DIR)
+def spec(messaging_spec):
+    return messaging_spec
 
 
 def test_a_push_follows_lines_spec_and_carries_a_uuid_retry_key(make_worker, line, spec):

@@ -14,7 +14,9 @@ would have to be split per hash tag (e.g. `hwbot:{u:<user>}:outbox`) for the ste
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -66,11 +68,19 @@ def conversation_key(user: str) -> str:
     return f"hwbot:{{u:{user}}}:conv"
 
 
+# A webhook event id used in its key as it is (LINE's are ULIDs: 26 letters and digits).
+_PLAIN_EVENT_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
+
+
 def event_key(event_id: str) -> str:
-    """`hwbot:event:<id>`: set once the effects of a webhook event are saved."""
-    if not event_id or len(event_id) > 128 or any(ch in event_id for ch in "{} "):
-        raise ValueError("event id must be a short string without braces or spaces")
-    return f"hwbot:event:{event_id}"
+    """`hwbot:event:<id>`: set once the effects of a webhook event are saved.
+
+    Any other id (empty, spaces, braces, very long, any character) is hashed, `hwbot:event:#<sha256>`,
+    so that a signed body never fails on it and its redelivery is still recognised.
+    """
+    if _PLAIN_EVENT_ID.fullmatch(event_id):
+        return f"hwbot:event:{event_id}"
+    return "hwbot:event:#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def encode_notice(notice: Mapping[str, object]) -> list[str]:
@@ -141,10 +151,10 @@ class ConversationStore:
         data, number = self._decode(version, raw)
         return data, number, bool(seen)
 
-    def mark_event(self, event_id: str) -> None:
-        """Remember an event whose effects were saved without a conversation save (e.g. unfollow)."""
+    def mark_event(self, event_id: str) -> bool:
+        """Mark an event processed that has no conversation save (a group's join); False if it already was."""
         with _redis_errors("cannot mark event"):
-            self.client.set(event_key(event_id), "1", ex=EVENT_TTL_SECONDS)
+            return bool(self.client.set(event_key(event_id), "1", ex=EVENT_TTL_SECONDS, nx=True))
 
     def save(
         self,

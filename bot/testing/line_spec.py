@@ -1,4 +1,5 @@
-"""Check request bodies against LINE's OpenAPI spec (line/line-openapi `messaging-api.yml`) and its limits.
+"""Check request bodies against LINE's OpenAPI spec (line/line-openapi `messaging-api.yml`) and its limits;
+build webhook events from its `webhook.yml` (`examples`).
 
     spec = load_spec(directory)                      # a checkout of line-openapi, read at test time
     errors = validate_request(spec, "ReplyMessageRequest", {"replyToken": token, "messages": messages})
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 SPEC_FILE = "messaging-api.yml"
+WEBHOOK_SPEC_FILE = "webhook.yml"
 REF_PREFIX = "#/components/schemas/"
 
 # LINE's documented limits (Messaging API reference) that the OpenAPI file does not state.
@@ -49,15 +51,15 @@ _TYPES = {
 }
 
 
-def spec_path(directory: Path) -> Path | None:
-    """The spec file in a line-openapi directory; None when it is not there."""
-    path = Path(directory) / SPEC_FILE
+def spec_path(directory: Path, name: str = SPEC_FILE) -> Path | None:
+    """A spec file in a line-openapi directory; None when it is not there."""
+    path = Path(directory) / name
     return path if path.is_file() else None
 
 
-def load_spec(directory: Path) -> dict[str, Any]:
-    """The parsed messaging-api.yml of a line-openapi directory."""
-    return yaml.safe_load((Path(directory) / SPEC_FILE).read_text(encoding="utf-8"))
+def load_spec(directory: Path, name: str = SPEC_FILE) -> dict[str, Any]:
+    """A parsed spec file (messaging-api.yml unless named) of a line-openapi directory."""
+    return yaml.safe_load((Path(directory) / name).read_text(encoding="utf-8"))
 
 
 def validate_request(spec: dict[str, Any], schema_name: str, body: dict[str, Any]) -> list[str]:
@@ -65,6 +67,68 @@ def validate_request(spec: dict[str, Any], schema_name: str, body: dict[str, Any
     checker = _Checker(spec)
     checker.check({"$ref": REF_PREFIX + schema_name}, body, "")
     return checker.errors
+
+
+def examples(
+    spec: dict[str, Any], schema_name: str, *, optional: bool, values: dict[str, Any] | None = None
+) -> list[Any]:
+    """Instances of a schema built from the spec itself, every subtype it names shown at least once.
+
+    A schema with a discriminator gives one instance per subtype of its mapping (its tag set); an
+    enum or a boolean gives one per value; an object gives as many instances as its most varied
+    property, cycling through the others' instances; an array holds one item of each kind. With
+    `optional` an object carries every property the spec declares, without it the required ones.
+    `values` gives a string per property name (ids, texts); other strings are the property's name.
+    """
+    return _Examples(spec, optional, values or {}).of({"$ref": REF_PREFIX + schema_name}, "")
+
+
+class _Examples:
+    """The walk behind `examples` (references and `allOf` resolved as `_Checker` does)."""
+
+    def __init__(self, spec: dict[str, Any], optional: bool, values: dict[str, Any]):
+        self.checker = _Checker(spec)
+        self.optional = optional
+        self.values = values
+
+    def of(self, schema: dict[str, Any], name: str) -> list[Any]:
+        schema, ref = self.checker.resolve(schema)
+        discriminator = schema.get("discriminator")
+        if discriminator:
+            tag_name = discriminator["propertyName"]
+            found = []
+            for tag, target in discriminator.get("mapping", {}).items():
+                found += [{**item, tag_name: tag} for item in self.of({"$ref": target}, name)]
+            return found
+        parts = self.checker.parts(schema)
+        kind = next((part["type"] for part in parts if "type" in part), "object" if len(parts) > 1 else None)
+        if "enum" in schema:
+            return list(schema["enum"])
+        if kind == "object":
+            return self.objects(parts, ref)
+        if kind == "array":
+            items = next(part["items"] for part in parts if "items" in part)
+            return [self.of(items, name)]
+        if kind == "boolean":
+            return [False, True]
+        if kind == "integer":
+            return [1]
+        if kind == "number":
+            return [35.6]
+        if name in self.values:
+            return [self.values[name]]
+        return ["https://example.com/" + name if schema.get("format") == "uri" else name]
+
+    def objects(self, parts: list[dict[str, Any]], ref: str | None) -> list[dict[str, Any]]:
+        properties, required, extra = self.checker.merged(parts)
+        chosen = {key: self.of(schema, key) for key, schema in properties.items() if self.optional or key in required}
+        if isinstance(extra, dict) and self.optional:
+            chosen["key"] = self.of(extra, "key")
+        count = max((len(options) for options in chosen.values()), default=1)
+        found = [{key: options[i % len(options)] for key, options in chosen.items()} for i in range(count)]
+        # A subtype reached directly (UserSource in a member list) carries its own tag.
+        own = {tag_name: tags[0] for tag_name, tags in self.checker.own_tags(parts, ref or "").items()}
+        return [{**item, **own} for item in found]
 
 
 class _Checker:
@@ -124,20 +188,21 @@ class _Checker:
                 for index, item in enumerate(value):
                     self.check(items, item, f"{path}[{index}]")
 
-    def check_tag(self, parts: list[dict[str, Any]], name: str, value: Any, path: str) -> None:
-        """A subtype reached directly (a carousel's FlexBubble) must still carry its own tag."""
-        if not isinstance(value, dict):
-            return
+    @staticmethod
+    def own_tags(parts: list[dict[str, Any]], name: str) -> dict[str, list[str]]:
+        """The tags (by tag property) that the bases' discriminators give the subtype `name`."""
+        found = {}
         for part in parts[1:]:
             discriminator = part.get("discriminator")
-            if not discriminator:
-                continue
-            tags = [tag for tag, ref in discriminator.get("mapping", {}).items() if ref == REF_PREFIX + name]
-            tag_name = discriminator["propertyName"]
-            if tags and value.get(tag_name) not in tags:
-                self.error(_join(path, tag_name), f"{value.get(tag_name)!r} is not {' or '.join(map(repr, tags))} ({name})")
+            if discriminator:
+                tags = [tag for tag, ref in discriminator.get("mapping", {}).items() if ref == REF_PREFIX + name]
+                if tags:
+                    found[discriminator["propertyName"]] = tags
+        return found
 
-    def check_object(self, parts: list[dict[str, Any]], value: dict[str, Any], path: str) -> None:
+    @staticmethod
+    def merged(parts: list[dict[str, Any]]) -> tuple[dict[str, Any], set[str], Any]:
+        """The properties, required names and additionalProperties of a schema's parts together."""
         properties: dict[str, Any] = {}
         required: set[str] = set()
         extra: Any = None
@@ -146,6 +211,18 @@ class _Checker:
             required.update(part.get("required", []))
             if "additionalProperties" in part:
                 extra = part["additionalProperties"]
+        return properties, required, extra
+
+    def check_tag(self, parts: list[dict[str, Any]], name: str, value: Any, path: str) -> None:
+        """A subtype reached directly (a carousel's FlexBubble) must still carry its own tag."""
+        if not isinstance(value, dict):
+            return
+        for tag_name, tags in self.own_tags(parts, name).items():
+            if value.get(tag_name) not in tags:
+                self.error(_join(path, tag_name), f"{value.get(tag_name)!r} is not {' or '.join(map(repr, tags))} ({name})")
+
+    def check_object(self, parts: list[dict[str, Any]], value: dict[str, Any], path: str) -> None:
+        properties, required, extra = self.merged(parts)
         for key in sorted(required - value.keys()):
             self.error(_join(path, key), "is required")
         for key, item in value.items():

@@ -1,5 +1,9 @@
 """`POST /callback`: verify, convert each LINE event to an `Inbound`, run the turn, reply. Nothing more.
 
+Only a user's one-to-one chat in active mode reaches the dialog; a join to a group or room gets one
+short reply (offices add the bot to a group for staff notices); every other event, source and mode
+is acknowledged with 200 and ignored (README "The webhook" has the table).
+
 Order matters (DESIGN.md "One LINE event, end to end"): size cap and signature before any work; an
 event id already processed is skipped; the id is marked processed in the same atomic save as the
 turn's effects; Redis trouble answers 503 without replying, so LINE redelivers and nothing is lost.
@@ -15,6 +19,7 @@ import heapq
 import itertools
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -27,6 +32,7 @@ from linebot.v3 import SignatureValidator
 from bot.channels.line.api import LineApiError, LineMessaging
 from bot.channels.line.render import to_messages
 from bot.dialog import Inbound
+from bot.dialog.conversation import EventKind
 from bot.errors import StoreError
 from bot.service import BotService, user_hash
 
@@ -36,14 +42,40 @@ MAX_BODY_BYTES = 256 * 1024
 LOADING_AFTER_S = 0.4  # show LINE's loading animation when a turn takes longer than this
 
 
-@dataclass(frozen=True)
-class LineEvent:
-    """What the bot reads of one webhook event."""
+# A user id as it becomes part of a Redis key (LINE's are U + 32 hex digits); other ids are not read.
+_USER_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
+# A group or room id as an office profile's staff.notify.line_group_id takes it.
+_CHAT_ID = re.compile(r"[CR][0-9a-f]{32}")
+_CHAT_SOURCES = {"group": "groupId", "room": "roomId"}  # the id field of each
+# The join reply (the bot was added to a group or room): staff notices go there, job seekers book 1:1.
+JOIN_TEXT = (
+    "ハローワークのオンライン職業相談の予約ボットです。{place}には、予約などに関する職員向けのお知らせをお送りします。"
+    "求職者の方のご予約は、このアカウントとの1対1のトークでお受けしています。"
+)
+JOIN_ID_TEXT = (
+    "\n\nお知らせの送り先として、プロファイル（office_profiles/<id>.yaml の staff.notify.line_group_id）に"
+    "設定する{name}は次のとおりです。\n{chat}"
+)
+JOIN_PLACES = {"group": ("このグループ", "グループID"), "room": ("このトーク", "トークID")}
 
-    inbound: Inbound | None  # None: an event the bot ignores (groups, rooms, beacons, …)
-    event_id: str | None  # webhookEventId
+
+@dataclass(slots=True)  # not frozen: a frozen one's __init__ costs ~0.8 µs an event (read_events is hot)
+class LineEvent:
+    """What the bot reads of one webhook event, and which of its three reactions it gets.
+
+    `inbound` set: the dialog runs (a user's message, postback, follow or unfollow in a one-to-one
+    chat); `join`: the join reply goes to the group or room; neither: acknowledged and ignored.
+    """
+
+    kind: str  # the event's type, as LINE sent it
+    source: str  # user | group | room | other (none, or a source type LINE has not defined)
+    inbound: Inbound | None
+    join: bool  # the bot was added to a group or room (active mode, the chat's id given)
+    chat: str | None  # the group or room id of a group or room source
+    event_id: str | None  # webhookEventId (None when absent or empty)
     reply_token: str | None
     redelivery: bool
+    standby: bool  # mode standby (another channel, e.g. a module, holds the chat) or unknown: never answered
 
 
 class MalformedEvent(ValueError):
@@ -63,8 +95,10 @@ def read_events(body: str | bytes) -> list[LineEvent]:
     """The events of a webhook body (after its signature was checked); raises MalformedEvent.
 
     Read as the SDK's models read them: `events` must be a list of objects with a `type`; a
-    message or postback event without its content is malformed. Only one-to-one chats with a user
-    reach the dialog; other sources and event types are read but ignored.
+    message or postback event without its content is malformed, and so is a body whose text is
+    not valid Unicode (an escaped lone surrogate). Only a user's one-to-one chat in active mode
+    reaches the dialog (an unfollow in standby mode too: it erases personal data and sends
+    nothing); a join to a group or room is answered; every other event is read and ignored.
     """
     try:
         payload = json.loads(body)
@@ -72,6 +106,8 @@ def read_events(body: str | bytes) -> list[LineEvent]:
         raise MalformedEvent("not JSON") from exc
     if not isinstance(payload, dict):
         raise MalformedEvent("not an object")
+    if _escapes_surrogates(body) and _has_lone_surrogate(payload):
+        raise MalformedEvent("not valid Unicode")
     events = _field(payload, "events", list, required=True)
     result = []
     for data in events:
@@ -80,27 +116,62 @@ def read_events(body: str | bytes) -> list[LineEvent]:
         kind = _field(data, "type", str, required=True)
         source = _field(data, "source", dict) or {}
         context = _field(data, "deliveryContext", dict) or {}
-        user = _field(source, "userId", str) if source.get("type") == "user" else None
-        inbound = None
-        if kind == "message":
-            message = _field(data, "message", dict, required=True)
-            message_type = _field(message, "type", str, required=True)
-            if message_type == "text":
-                inbound = Inbound(user=user or "", kind="text", text=_field(message, "text", str, required=True))
-            else:
-                inbound = Inbound(user=user or "", kind="media", text=message_type)
-        elif kind == "postback":
-            postback = _field(data, "postback", dict, required=True)
-            inbound = Inbound(user=user or "", kind="postback", text=_field(postback, "data", str, required=True))
-        elif kind in ("follow", "unfollow"):
-            inbound = Inbound(user=user or "", kind=kind)
+        mode = data.get("mode")
+        standby = mode is not None and mode != "active"  # an unknown mode is not taken as ours either
+        what, text = _content(data, kind)
+        source_type = source.get("type")
+        inbound, chat, join = None, None, False
+        if source_type == "user":
+            user = _field(source, "userId", str)
+            if what and user and _USER_ID.fullmatch(user) and (not standby or what == "unfollow"):
+                inbound = Inbound(user=user, kind=what, text=text)
+        elif source_type in _CHAT_SOURCES:
+            chat = _field(source, _CHAT_SOURCES[source_type], str)
+            join = kind == "join" and not standby and bool(chat)
         result.append(LineEvent(
-            inbound=inbound if user else None,
-            event_id=_field(data, "webhookEventId", str),
+            kind=kind,
+            source=source_type if source_type in ("user", "group", "room") else "other",
+            inbound=inbound,
+            join=join,
+            chat=chat,
+            event_id=_field(data, "webhookEventId", str) or None,
             reply_token=_field(data, "replyToken", str),
             redelivery=bool(_field(context, "isRedelivery", bool)),
+            standby=standby,
         ))
     return result
+
+
+def _content(data: dict[str, Any], kind: str) -> tuple[EventKind | None, str]:
+    """The dialog's kind and text of an event type (None: not one the dialog takes)."""
+    if kind == "message":
+        message = _field(data, "message", dict, required=True)
+        message_type = _field(message, "type", str, required=True)
+        if message_type == "text":
+            return "text", _field(message, "text", str, required=True)
+        return "media", message_type  # image, video, audio, file, location, sticker (and any later type)
+    if kind == "postback":
+        postback = _field(data, "postback", dict, required=True)
+        return "postback", _field(postback, "data", str, required=True)
+    if kind == "follow" or kind == "unfollow":
+        return kind, ""
+    return None, ""
+
+
+def _escapes_surrogates(body: str | bytes) -> bool:
+    """Whether the body has a \\uD800-\\uDFFF escape (the only way JSON gets a lone surrogate)."""
+    if isinstance(body, bytes):
+        return b"\\ud" in body or b"\\uD" in body
+    return "\\ud" in body or "\\uD" in body
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string in `value` holds half a surrogate pair (Redis and LINE take UTF-8 only)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class Later:
@@ -184,10 +255,14 @@ def create_blueprint(
             return Response("malformed body", status=400)
         api = messaging()
         for event in events:
-            if event.inbound is None:
-                continue
             try:
-                _handle(service, api, event, log_key, later)
+                if event.inbound is not None:
+                    _handle(service, api, event, log_key, later)
+                elif event.join:
+                    _join(service, api, event)
+                else:
+                    log.info("webhook_ignored type=%s source=%s mode=%s", _loggable(event.kind), event.source,
+                             "standby" if event.standby else "active")
             except StoreError as exc:
                 log.error("webhook_store_unavailable error=%s", exc)
                 return Response("store unavailable", status=503)
@@ -212,15 +287,40 @@ def _handle(service: BotService, api: LineMessaging, event: LineEvent, log_key: 
     if not outcome.replies:
         return
     base_url = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
-    messages = to_messages(outcome.replies, base_url=base_url)
+    if not _reply(service, api, event, inbound.user, to_messages(outcome.replies, base_url=base_url)):
+        log.info("webhook_reply_queued_as_push user=%s", user_hash(inbound.user, log_key))
+
+
+def _join(service: BotService, api: LineMessaging, event: LineEvent) -> None:
+    """The bot was added to a group or room: say what it does there, once (offices get staff notices so)."""
+    chat = event.chat
+    assert chat is not None
+    if event.event_id is not None and not service.claim_event(event.event_id):
+        log.info("webhook_duplicate type=join source=%s redelivery=%s", event.source, event.redelivery)
+        return
+    place, name = JOIN_PLACES[event.source]
+    text = JOIN_TEXT.format(place=place)
+    if _CHAT_ID.fullmatch(chat):  # an id that the profile would refuse is not offered
+        text += JOIN_ID_TEXT.format(name=name, chat=chat)
+    replied = _reply(service, api, event, chat, [{"type": "text", "text": text}])
+    log.info("webhook_join source=%s replied=%s", event.source, replied)
+
+
+def _reply(service: BotService, api: LineMessaging, event: LineEvent, to: str, messages: list[dict[str, Any]]) -> bool:
+    """Reply with the event's token; False when the messages were queued as a push to `to` instead."""
     if event.reply_token:
         try:
             api.reply(event.reply_token, messages)
-            return
+            return True
         except LineApiError:
             pass  # never retry a reply: queue the same messages as a push
-    service.queue_push(inbound.user, messages, retry_key=str(uuid.uuid4()))
-    log.info("webhook_reply_queued_as_push user=%s", user_hash(inbound.user, log_key))
+    service.queue_push(to, messages, retry_key=str(uuid.uuid4()))
+    return False
+
+
+def _loggable(kind: str) -> str:
+    """An event type fit for a log line (LINE's are short ASCII words; anything else is not logged as sent)."""
+    return kind if len(kind) <= 40 and kind.isascii() and kind.isalnum() else "other"
 
 
 def _loading(api: LineMessaging, user: str) -> None:
@@ -269,5 +369,6 @@ def event_json(user: str, kind: str, text: str = "", *, event_id: str | None = N
     return event
 
 
-def webhook_body(*events: dict[str, Any], destination: str = "Uhwbotdestination") -> str:
+def webhook_body(*events: dict[str, Any], destination: str = "U" + "0123456789abcdef" * 2) -> str:
+    """A webhook body as LINE sends it (`destination` is the bot's user id)."""
     return json.dumps({"destination": destination, "events": list(events)}, ensure_ascii=False)
