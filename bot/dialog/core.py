@@ -160,7 +160,7 @@ class Turn:
     """
 
     state: str
-    flow: Place  # the machine this model is seated in (set once, see `Turn.seat`)
+    flow: Place  # the machine this model is seated in (set once, see `Turn.seat_for`)
 
     def __init__(self, dialog: Rules, conversation: Conversation, now: datetime, bookings: Bookings, outcome: Outcome):
         self.dialog = dialog
@@ -170,7 +170,7 @@ class Turn:
         self.outcome = outcome
 
     @classmethod
-    def seat(cls, flow: Place) -> Turn:
+    def seat_for(cls, flow: Place) -> Turn:
         """A flow's one model: it holds a turn's data only while that turn is seated (`take`, `leave`)."""
         seat = cls.__new__(cls)
         seat.__dict__.update(dict.fromkeys(TURN_DATA), flow=flow, switch_to=None)

@@ -1,6 +1,6 @@
 """One office's machine (or the lobby's), assembled from the registered stages, built once and reused.
 
-Each flow has one model, added once (`Turn.seat`); a turn takes the seat under the flow's lock, loads
+Each flow has one model, added once (`Turn.seat_for`); a turn takes the seat under the flow's lock, loads
 the conversation's state and data into it, fires a trigger and clears it again (`Flow.play`).
 DESIGN.md's "add the model each event and remove it" cost ~13% of a turn's CPU (add_model binds ~50
 triggers); the seat keeps no user data between turns.
@@ -54,7 +54,7 @@ class Flow:
         self.lock = threading.Lock()  # one turn at a time on the seat below
         # The flow's one model, added once and re-seated for each turn under `lock`: add_model binds
         # ~50 trigger methods, ~11% of a turn's CPU when it was done for every turn (`hwbot bench`).
-        self.seat = Turn.seat(self)
+        self.seat = Turn.seat_for(self)
         self.machine.add_model(self.seat, initial="idle")
 
     def _advance(self, steps: list[Step]) -> list[dict[str, Any]]:
