@@ -242,7 +242,7 @@ class Turn:
             self.say(Text(T.MEDIA))
             return self.reprompt()
         if parsed.kind == "choice":
-            if action is not None:  # a booking from the list: always valid
+            if action is not None:  # valid at any step (a booking from the list)
                 return action.run(self, parsed.value)
             if parsed.step != str(self.conv.step):
                 self.say(Text(T.STALE if self.state != "idle" else T.STALE_IDLE))

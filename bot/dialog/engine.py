@@ -4,10 +4,13 @@
 it sends nothing and stores nothing itself. It deals with what comes before a turn (an expired
 conversation, follow, unfollow) and hands the event to the conversation's machine.
 
-The conversation is split by stage (`bot.dialog.stages`: one module per stage, registered in order in
-`bot.dialog.stages.REGISTRY`); `bot.dialog.core` owns the turn (parsing, the commands every state
-shares, going back, prompting) and dispatches by state to the handlers a stage registered for it;
-`bot.dialog.flow` builds one transitions machine per office from the stages' steps.
+The conversation is split by stage. `bot.dialog.core` owns the turn: the commands every state shares
+(戻る, やめる, ヘルプ, …), going back, prompting and asking again, and the dispatch by state to the
+handlers (`ask`, `choose`, `typed`, `back`) that the stage owning the state registered;
+`bot.dialog.buttons` reads an event into `Parsed` and builds button data; `bot.dialog.flow` builds each
+office's machine from the registered stages' steps; `bot.dialog.stages` has one module per stage,
+registered in booking order in `bot.dialog.stages.REGISTRY`. Adding a stage, or a kind of office
+question, is writing its module and adding its `STAGE` there.
 
 States (nouns / -ing phrases): idle, choosing_office, asking_name, asking_number, asking_email,
 asking_phone, choosing_topic, asking_interpreter, q_<question id>, choosing_category,
