@@ -1,7 +1,7 @@
 """The conversation: a transitions machine per office profile; turns produce replies, never send."""
 
 from bot.dialog.conversation import Bookings, Claim, Conversation, Inbound, Outcome
-from bot.dialog.engine import Dialog, parse_day
+from bot.dialog.engine import Dialog
 from bot.dialog.replies import (
     Ask,
     BookedCard,
@@ -17,6 +17,7 @@ from bot.dialog.replies import (
     options_of,
     plain_text,
 )
+from bot.dialog.stages.slots import parse_day
 
 __all__ = [
     "Ask",

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from bot import calendar
+from bot.clock import JST
 from bot.dialog.replies import Reply, StaffNotice
 
 EventKind = Literal["text", "postback", "follow", "unfollow", "media"]
@@ -101,6 +103,13 @@ class Bookings(Protocol):
 def booking_ref(booking: dict[str, Any]) -> str:
     """The store's reference of a booking: `office|slot|id`."""
     return f"{booking['office']}|{booking['slot']}|{booking['id']}"
+
+
+def booking_when(booking: dict[str, Any]) -> str:
+    """`11月25日(水) 10:00〜10:30` of a stored booking."""
+    start = datetime.fromisoformat(booking["start"]).astimezone(JST)
+    end = datetime.fromisoformat(booking["end"]).astimezone(JST)
+    return f"{calendar.format_day(start.date())} {start:%H:%M}〜{end:%H:%M}"
 
 
 def parse_when(value: str | None) -> datetime | None:

@@ -1,7 +1,7 @@
 """What the bot says on its own after a booking (reminders, terms changes), channel-neutral.
 
 The scheduled tasks (`bot.staff.aftercare`) render these for LINE; the buttons they carry come back
-to the dialog as postbacks valid at any step (`engine.RECONSENT_ACTION`, the 予約の確認 command).
+to the dialog as postbacks valid at any step (`stages.consent.RECONSENT_ACTION`, the 予約の確認 command).
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from bot.dialog import texts as T
-from bot.dialog.conversation import booking_ref
-from bot.dialog.engine import ANY, RECONSENT_ACTION, booking_when, command_option, phone_links, postback
+from bot.dialog.buttons import ANY, command_option, phone_links, postback
+from bot.dialog.conversation import booking_ref, booking_when
 from bot.dialog.replies import Ask, Link, Option, Reply, Text
+from bot.dialog.stages.consent import RECONSENT_ACTION
 from bot.profiles import OfficeProfile
 from bot.profiles.models import TermsChange
 

@@ -19,8 +19,7 @@ from bot import calendar
 from bot.channels.line.render import to_messages
 from bot.clock import JST
 from bot.dialog import Reply, StaffNotice
-from bot.dialog.conversation import booking_ref, parse_when
-from bot.dialog.engine import booking_when
+from bot.dialog.conversation import booking_ref, booking_when, parse_when
 from bot.dialog.pushes import reconsent_replies, reminder_replies
 from bot.errors import HwbotError
 from bot.profiles import OfficeProfile

@@ -1,0 +1,77 @@
+"""Buttons and what comes back from them: postback data, the command buttons, an office's phone link,
+and an inbound event (a tap, typed text, media) read into `Parsed`.
+
+A button's data is `<step>|<action>|<value>`: the step of the question that offered it (`ANY` for
+buttons valid at any step), an action code of the state (or stage) that handles it, and its value.
+Commands are `*|g|<command>`; typed text that is a command's label or alias is read as that command.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from bot.dialog import texts as T
+from bot.dialog.conversation import Inbound
+from bot.dialog.replies import Link, Option
+from bot.profiles import OfficeProfile
+
+ANY = "*"  # postback step marker for buttons that stay valid (menu, booking list)
+
+
+def postback(step: int | str, action: str, value: str = "") -> str:
+    """Button data: `<step>|<action>|<value>` (well under LINE's 300 characters)."""
+    return f"{step}|{action}|{value}"
+
+
+def command_option(command: str) -> Option:
+    return Option(T.COMMANDS[command], postback(ANY, "g", command))
+
+
+def phone_links(office: OfficeProfile | None) -> tuple[Link, ...]:
+    """The office's phone number as a `tel:` link; none when the office publishes no number."""
+    if office is None or not office.contact.phone:
+        return ()
+    return (Link(f"{office.short_name}に電話する（{office.phone_label()}）", f"tel:{office.contact.phone}"),)
+
+
+def fold(text: str) -> str:
+    """Compare typed text with labels: NFKC, no spaces, lower case."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)).lower()
+
+
+# Typed text (folded) -> command: the commands' button labels, then their aliases.
+FOLDED_COMMANDS: dict[str, str] = {
+    **{fold(alias): command for alias, command in T.COMMAND_ALIASES.items()},
+    **{fold(label): command for command, label in T.COMMANDS.items()},
+}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An inbound event reduced to what the states need."""
+
+    kind: str  # text | choice | command | media
+    text: str = ""
+    step: str = ""
+    action: str = ""
+    value: str = ""
+
+
+def parse(event: Inbound) -> Parsed:
+    if event.kind == "media":
+        return Parsed("media")
+    if event.kind == "postback":
+        parts = event.text.split("|", 2)
+        if len(parts) == 3:
+            step, action, value = parts
+            if action == "g":
+                return Parsed("command", value=value, step=step)
+            return Parsed("choice", step=step, action=action, value=value)
+        return Parsed("text", text=event.text)
+    folded = fold(event.text) if len(event.text) <= 40 else ""
+    command = FOLDED_COMMANDS.get(folded)
+    if command is not None:
+        return Parsed("command", value=command, step=ANY)
+    return Parsed("text", text=event.text)

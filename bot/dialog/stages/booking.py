@@ -1,0 +1,214 @@
+"""Stage: the terms and consent, the confirmation card, changing one of its items, and booking."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from bot.dialog import texts as T
+from bot.dialog.buttons import ANY, command_option, phone_links, postback
+from bot.dialog.conversation import booking_ref
+from bot.dialog.core import Handlers, Stage, Step, Turn
+from bot.dialog.replies import Ask, BookedCard, ConfirmCard, Option, TermsCard, Text
+from bot.dialog.stages.categories import category
+from bot.dialog.stages.consent import REMINDER_ACTION
+from bot.dialog.stages.my_bookings import booking_line, list_bookings, upcoming
+from bot.dialog.stages.slots import live_slot, slot_label
+from bot.profiles import OfficeProfile
+
+# The card's items that can be changed, in the order they are offered: (state, item).
+CHANGEABLE = (
+    ("asking_name", "name"),
+    ("asking_number", "number"),
+    ("asking_email", "email"),
+    ("asking_phone", "phone"),
+    ("choosing_topic", "topic"),
+    ("asking_interpreter", "interpreter"),
+    ("choosing_slot", "slot"),
+)
+PERSONAL_ROWS = ("お名前", "求職番号", "メールアドレス", "電話番号")  # not on the booked card
+
+
+def _ask_terms(turn: Turn) -> None:
+    terms = turn.profile.terms
+    turn.say(Text(T.TERMS_INTRO))
+    turn.say(
+        TermsCard(
+            title=terms.title,
+            version=terms.version_label,
+            summary=terms.summary,
+            rules=tuple(terms.rules),
+            url=turn.dialog.terms_url(turn.profile.id),
+            consent=turn.option(T.CONSENT, "t", "consent"),
+            decline=turn.option(T.DECLINE, "t", "decline"),
+        )
+    )
+
+
+def _choose_terms(turn: Turn, action: str, value: str) -> None:
+    if action == "t" and value == "consent":
+        terms = turn.profile.terms
+        turn.conv.consent = {"version": terms.version.isoformat(), "at": turn.now.isoformat()}
+        return turn.go("advance")
+    if action == "t" and value == "decline":
+        turn.conv.reset()
+        turn.to_idle()
+        turn.say(Text(T.DECLINED))
+        return turn.ask_menu()
+    turn.not_understood()
+
+
+def _rows(turn: Turn) -> list[tuple[str, str]]:
+    answers = turn.conv.answers
+    profile = turn.profile
+    rows = [("窓口", profile.short_name)]
+    if "slot" in answers:
+        rows.append((T.ITEM_LABELS["slot"], slot_label(turn, answers["slot"])))
+    rows.append(("方法", f"{profile.video_tool}（{profile.length_text}）"))
+    for key in ("name", "number", "email", "phone", "topic"):
+        if key in answers:
+            rows.append((T.ITEM_LABELS[key], answers[key]))
+    if "interpreter" in answers:
+        rows.append((T.ITEM_LABELS["interpreter"], dict(T.INTERPRETER_CHOICES)[answers["interpreter"]]))
+    chosen = category(turn, answers.get("category", ""))
+    if chosen is not None:
+        rows.append((T.ITEM_LABELS["category"], chosen.label))
+    return rows
+
+
+def _ask_card(turn: Turn) -> None:
+    turn.conv.editing = False
+    turn.say(
+        ConfirmCard(
+            title=T.CONFIRM_TITLE,
+            rows=tuple(_rows(turn)),
+            book=turn.option(T.BOOK, "k", "book"),
+            change=turn.option(T.CHANGE, "k", "change"),
+            cancel=turn.option(T.QUIT_LABEL, "k", "quit"),
+        )
+    )
+
+
+def _choose_on_card(turn: Turn, action: str, value: str) -> None:
+    if action == "k" and value == "book":
+        return _book(turn)
+    if action == "k" and value == "change":
+        return turn.go("change")
+    if action == "k" and value == "quit":
+        return turn.command("quit")
+    turn.not_understood()
+
+
+def _ask_change(turn: Turn) -> None:
+    steps = turn.flow.steps
+    options = [turn.option(T.ITEM_LABELS[key], "e", state) for state, key in CHANGEABLE if state in steps]
+    turn.say(Ask(T.CHOOSE_CHANGE, tuple(options + [command_option("back")])))
+
+
+def _choose_change(turn: Turn, action: str, value: str) -> None:
+    if action != "e" or value not in turn.flow.steps:
+        return turn.not_understood()
+    turn.conv.editing = True
+    getattr(turn, f"to_{value}")()
+
+
+def _booking_id(turn: Turn, slot: str) -> str:
+    """A short reference, stable for a retried turn (same user, slot and step)."""
+    digest = hashlib.sha256(f"{turn.conv.user}|{slot}|{turn.conv.step}".encode()).digest()
+    return base64.b32encode(digest).decode()[:8].replace("0", "Z").replace("1", "Y")
+
+
+def _book(turn: Turn) -> None:
+    profile = turn.profile
+    answers = turn.conv.answers
+    slot_key = answers.get("slot", "")
+    slot = live_slot(turn, slot_key)
+    held = upcoming(turn, profile.id)
+    if len(held) >= profile.booking.max_upcoming:
+        listing = "\n".join(booking_line(turn, b) for b in held)
+        turn.say(Text(T.ALREADY_BOOKED.format(office=profile.short_name, bookings=listing)))
+        turn.quit_silently()
+        return list_bookings(turn, cancelling=True, intro=False)
+    if slot is None or turn.conv.consent is None:
+        return _slot_lost(turn, slot_key, taken=False)
+    booking: dict[str, Any] = {
+        "id": _booking_id(turn, slot_key),
+        "office": profile.id,
+        "slot": slot_key,
+        "start": slot.start.isoformat(),
+        "end": slot.end.isoformat(),
+        "user": turn.conv.user,
+        "status": "booked",
+        "office_confirmation": "pending" if profile.after_booking.confirmed_by_office else "not_needed",
+        "created_at": turn.now.isoformat(),
+        "consent": dict(turn.conv.consent),
+        "answers": {k: v for k, v in answers.items() if k.startswith("q_")},
+    }
+    for key in ("name", "number", "email", "phone", "topic", "interpreter", "category", "category_detail"):
+        if key in answers:
+            booking[key] = answers[key]
+    claim = turn.bookings.claim(booking, profile.schedule.capacity)
+    if not claim.ok:
+        return _slot_lost(turn, slot_key, taken=True)
+    rows = [("予約番号", booking["id"])] + [row for row in _rows(turn) if row[0] not in PERSONAL_ROWS]
+    chosen = category(turn, answers.get("category", ""))
+    turn.notify(
+        "booking",
+        f"新しい予約: {profile.short_name} {slot_label(turn, slot_key)}",
+        ref=booking_ref(booking),
+        booking_id=booking["id"],
+        slot=slot_key,
+        topic=answers.get("topic", ""),
+        interpreter=dict(T.INTERPRETER_CHOICES).get(answers.get("interpreter", ""), ""),
+        category=chosen.label if chosen else "",
+    )
+    confirmed = not profile.after_booking.confirmed_by_office
+    steps = list(profile.after_booking.steps) + ([] if confirmed else [T.BOOKED_PENDING])
+    turn.conv.reset()
+    turn.conv.office = profile.id
+    turn.finish()
+    turn.say(
+        BookedCard(
+            title=T.BOOKED_TITLE_CONFIRMED if confirmed else T.BOOKED_TITLE,
+            rows=tuple(rows),
+            next_steps=tuple(steps),
+            checklist=tuple(profile.after_booking.checklist),
+            cancel_text=profile.cancellation.text,
+            links=phone_links(profile),
+        )
+    )
+    if turn.dialog.reminders == "opt_in":
+        turn.say(Text(T.REMINDER_OFFER))
+        return turn.ask_menu(Option(T.REMINDER_OPT_IN, postback(ANY, REMINDER_ACTION, booking_ref(booking))))
+    turn.ask_menu()
+
+
+def _slot_lost(turn: Turn, slot_key: str, taken: bool) -> None:
+    template = T.SLOT_TAKEN if taken else T.SLOT_GONE
+    turn.say(Text(template.format(slot=slot_label(turn, slot_key))))
+    turn.conv.answers.pop("slot", None)
+    turn.conv.editing = True  # the terms were read: after a new slot, back to the card
+    turn.to_choosing_slot()
+
+
+def _steps(profile: OfficeProfile) -> list[Step]:
+    return [
+        Step("reading_terms", Handlers(ask=_ask_terms, choose=_choose_terms)),
+        Step("confirming", Handlers(ask=_ask_card, choose=_choose_on_card)),
+    ]
+
+
+def _transitions(steps: list[Step]) -> list[dict[str, Any]]:
+    return [
+        {"trigger": "change", "source": "confirming", "dest": "choosing_change"},
+        {"trigger": "finish", "source": "confirming", "dest": "idle"},
+    ]
+
+
+STAGE = Stage(
+    "booking",
+    steps=_steps,
+    office_states={"choosing_change": Handlers(ask=_ask_change, choose=_choose_change, back=lambda turn: turn.to_confirming())},
+    transitions=_transitions,
+)
