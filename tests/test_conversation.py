@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bot.clock import parse_instant
+from bot.profiles import Offices
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.store import ConversationStore
@@ -205,6 +206,26 @@ def test_unfollow_forgets_the_conversation(service):
     driver.say(NAME)
     driver.unfollow()
     assert service.conversations.load("U1") == (None, 0)
+
+
+@pytest.mark.parametrize("single", [True, False], ids=["one office", "five offices"])
+def test_a_follow_in_the_middle_of_a_booking_starts_it_again(redis_client, offices, clock, single):
+    # A follow without the unfollow before it (a lost delivery): the booking starts again, no crash.
+    if single:
+        offices = Offices({"noto": offices["noto"]}, {"noto": offices.terms_text("noto")})
+    service = BotService(load_settings(), client=redis_client, offices=offices, clock=clock)
+    driver = ChatDriver(service, user="U1")
+    driver.say("こんにちは")
+    if not single:
+        driver.tap("ハローワーク能登")
+    driver.say(NAME)
+    assert "求職番号" in driver.last_text()
+    driver.follow()
+    conversation = service.conversations.load("U1")[0]
+    assert conversation["state"] == ("asking_name" if single else "choosing_office")
+    assert "name" not in conversation["answers"]
+    driver.say(NAME) if single else driver.tap("ハローワーク能登")
+    assert ("求職番号" if single else "お名前") in driver.last_text()
 
 
 def test_each_machine_has_one_seated_model_that_keeps_no_user_data(service, caplog):

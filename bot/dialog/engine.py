@@ -84,6 +84,8 @@ class Dialog:
             self._run(turn, lambda t: start(t, greet=False))
             return outcome
         if event.kind == "follow":
+            # Added as a friend (again): a booking left half-way (its unfollow lost) starts afresh.
+            conversation.reset()
             self._run(turn, lambda t: start(t, greet=True))
             return outcome
         self._run(turn, lambda t: t.receive(parse(event)))
