@@ -42,7 +42,6 @@ def server(service):
 
 def test_staff_mark_attended_and_send_the_meeting_details(browser, server, service):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     booking = book_at_noto(ChatDriver(service, user="U-browser"), "11月25日(水) 10:00〜10:30")
@@ -53,11 +52,16 @@ def test_staff_mark_attended_and_send_the_meeting_details(browser, server, servi
         return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".flash"))
 
     def click(element) -> None:
-        """Click something that loads a page, and wait until the new page has replaced the old one."""
-        old = browser.find_element(By.TAG_NAME, "html")
+        """Click something that loads a page, and wait until the new page has replaced the old one.
+
+        The old page is marked on its `window` (a new page gets a new one): waiting for an element of
+        the old page to go stale raised chromedriver's "Node with given id does not belong to the
+        document" now and then, which selenium's `staleness_of` does not take for staleness.
+        """
+        browser.execute_script("window.hwbotOldPage = true")
         element.click()
-        wait.until(staleness_of(old))
-        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+        wait.until(lambda d: d.execute_script(
+            "return !window.hwbotOldPage && document.readyState === 'complete'"))
 
     def heading() -> str:
         return browser.find_element(By.TAG_NAME, "h1").text
