@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -122,6 +123,7 @@ class _Lease:
         self.socket = socket_path(directory)
         self.clients = 0
         self.users_fd = -1
+        self.pid = 0  # the server's, should its socket vanish
 
 
 _leases: dict[Path, _Lease] = {}
@@ -144,6 +146,7 @@ def _join(var_dir: Path, scratch: bool) -> _Lease:
                     fcntl.lockf(lease.users_fd, fcntl.LOCK_SH)  # never waits: leavers hold redis.lock
                     if not _ready(lease.socket):
                         _start(lease)
+                    lease.pid = _server_pid(lease.socket)
                 except BaseException:
                     os.close(lease.users_fd)
                     raise
@@ -263,6 +266,11 @@ def _ready(socket: Path, wait_s: float = 0.0) -> bool:
             time.sleep(POLL_S)
 
 
+def _server_pid(socket: Path) -> int:
+    with _admin(socket) as client:
+        return int(client.info("server")["process_id"])
+
+
 def _config(lease: _Lease) -> str:
     def quoted(path: Path) -> str:
         return json.dumps(str(path), ensure_ascii=False)
@@ -315,28 +323,42 @@ def _stop(lease: _Lease) -> None:
         try:
             pid = int(client.info("server")["process_id"])
         except (redis.ConnectionError, redis.TimeoutError):
+            pid = 0
+        saved = bool(pid) and not lease.scratch
+        if pid:
+            try:
+                client.shutdown(save=saved, nosave=not saved)
+            except redis.ResponseError:  # it could not save (its directory went away): nothing to keep
+                log.warning("embedded_redis_save_failed dir=%s", lease.directory)
+                saved = False
+                client.shutdown(nosave=True)
+    if not pid:
+        if lease.directory.is_dir() or not _alive(lease.pid, "redis-server"):
             return  # not running
-        try:
-            client.shutdown(save=not lease.scratch, nosave=lease.scratch)
-        except redis.ResponseError:  # it could not save (its directory went away): nothing to keep
-            log.warning("embedded_redis_save_failed dir=%s", lease.directory)
-            client.shutdown(nosave=True)
+        # Its directory and socket were removed under it: unreachable, nothing left to save into,
+        # and it would refuse SIGTERM (it cannot save).
+        pid = lease.pid
+        os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while _alive(pid):
         if time.monotonic() > deadline:
             log.error("embedded_redis_still_running pid=%d dir=%s", pid, lease.directory)
             return
         time.sleep(POLL_S)
-    log.info("embedded_redis_stopped dir=%s saved=%s", lease.directory, not lease.scratch)
+    log.info("embedded_redis_stopped dir=%s saved=%s", lease.directory, saved)
 
 
-def _alive(pid: int) -> bool:
-    """Whether process `pid` still runs (a zombie, exited but not yet reaped, does not)."""
+def _alive(pid: int, name: str | None = None) -> bool:
+    """Whether process `pid` still runs (a zombie, exited but not yet reaped, does not), named `name` if given."""
+    if pid <= 0:
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return False
-    except OSError:  # no /proc (not Linux): ask the kernel
+    except OSError:  # no /proc (not Linux): ask the kernel; the name cannot be checked
+        if name is not None:
+            return False
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -344,7 +366,8 @@ def _alive(pid: int) -> bool:
         except PermissionError:
             return True
         return True
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    command, state = stat[stat.index("(") + 1: stat.rindex(")")], stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X") and (name is None or command == name)
 
 
 # --------------------------------------------------------------------------------------------------
