@@ -207,6 +207,14 @@ def test_clients_in_one_process_share_the_server_until_the_last_one_closes(tmp_p
     assert (var / DB_FILE).exists() and not socket_path(var).exists()
 
 
+def test_a_long_directory_gets_its_socket_in_the_temp_dir(tmp_path):
+    var = tmp_path / ("v" * 110)  # longer than a unix socket path may be
+    with embedded_redis(var) as client, embedded_redis(var) as again:
+        assert client.socket_file == again.socket_file and not client.socket_file.startswith(str(var))
+        assert client.ping() and len(redis_servers(cwd=var)) == 1
+    assert redis_servers(cwd=var) == {}
+
+
 def test_a_scratch_server_keeps_nothing(tmp_path):
     var = tmp_path / "var"
     with embedded_redis(var, scratch=True) as client:

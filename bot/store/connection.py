@@ -193,7 +193,10 @@ def _alone(users_fd: int) -> bool:
 @atexit.register
 def _leave_all() -> None:
     """At exit, let go of every server this process still holds (the last one out stops it)."""
-    with _guard:
+    if not _guard.acquire(timeout=LOCK_TIMEOUT_S):  # a daemon thread stuck joining: do not hang the exit
+        log.error("embedded_redis_leave_skipped")
+        return
+    try:
         leases = list(_leases.values())
         _leases.clear()
         for lease in leases:
@@ -201,6 +204,8 @@ def _leave_all() -> None:
                 _leave(lease)
             except Exception as exc:  # one directory's trouble must not keep the others running
                 log.error("embedded_redis_leave_failed error=%s", exc.__class__.__name__)
+    finally:
+        _guard.release()
 
 
 def _forget_after_fork() -> None:
