@@ -12,7 +12,7 @@ from bot.profiles import Offices, load_offices
 from bot.profiles.models import OfficeProfile
 from bot.settings import REPO_ROOT, load_settings
 from bot.testing.browser import ensure_chromium, headless_chromium
-from bot.testing.redis import TestRedis, adopt_orphans, redis_servers
+from bot.testing.redis import TestRedis, adopt_orphans, reap_exited_servers, redis_servers
 
 PROFILES_DIR = REPO_ROOT / "office_profiles"
 
@@ -27,6 +27,7 @@ def _no_redis_server_left():
     """
     watching = adopt_orphans()
     yield
+    reap_exited_servers()
     left = redis_servers(descendants_of=os.getpid()) if watching else {}
     for pid in left:
         os.kill(pid, signal.SIGKILL)  # ours, and already reported: do not leave them running

@@ -44,27 +44,30 @@ class TestRedis:
             self._tmp.cleanup()
 
 
+def _processes() -> dict[int, tuple[str, str, int]]:
+    """pid -> (name, state, parent pid) of every process (Linux /proc; empty elsewhere)."""
+    table = {}
+    try:
+        entries = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return {}
+    for entry in entries:
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        table[int(entry)] = (stat[stat.index("(") + 1: stat.rindex(")")], state, int(parent))
+    return table
+
+
 def redis_servers(*, cwd: Path | None = None, descendants_of: int | None = None) -> dict[int, str]:
     """Running redis-server processes, pid -> command line (Linux; empty elsewhere).
 
     `cwd`: only servers working in that directory (a server's `dir`, e.g. an embedded server's var
     dir). `descendants_of`: only children, grandchildren… of that process.
     """
-    table: dict[int, tuple[str, str, int]] = {}  # pid -> (name, state, parent)
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return {}
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # it exited meanwhile
-        name = stat[stat.index("(") + 1: stat.rindex(")")]
-        state, parent = stat.rsplit(")", 1)[1].split()[:2]
-        table[int(entry)] = (name, state, int(parent))
+    table = _processes()
     if descendants_of is not None:
         family, grew = {descendants_of}, True
         while grew:
@@ -84,6 +87,16 @@ def redis_servers(*, cwd: Path | None = None, descendants_of: int | None = None)
         except OSError:
             continue
     return found
+
+
+def reap_exited_servers() -> None:
+    """Collect this process's exited redis-server children (adopted orphans), so none shows as defunct."""
+    for pid, (name, state, parent) in _processes().items():
+        if name == "redis-server" and state == "Z" and parent == os.getpid():
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 def adopt_orphans() -> bool:
