@@ -193,7 +193,7 @@ def _stop_signals() -> Iterator[list[str]]:
 def _wait(stopping: list[str], running: Callable[[], bool]) -> None:
     """Keep the main thread until a stop signal arrives (or the work in `running` ends by itself)."""
     while not stopping and running():
-        time.sleep(0.1)  # a signal handler runs at the latest when this sleep ends
+        time.sleep(0.1)  # the handler runs at once (it interrupts the sleep); the loop sees it next
 
 
 def _close(clients: list) -> None:

@@ -151,6 +151,36 @@ def test_serve_and_worker_started_together_share_one_server_and_the_last_one_out
     assert redis_servers(cwd=var) == {}
 
 
+def test_a_stopping_server_lets_the_request_under_way_finish():
+    from werkzeug.serving import make_server
+
+    from bot.cli import _InFlight
+
+    release = threading.Event()
+
+    def slow(environ, start_response):
+        release.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    requests = _InFlight(slow)
+    [port] = free_ports(1)
+    server = make_server("127.0.0.1", port, requests, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    answer: list[bytes] = []
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    client = threading.Thread(target=lambda: answer.append(opener.open(f"http://127.0.0.1:{port}/", timeout=30).read()))
+    client.start()
+    wait_for(lambda: requests.count == 1, "the request to arrive")
+    server.shutdown()  # what `hwbot serve` does on SIGTERM: no new requests…
+    server.server_close()
+    assert not requests.wait_idle(0)  # …the one under way is still being answered
+    release.set()
+    assert requests.wait_idle(STOP_WITHIN_S)
+    client.join(STOP_WITHIN_S)
+    assert answer == [b"done"]
+
+
 JOIN = """
 import sys
 from pathlib import Path
