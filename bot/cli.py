@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -113,25 +119,119 @@ def slots(office_id: str, now: str | None, days: int | None, as_json: bool) -> N
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--now", metavar="ISO", help="Run as if it were this instant (time then runs on).")
 def serve(host: str, port: int, now: str | None) -> None:
-    """The web app on the development server (production: gunicorn, see the Procfile)."""
+    """The web app on the development server until SIGTERM or Ctrl-C (production: gunicorn, see the Procfile)."""
+    from werkzeug.serving import make_server
+
+    from bot.staff.worker import start_thread
     from bot.web import create_app
 
     overrides = {"now": _instant(now)} if now else {}
+    with _stop_signals() as stopping:  # a stop during start-up is honoured once it is done
+        try:
+            settings = load_settings(**overrides)
+            app = create_app(settings)
+        except HwbotError as exc:
+            raise click.ClickException(str(exc)) from None
+        clients = [app.extensions["hwbot"].client]
+        try:
+            requests = _InFlight(app)
+            try:
+                server = make_server(host, port, requests, threaded=True)
+            except OSError as exc:
+                raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            mode = "simulator (no LINE credentials)" if settings.simulator_mode else "LINE channel"
+            redis_where = "REDIS_URL" if settings.redis_url else f"embedded Redis under {settings.var_dir}/"
+            click.echo(f"hwbot: {mode}, {redis_where}")
+            loops = []  # (thread, stop event) of the outbox worker in simulator mode
+            if settings.simulator_mode:
+                runner = _serve_worker(settings, app, host, port)
+                clients.append(runner.service.client)
+                loops.append(start_thread(runner))
+                click.echo("hwbot: outbox worker running in this process (simulator mode)")
+            click.echo(f"hwbot: open http://{host}:{port}/ in a browser")
+            if settings.simulator_mode and not settings.staff_token:
+                click.echo(f"hwbot: staff console http://{host}:{port}/staff (token: simulator)")
+            serving = threading.Thread(target=server.serve_forever, name="hwbot-http", daemon=True)
+            serving.start()
+            _wait(stopping, serving.is_alive)
+            click.echo(f"hwbot: {stopping[0] if stopping else 'server ended'}: stopping")
+            for _, stop in loops:
+                stop.set()  # it ends its cycle while the requests under way finish
+            server.shutdown()
+            server.server_close()
+            if not requests.wait_idle(DRAIN_S):
+                click.echo("hwbot: requests still under way were cut off (LINE redelivers webhooks)", err=True)
+            for thread, _ in loops:
+                thread.join(DRAIN_S)
+        finally:
+            _close(clients)
+    click.echo("hwbot: stopped")
+
+
+# How long a stop waits for requests under way and for the outbox worker's cycle (all within 5 s).
+DRAIN_S = 2.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def _stop_signals() -> Iterator[list[str]]:
+    """Record SIGTERM and SIGINT (how Procfile runners, systemd, containers and Ctrl-C stop us).
+
+    The handler only appends the signal's name to the yielded list (it takes no lock, so it cannot
+    deadlock whatever the main thread is doing); the previous handlers come back at the end.
+    """
+    received: list[str] = []
+    previous = {sig: signal.signal(sig, lambda number, _: received.append(signal.Signals(number).name))
+                for sig in STOP_SIGNALS}
     try:
-        settings = load_settings(**overrides)
-        app = create_app(settings)
-    except HwbotError as exc:
-        raise click.ClickException(str(exc)) from None
-    mode = "simulator (no LINE credentials)" if settings.simulator_mode else "LINE channel"
-    redis_where = "REDIS_URL" if settings.redis_url else f"embedded Redis under {settings.var_dir}/"
-    click.echo(f"hwbot: {mode}, {redis_where}")
-    if settings.simulator_mode:
-        _serve_worker(settings, app, host, port)
-        click.echo("hwbot: outbox worker running in this process (simulator mode)")
-    click.echo(f"hwbot: open http://{host}:{port}/ in a browser")
-    if settings.simulator_mode and not settings.staff_token:
-        click.echo(f"hwbot: staff console http://{host}:{port}/staff (token: simulator)")
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _wait(stopping: list[str], running: Callable[[], bool]) -> None:
+    """Keep the main thread until a stop signal arrives (or the work in `running` ends by itself)."""
+    while not stopping and running():
+        time.sleep(0.1)  # the handler runs at once (it interrupts the sleep); the loop sees it next
+
+
+def _close(clients: list) -> None:
+    """Close Redis clients; an embedded server is let go of (the last process out stops it)."""
+    for client in clients:
+        try:
+            client.close()
+        except Exception as exc:  # closing the others matters more than this one's trouble
+            click.echo(f"hwbot: closing Redis failed: {exc.__class__.__name__}", err=True)
+
+
+class _InFlight:
+    """WSGI middleware that counts the requests being answered, so that a stop can let them finish."""
+
+    def __init__(self, app: Callable[..., Any]):
+        self.app = app
+        self.count = 0
+        self.idle = threading.Condition()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        from werkzeug.wsgi import ClosingIterator
+
+        with self.idle:
+            self.count += 1
+        try:
+            return ClosingIterator(self.app(environ, start_response), self._done)
+        except BaseException:
+            self._done()
+            raise
+
+    def _done(self) -> None:
+        with self.idle:
+            self.count -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.count == 0, timeout)
 
 
 def _worker(settings: Settings, consumer: str | None, clock: Clock | None = None, service=None, line_host: str | None = None):
@@ -158,16 +258,15 @@ def _worker(settings: Settings, consumer: str | None, clock: Clock | None = None
     return Worker(service, settings, tasks=scheduled_tasks(service), consumer=consumer, line=line)
 
 
-def _serve_worker(settings: Settings, app, host: str, port: int) -> None:
-    """Simulator mode: deliver the outbox in a daemon thread, pushing to the app's own stand-in LINE API."""
-    from bot.staff.worker import start_thread
+def _serve_worker(settings: Settings, app, host: str, port: int):
+    """Simulator mode: the outbox worker of the app's process, pushing to its own stand-in LINE API."""
     from bot.settings import DEFAULT_LINE_HOST
 
     line_host = settings.line_api_host
     if line_host == DEFAULT_LINE_HOST:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         line_host = f"http://{shown}:{port}/sim/line"
-    start_thread(_worker(settings, None, service=app.extensions["hwbot"], line_host=line_host))
+    return _worker(settings, None, service=app.extensions["hwbot"], line_host=line_host)
 
 
 @main.command()
@@ -176,26 +275,33 @@ def _serve_worker(settings: Settings, app, host: str, port: int) -> None:
 @click.option("--consumer", metavar="NAME", help="Consumer name in the outbox group (default: the host name).")
 def worker(now: str | None, once: bool, consumer: str | None) -> None:
     """Deliver the outbox (staff notices, pushes) until SIGTERM or Ctrl-C."""
-    import signal
-    import threading
-
     from bot.logs import configure_logging
+    from bot.staff.worker import start_thread
 
     settings = _settings()
     instant = _instant(now) or settings.now
     configure_logging()
-    try:
-        runner = _worker(settings, consumer, Clock(instant) if instant else Clock())
-        if once:
-            stats = runner.run_once(runner.service.clock.now())
-            click.echo(json.dumps(stats, sort_keys=True))
-            return
-    except HwbotError as exc:
-        raise click.ClickException(str(exc)) from None
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    runner.run(stop)
+    with _stop_signals() as stopping:  # a stop during start-up is honoured once it is done
+        try:
+            runner = _worker(settings, consumer, Clock(instant) if instant else Clock())
+        except HwbotError as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            if once:
+                try:
+                    stats = runner.run_once(runner.service.clock.now())
+                except HwbotError as exc:
+                    raise click.ClickException(str(exc)) from None
+                click.echo(json.dumps(stats, sort_keys=True))
+                return
+            # The loop runs in a thread; the main thread only waits for a stop signal, then lets the
+            # loop end its cycle (what is not sent by then stays pending for this consumer).
+            loop, stop = start_thread(runner)
+            _wait(stopping, loop.is_alive)
+            stop.set()
+            loop.join(DRAIN_S)
+        finally:
+            _close([runner.service.client])
 
 
 @main.group()
@@ -227,14 +333,14 @@ def _scratch_service_factory(settings: Settings):
 
     offices = load_offices(settings.profiles_dir)
     tmp = tempfile.TemporaryDirectory(prefix="hwbot-dialogs-")
-    client = embedded_redis(Path(tmp.name))
+    client = embedded_redis(Path(tmp.name), scratch=True)
 
     def make(clock):
         client.flushdb()
         return BotService(settings, client=client, offices=offices, clock=clock)
 
     def close() -> None:
-        client.shutdown(nosave=True)
+        client.close()  # stops the server: nobody else knows this directory
         tmp.cleanup()
 
     return make, close

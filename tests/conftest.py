@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,14 +13,33 @@ from bot.profiles.models import OfficeProfile
 from bot.settings import REPO_ROOT, load_settings
 from bot.testing.browser import ensure_chromium, headless_chromium
 from bot.testing.line_spec import load_spec
-from bot.testing.redis import TestRedis
+from bot.testing.redis import TestRedis, adopt_orphans, reap_exited_servers, redis_servers
 from line_openapi import SPEC_DIR, spec_missing
 
 PROFILES_DIR = REPO_ROOT / "office_profiles"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_redis_server_left():
+    """Fail the run when a redis-server started during it outlives it (then stop those servers).
+
+    Every server a test starts, itself or through a child process (`hwbot serve`, gunicorn…), stays a
+    descendant of this process even once daemonized (`adopt_orphans`), so other runs on the machine
+    are never counted.
+    """
+    watching = adopt_orphans()
+    yield
+    reap_exited_servers()
+    left = redis_servers(descendants_of=os.getpid()) if watching else {}
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)  # ours, and already reported: do not leave them running
+    if left:
+        pytest.fail("redis-server(s) left running by this test run:\n"
+                    + "\n".join(f"  {pid} {command}" for pid, command in left.items()), pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def _redis_server():
+def _redis_server(_no_redis_server_left):
     server = TestRedis(load_settings())
     yield server
     server.close()

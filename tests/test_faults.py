@@ -364,8 +364,26 @@ def test_broken_profile_stops_hwbot_serve(broken_profiles, tmp_path):
 
 
 def test_broken_profile_stops_gunicorn(broken_profiles, tmp_path):
+    """The Procfile's web command: the master names the file and field once and exits before any worker."""
+    import os
+    import shlex
+    import sys
+
+    from bot.settings import REPO_ROOT
+
+    web = next(line for line in (REPO_ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    program, *arguments = shlex.split(web.removeprefix("web:"))
+    assert program == "gunicorn"
     env = {"HWBOT_PROFILES_DIR": str(broken_profiles), "HWBOT_VAR_DIR": str(tmp_path / "var")}
-    with pytest.raises(BenchError) as raised:
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:7401", *arguments],
+                          env={**os.environ, **env}, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4, done.stderr  # gunicorn's "app failed to load"
+    errors = [line for line in done.stderr.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and "hwbot cannot start:" in errors[0] and NAMED in errors[0], done.stderr
+    assert "Booting worker" not in done.stderr and "Traceback" not in done.stderr
+
+    with pytest.raises(BenchError) as raised:  # `hwbot bench` starts gunicorn the same way
         with gunicorn("bot.web:create_app()", env, tmp_path, "app"):
             pass
-    assert "exited at start-up" in str(raised.value) and NAMED in str(raised.value)
+    assert "exited at start-up (status 4)" in str(raised.value) and NAMED in str(raised.value)
+    assert "Traceback" not in str(raised.value)

@@ -49,13 +49,14 @@ class Server:
 
 @contextmanager
 def gunicorns(apps: dict[str, str], env: dict[str, str], workdir: Path) -> Iterator[dict[str, Server]]:
-    """`gunicorn --workers 2 APP` for each name -> APP, on loopback ports, started (and stopped) together."""
+    """`gunicorn --workers 2 APP` (with the Procfile's config) for each name -> APP, on loopback ports,
+    started (and stopped) together."""
     processes: dict[str, tuple[subprocess.Popen, str, Path]] = {}
     try:
         for name, app in apps.items():
             port, logfile = _free_port(), workdir / f"{name}.log"
             command = [
-                sys.executable, "-m", "gunicorn", "--workers", "2", "--timeout", "30",
+                sys.executable, "-m", "gunicorn", "-c", "python:bot.gunicorn_conf", "--workers", "2", "--timeout", "30",
                 "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app,
             ]
             with open(logfile, "wb") as out:
@@ -89,7 +90,7 @@ def _wait_healthy(url: str, process: subprocess.Popen, logfile: Path, name: str)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = logfile.read_text(errors="replace")[-2000:]
-            raise BenchError(f"{name} server exited at start-up:\n{tail}")
+            raise BenchError(f"{name} server exited at start-up (status {process.returncode}):\n{tail}")
         conn = http.client.HTTPConnection(host, int(port), timeout=1)
         try:
             conn.request("GET", "/healthz")
@@ -126,7 +127,7 @@ def bench_redis(settings: Settings, workdir: Path) -> Iterator[tuple[Any, str]]:
                 for batch in _batches(client.scan_iter(match=pattern, count=1000), 500):
                     client.unlink(*batch)
         return
-    client = embedded_redis(workdir / "redis")
+    client = embedded_redis(workdir / "redis", scratch=True)
     try:
         yield client, f"unix://{client.socket_file}"
     finally:

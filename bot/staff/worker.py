@@ -76,10 +76,13 @@ class Worker:
         self._cursor = "0-0"
         self._nowhere_logged: set[str] = set()
 
-    def run_once(self, now: datetime, *, block_ms: int | None = None) -> dict[str, int]:
-        """Do what is due at `now` and return counts (delivered, failed, dead, skipped, nowhere).
+    def run_once(self, now: datetime, *, block_ms: int | None = None,
+                 stop: threading.Event | None = None) -> dict[str, int]:
+        """Do what is due at `now` and return counts (delivered, failed, dead, skipped, nowhere, handed_back).
 
-        Waits up to `block_ms` for a new entry only when nothing else was due (`run` passes it).
+        Waits up to `block_ms` for a new entry only when nothing else was due (`run` passes it). Once
+        `stop` is set, the entries not yet sent are handed back: they stay pending for this consumer,
+        which takes them back at its next start (another worker takes them after the lease).
         """
         stats: Counter[str] = Counter()
         self._run_tasks(now)
@@ -96,7 +99,9 @@ class Worker:
         unique = list({entry.stream_id: entry for entry in entries}.values())
         done = self.outbox.delivered([done_key(entry.id) for entry in unique])
         for entry in unique:
-            if not entry.raw:  # trimmed from the stream before anyone delivered it
+            if stop is not None and stop.is_set():
+                stats["handed_back"] += 1
+            elif not entry.raw:  # trimmed from the stream before anyone delivered it
                 self.outbox.ack(entry)
                 stats["skipped"] += 1
             elif done_key(entry.id) in done:
@@ -112,7 +117,7 @@ class Worker:
         log.info("worker_started consumer=%s", self.consumer)
         while not stop.is_set():
             try:
-                self.run_once(self.service.clock.now(), block_ms=BLOCK_MS)
+                self.run_once(self.service.clock.now(), block_ms=BLOCK_MS, stop=stop)
             except Exception as exc:  # keep delivering whatever went wrong in one cycle
                 log.error("worker_cycle_failed error=%s", exc.__class__.__name__)
                 stop.wait(1.0)

@@ -1,0 +1,42 @@
+"""gunicorn's settings for the web app: `gunicorn -c python:bot.gunicorn_conf 'bot.web:create_app()'`.
+
+The Procfile and `hwbot bench` start gunicorn with it. Its master checks the settings and the office
+profiles once, before it forks any worker: a bad variable or a broken profile is then one error line
+in gunicorn's log per problem (naming the variable, or the file and the field) and gunicorn exits with
+status 4 (its "app failed to load"), instead of every worker printing a traceback that buries the
+cause and the master giving up later with "Worker failed to boot". The master opens no Redis: the
+workers connect after the fork.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def on_starting(server: Any) -> None:
+    """gunicorn hook, in the master before the workers: stop start-up on a configuration error."""
+    from bot.errors import HwbotError
+    from bot.profiles import load_offices
+    from bot.settings import load_settings
+
+    try:
+        load_offices(load_settings().profiles_dir)
+    except HwbotError as exc:
+        for line in str(exc).splitlines():
+            server.log.error("hwbot cannot start: %s", line)
+        if server.pidfile is not None:
+            server.pidfile.unlink()
+        sys.exit(server.APP_LOAD_ERROR)
+
+
+def post_worker_init(worker: Any) -> None:
+    """gunicorn hook, in each worker once the app is loaded: keep gunicorn's own log lines intact.
+
+    `bot.logs.configure_logging` (run by `create_app`) stops collecting the process id of log
+    records, but gunicorn's log format prints `[%(process)d]`: its lines in the worker ("Worker
+    exiting" at every stop) would fail with a "--- Logging error ---" traceback instead.
+    """
+    import logging
+
+    logging.logProcesses = True
