@@ -29,14 +29,3 @@ def on_starting(server: Any) -> None:
             server.pidfile.unlink()
         sys.exit(server.APP_LOAD_ERROR)
 
-
-def post_worker_init(worker: Any) -> None:
-    """gunicorn hook, in each worker once the app is loaded: keep gunicorn's own log lines intact.
-
-    `bot.logs.configure_logging` (run by `create_app`) stops collecting the process id of log
-    records, but gunicorn's log format prints `[%(process)d]`: its lines in the worker ("Worker
-    exiting" at every stop) would fail with a "--- Logging error ---" traceback instead.
-    """
-    import logging
-
-    logging.logProcesses = True

@@ -14,9 +14,9 @@ def configure_logging() -> None:
     """INFO and above to stderr in LOG_FORMAT (no-op for handlers already set up, as basicConfig)."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("transitions").setLevel(logging.WARNING)  # INFO is three lines per turn
-    # LOG_FORMAT uses no caller, thread or process field: do not collect them for every record
-    # (the Logging HOWTO's "Optimization" settings; a webhook logs one record per turn).
+    # LOG_FORMAT uses no caller or thread field: do not collect them for every record (the Logging
+    # HOWTO's "Optimization" settings; a webhook logs one record per turn). The process id stays:
+    # gunicorn's own log lines print it, in the same process.
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False
-    logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -295,3 +295,29 @@ def test_a_stopped_worker_hands_back_what_it_has_not_sent(redis_client, offices)
         assert restarted.run_once(NOW) == {"delivered": 2}
         pushed = [request.body["messages"][0]["text"] for request in line.sent("/v2/bot/message/push")]
         assert pushed == ["0", "1", "2"]
+
+
+def test_the_procfile_web_command_stops_cleanly_and_leaves_no_server(tmp_path):
+    # `web:` of the Procfile, as a Procfile runner starts it; gunicorn's master forwards SIGTERM.
+    [command] = [line.split(":", 1)[1].split() for line in (REPO_ROOT / "Procfile").read_text().splitlines()
+                 if line.startswith("web:")]
+    assert command[0] == "gunicorn"
+    var, [port] = tmp_path / "var", free_ports(1)
+    env, log = hwbot_env(var), tmp_path / "gunicorn.log"
+    args = [arg.strip("'") for arg in command[1:]]
+    with log.open("ab") as output:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *args],
+                                   cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        wait_for(lambda: answers(url) or process.poll() is not None, "gunicorn")
+        assert answers(url), log.read_text(errors="replace")
+        assert len(redis_servers(cwd=var)) == 1  # both workers on one embedded server
+        stop(log, (process, signal.SIGTERM))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    text = log.read_text(errors="replace")
+    assert "Logging error" not in text and "Traceback" not in text, text  # gunicorn's own lines intact
+    assert redis_servers(cwd=var) == {}
