@@ -1,4 +1,4 @@
-"""The `hwbot` command line (see DESIGN.md's contracts)."""
+"""The `hwbot` command line (contracts: docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def profiles_check(directory: Path | None, strict: bool) -> None:
 @click.argument("office_id", metavar="ID")
 @click.option("--now", metavar="ISO", help="Run as if it were this instant (default: HWBOT_NOW or now).")
 @click.option("--days", type=click.IntRange(min=1), help="Only the next N calendar days, today included.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (DESIGN.md's contract).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (the contract in docs/architecture.md).")
 def slots(office_id: str, now: str | None, days: int | None, as_json: bool) -> None:
     """Print the bookable slots of office ID, earliest first."""
     from bot.store import SlotStore, connect

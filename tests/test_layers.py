@@ -1,4 +1,4 @@
-"""DESIGN.md's layers: the domain never imports the edges or the store's driver; no module of `bot`
+"""The layers of docs/architecture.md: the domain never imports the edges or the store's driver; no module of `bot`
 imports itself back through others; the product never depends on the test kit or the bench."""
 
 from __future__ import annotations

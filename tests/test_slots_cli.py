@@ -1,4 +1,4 @@
-"""`hwbot slots`: DESIGN.md's JSON contract, live capacity from Redis, one-line errors."""
+"""`hwbot slots`: the JSON contract of docs/architecture.md, live capacity from Redis, one-line errors."""
 
 from __future__ import annotations
 

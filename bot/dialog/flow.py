@@ -2,7 +2,7 @@
 
 Each flow has one model, added once (`Turn.seat_for`); a turn takes the seat under the flow's lock, loads
 the conversation's state and data into it, fires a trigger and clears it again (`Flow.play`).
-DESIGN.md's "add the model each event and remove it" cost ~13% of a turn's CPU (add_model binds ~50
+The first design's "add the model each event and remove it" cost ~13% of a turn's CPU (add_model binds ~50
 triggers); the seat keeps no user data between turns.
 
 An office's steps are the stages' steps in the registry's order. Triggers (verbs): `begin` (to the

@@ -4,7 +4,7 @@ Only a user's one-to-one chat in active mode reaches the dialog; a join to a gro
 short reply (offices add the bot to a group for staff notices); every other event, source and mode
 is acknowledged with 200 and ignored (README "The webhook" has the table).
 
-Order matters (DESIGN.md "One LINE event, end to end"): size cap and signature before any work; an
+Order matters (docs/architecture.md, "One webhook event, end to end"): size cap and signature before any work; an
 event id already processed is skipped; the id is marked processed in the same atomic save as the
 turn's effects; Redis trouble answers 503 without replying, so LINE redelivers and nothing is lost.
 
