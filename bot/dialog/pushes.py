@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.dialog import texts as T
-from bot.dialog.buttons import ANY, command_option, phone_links, postback
+from bot.dialog.buttons import ANY, cancel_text, command_option, phone_links, postback
 from bot.dialog.conversation import booking_ref, booking_when
 from bot.dialog.replies import Ask, Link, Option, Reply, Text
 from bot.dialog.stages.consent import RECONSENT_ACTION
@@ -27,7 +27,7 @@ def reminder_replies(profile: OfficeProfile, booking: dict[str, Any]) -> list[Re
         booking=_booking_label(profile, booking), tool=profile.video_tool, length=profile.length_text
     )
     checklist = T.REMINDER_CHECKLIST.format(items="\n".join(f"□ {item}" for item in profile.after_booking.checklist))
-    body = f"{text}\n\n{checklist}\n\n{profile.cancellation.text}"
+    body = f"{text}\n\n{checklist}\n\n{cancel_text(profile)}"
     return [Text(body, links=phone_links(profile)), Ask(T.REMINDER_ACTIONS, (command_option("bookings"),))]
 
 
@@ -48,6 +48,6 @@ def reconsent_replies(profile: OfficeProfile, booking: dict[str, Any], terms_url
     links = (Link(T.RECONSENT_READ, terms_url),) if terms_url else ()
     ask = T.RECONSENT_REPLY if profile.terms.change == TermsChange.reply else T.RECONSENT_OTHER
     return [
-        Text(f"{text}\n\n{profile.cancellation.text}", links=links),
+        Text(f"{text}\n\n{cancel_text(profile)}", links=links),
         Ask(ask, (reconsent_option(profile, booking), command_option("bookings"))),
     ]
