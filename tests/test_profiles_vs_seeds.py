@@ -100,6 +100,18 @@ def test_a_quote_too_short_to_identify_a_passage_fails(offices):
     assert unsourced_rules(broken, seed("noto")) == [f"terms.rules.{index}: source '電話相談' is too short to identify a passage"]
 
 
+@pytest.mark.parametrize("office_id", sorted(SEED_OF))
+def test_the_full_terms_text_holds_only_the_offices_own_words(offices, office_id):
+    """Each paragraph of office_profiles/terms/<id>.md (markdown marks aside) is in the office's document."""
+    document = squeeze(re.sub(r"[*#]", "", seed(office_id)))
+    missing = []
+    for line in offices.terms_text(office_id).splitlines():
+        words = re.sub(r"[*#]", "", re.sub(r"^\s*(#+|-|・)\s*", "", line))
+        if squeeze(words) and squeeze(words) not in document:
+            missing.append(line)
+    assert missing == []
+
+
 # A claim in what the user reads before consent -> the words one of the office's documents must contain.
 CLAIMS = {
     "SNS": ("SNS",),
