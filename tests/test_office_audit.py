@@ -31,6 +31,11 @@ HAMAMATSU = [
     ("tap", "用意できる"), ("tap", "はい"), ("tap", "11月24日(火) 14:00〜14:45"), ("tap", "同意する"),
     ("tap", "この内容で予約する"),
 ]  # fmt: skip
+# A stored booking as the re-consent push reads it.
+A_BOOKING = {
+    "id": "X1", "office": "izumo", "slot": "2026-11-24T11:00",
+    "start": "2026-11-24T11:00:00+09:00", "end": "2026-11-24T11:30:00+09:00",
+}  # fmt: skip
 IZUMO = [
     ("say", "こんにちは"), ("tap", "ハローワーク出雲"), ("say", "タナカ ジロウ"), ("say", "32101-00012345"),
     ("say", "jiro.tanaka@example.ne.jp"), ("say", "0853-22-1111"), ("tap", "同席しない"), ("tap", "登録済み"),
@@ -89,11 +94,18 @@ def test_an_izumo_terms_change_tells_users_and_holds_no_booking(service, offices
 def test_only_noto_makes_a_booking_wait_for_new_terms(offices):
     waits = {}
     for office_id, profile in offices.items():
-        booking = {"id": "X1", "office": office_id, "slot": "2026-11-25T10:00",
-                   "start": "2026-11-25T10:00:00+09:00", "end": "2026-11-25T10:30:00+09:00"}  # fmt: skip
-        replies = reconsent_replies(profile, booking, None)
+        replies = reconsent_replies(profile, {**A_BOOKING, "office": office_id}, None)
         waits[office_id] = T.RECONSENT_REPLY in replies[-1].text
     assert waits == {"hamamatsu": False, "izumo": False, "noto": True, "sakata": False, "toyooka": False}
+
+
+def test_the_terms_change_push_says_what_the_offices_terms_say(offices):
+    """notify (Izumo art. 13): when the new terms apply; implied (Toyooka, Sakata): using them is consent."""
+    revised = revised_terms(offices, "izumo", date(2026, 11, 21))
+    izumo = reconsent_replies(revised["izumo"], A_BOOKING, None)[-1].text
+    assert "改定後の利用規約は2026年11月21日から適用されます。ご予約はそのままです。" in izumo
+    sakata = reconsent_replies(offices["sakata"], {**A_BOOKING, "office": "sakata"}, None)[-1].text
+    assert T.RECONSENT_IMPLIED in sakata and "適用されます" not in sakata
 
 
 def test_izumo_asks_for_the_phone_number_registered_with_hello_work(service):
@@ -105,8 +117,8 @@ def test_izumo_asks_for_the_phone_number_registered_with_hello_work(service):
     izumo.say("12345")
     assert "電話番号が正しくないようです" in izumo.last_text() and "求職情報として登録した電話番号" in izumo.last_text()
     noto = ChatDriver(service, user="U-noto")
-    for action, value in [("say", "こんにちは"), ("tap", "ハローワーク能登"), ("say", "山田 花子"), ("say", "12345-12345678"), ("say", "hanako@example.jp")]:
-        getattr(noto, action)(value)
+    for text in ("こんにちは", "ハローワーク能登", "山田 花子", "12345-12345678", "hanako@example.jp"):
+        noto.say(text)
     assert T.ASK_PHONE in noto.last_text()
 
 

@@ -97,7 +97,8 @@ def test_an_invented_rule_fails_the_check(offices, office_id, invented, quote):
 def test_a_quote_too_short_to_identify_a_passage_fails(offices):
     broken = with_rule(offices["noto"], "電話での相談に切り替えます。", "電話相談")
     index = len(broken.terms.rules) - 1
-    assert unsourced_rules(broken, seed("noto")) == [f"terms.rules.{index}: source '電話相談' is too short to identify a passage"]
+    too_short = f"terms.rules.{index}: source '電話相談' is too short to identify a passage"
+    assert unsourced_rules(broken, seed("noto")) == [too_short]
 
 
 @pytest.mark.parametrize("office_id", sorted(SEED_OF))

@@ -37,6 +37,18 @@ def reconsent_option(profile: OfficeProfile, booking: dict[str, Any]) -> Option:
     return Option(T.RECONSENT_CONSENT, postback(ANY, RECONSENT_ACTION, value))
 
 
+def _reconsent_ask(profile: OfficeProfile) -> str:
+    """What the change means for the booking, by how the office's terms change (`terms.change`)."""
+    if profile.terms.change == TermsChange.reply:
+        return T.RECONSENT_REPLY
+    if profile.terms.change == TermsChange.notify:
+        version = profile.terms.version
+        notice = T.RECONSENT_NOTIFY.format(date=f"{version.year}年{version.month}月{version.day}日")
+    else:
+        notice = T.RECONSENT_IMPLIED
+    return f"{notice}\n{T.RECONSENT_OTHER}"
+
+
 def reconsent_replies(profile: OfficeProfile, booking: dict[str, Any], terms_url: str | None) -> list[Reply]:
     """The terms changed after the booking: what changed, the full text, consent, how to cancel.
 
@@ -46,8 +58,7 @@ def reconsent_replies(profile: OfficeProfile, booking: dict[str, Any], terms_url
         office=profile.short_name, version=profile.terms.version_label, booking=_booking_label(profile, booking)
     )
     links = (Link(T.RECONSENT_READ, terms_url),) if terms_url else ()
-    ask = T.RECONSENT_REPLY if profile.terms.change == TermsChange.reply else T.RECONSENT_OTHER
     return [
         Text(f"{text}\n\n{cancel_text(profile)}", links=links),
-        Ask(ask, (reconsent_option(profile, booking), command_option("bookings"))),
+        Ask(_reconsent_ask(profile), (reconsent_option(profile, booking), command_option("bookings"))),
     ]

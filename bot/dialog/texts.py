@@ -205,6 +205,10 @@ REMINDER_ACTIONS = "ご予約の確認・キャンセルは、下のボタンか
 RECONSENT = "{office}の利用規約が改定されました（{version}）。\nご予約：{booking}"
 RECONSENT_REPLY = "相談を受けるには、新しい利用規約への同意が必要です。同意いただくまで、ご予約は確定待ちとなります。"
 RECONSENT_OTHER = "内容をご確認のうえ、同意いただける場合は下のボタンを押してください。"
+# The office changes its terms without consent and tells users (terms.change: notify, e.g. Izumo art. 13):
+# the change, the new text (the link) and when it takes effect.
+RECONSENT_NOTIFY = "改定後の利用規約は{date}から適用されます。ご予約はそのままです。"
+RECONSENT_IMPLIED = "改定後にご利用いただくと、新しい利用規約に同意したものとみなされます。ご予約はそのままです。"
 RECONSENT_CONSENT = "新しい規約に同意する"
 RECONSENT_READ = "全文を読む"
 RECONSENT_THANKS = "新しい利用規約への同意を記録しました。ありがとうございます。"

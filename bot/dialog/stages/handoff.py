@@ -32,7 +32,8 @@ def handoff(turn: Turn, reason: str, summary: str) -> None:
     )
     turn.conv.paused = turn.now.isoformat()
     links = phone_links(office)
-    text = T.HANDOFF.format(when=staff_answer_time(turn, office)) + ("\n" + T.HANDOFF_CALL if links else "") + email_text(office)
+    text = T.HANDOFF.format(when=staff_answer_time(turn, office)) + ("\n" + T.HANDOFF_CALL if links else "")
+    text += email_text(office)
     turn.say(Text(text, links=links))
     turn.say(Ask(T.PAUSED_HINT, (command_option("resume_bot"),)))
 
