@@ -100,9 +100,11 @@ def test_sakata_categories(offices):
 
 
 def test_every_office_tells_the_common_rules(offices):
+    # Rules every office's terms contain; the others (SNS, free, phone fallback) only where its documents
+    # say so: tests/test_profiles_vs_seeds.py.
     for office_id in OFFICE_IDS:
-        rules = "\n".join(offices[office_id].terms.rules)
-        for needle in ("録画", "個室", "通訳", "通信", "電話"):
+        rules = "\n".join(rule.text for rule in offices[office_id].terms.rules)
+        for needle in ("録画", "個室", "通訳", "通信", "10分"):
             assert needle in rules, (office_id, needle)
 
 
@@ -141,6 +143,8 @@ def _break(directory: Path, office: str, old: str, new: str) -> None:
         ("noto", "  open: \"08:30\"", "  open: \"08:30\"\n  open: \"09:00\"", "noto.yaml: invalid YAML"),
         ("noto", "        - {id: \"yes\", label: はい, ok: true}", "        - {id: \"yes\", label: はい、継続的な支援を希望します（担当者による個別支援）, ok: true}", "noto.yaml: eligibility.questions.1.choices.0.label: String should have at most 20 characters"),
         ("sakata", "text: 大学等に在籍する卒業予定者", "text: ''\n        old: 大学等に在籍する卒業予定者", "sakata.yaml: eligibility.categories.items.0"),
+        # A rule told before consent must say where in the office's documents it comes from.
+        ("noto", "      source: 別途TeleOfficeの利用規約にも同意いただく必要があります。\n", "", "noto.yaml: terms.rules.7.source: Field required"),
     ],
 )
 def test_broken_profile_names_file_and_field(profiles_copy, office, old, new, expected):

@@ -36,6 +36,28 @@ def phone_links(office: OfficeProfile | None) -> tuple[Link, ...]:
     return (Link(f"{office.short_name}に電話する（{office.phone_label()}）", f"tel:{office.contact.phone}"),)
 
 
+def email_text(office: OfficeProfile | None, *, apply: bool = False) -> str:
+    """A line (with its leading newline) giving the office's email address; "" when it publishes none.
+
+    `apply`: the address to book by (with the subject the office asks for, Noto's 「オンライン相談申込」).
+    """
+    if office is None or not office.contact.email:
+        return ""
+    email = office.contact.email
+    if apply:
+        subject = T.EMAIL_SUBJECT.format(subject=office.contact.email_subject) if office.contact.email_subject else ""
+        return "\n" + T.EMAIL_APPLY.format(email=email, subject=subject)
+    return "\n" + T.EMAIL_CONTACT.format(office=office.short_name, email=email)
+
+
+def cancel_text(office: OfficeProfile) -> str:
+    """How to cancel at the office, with its email address when it takes cancellations by email."""
+    text = office.cancellation.text
+    if office.contact.email and any(channel.value == "email" for channel in office.cancellation.channels):
+        text += "\n" + T.EMAIL_CANCEL.format(email=office.contact.email)
+    return text
+
+
 def fold(text: str) -> str:
     """Compare typed text with labels: NFKC, no spaces, lower case."""
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)).lower()

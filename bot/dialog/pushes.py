@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.dialog import texts as T
-from bot.dialog.buttons import ANY, command_option, phone_links, postback
+from bot.dialog.buttons import ANY, cancel_text, command_option, phone_links, postback
 from bot.dialog.conversation import booking_ref, booking_when
 from bot.dialog.replies import Ask, Link, Option, Reply, Text
 from bot.dialog.stages.consent import RECONSENT_ACTION
@@ -27,7 +27,7 @@ def reminder_replies(profile: OfficeProfile, booking: dict[str, Any]) -> list[Re
         booking=_booking_label(profile, booking), tool=profile.video_tool, length=profile.length_text
     )
     checklist = T.REMINDER_CHECKLIST.format(items="\n".join(f"□ {item}" for item in profile.after_booking.checklist))
-    body = f"{text}\n\n{checklist}\n\n{profile.cancellation.text}"
+    body = f"{text}\n\n{checklist}\n\n{cancel_text(profile)}"
     return [Text(body, links=phone_links(profile)), Ask(T.REMINDER_ACTIONS, (command_option("bookings"),))]
 
 
@@ -35,6 +35,18 @@ def reconsent_option(profile: OfficeProfile, booking: dict[str, Any]) -> Option:
     """「新しい規約に同意する」 for this booking and the profile's current terms version."""
     value = f"{profile.terms.version.isoformat()}|{booking_ref(booking)}"
     return Option(T.RECONSENT_CONSENT, postback(ANY, RECONSENT_ACTION, value))
+
+
+def _reconsent_ask(profile: OfficeProfile) -> str:
+    """What the change means for the booking, by how the office's terms change (`terms.change`)."""
+    if profile.terms.change == TermsChange.reply:
+        return T.RECONSENT_REPLY
+    if profile.terms.change == TermsChange.notify:
+        version = profile.terms.version
+        notice = T.RECONSENT_NOTIFY.format(date=f"{version.year}年{version.month}月{version.day}日")
+    else:
+        notice = T.RECONSENT_IMPLIED
+    return f"{notice}\n{T.RECONSENT_OTHER}"
 
 
 def reconsent_replies(profile: OfficeProfile, booking: dict[str, Any], terms_url: str | None) -> list[Reply]:
@@ -46,8 +58,7 @@ def reconsent_replies(profile: OfficeProfile, booking: dict[str, Any], terms_url
         office=profile.short_name, version=profile.terms.version_label, booking=_booking_label(profile, booking)
     )
     links = (Link(T.RECONSENT_READ, terms_url),) if terms_url else ()
-    ask = T.RECONSENT_REPLY if profile.terms.change == TermsChange.reply else T.RECONSENT_OTHER
     return [
-        Text(f"{text}\n\n{profile.cancellation.text}", links=links),
-        Ask(ask, (reconsent_option(profile, booking), command_option("bookings"))),
+        Text(f"{text}\n\n{cancel_text(profile)}", links=links),
+        Ask(_reconsent_ask(profile), (reconsent_option(profile, booking), command_option("bookings"))),
     ]

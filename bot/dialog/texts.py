@@ -76,7 +76,7 @@ CONSENT = "同意する"
 DECLINE = "同意しない"
 DECLINED = (
     "利用規約に同意いただけない場合は、オンライン職業相談をご予約いただけません。"
-    "入力いただいた内容は破棄しました。窓口やお電話でのご相談もご利用いただけます。"
+    "入力いただいた内容は破棄しました。ハローワークの窓口でのご相談もご利用いただけます。"
 )
 
 CONFIRM_TITLE = "ご予約内容の確認"
@@ -105,6 +105,11 @@ CANCEL_PHONE_ONLY = "{office}のキャンセルは、お電話でのみ受け付
 CANCEL_SAME_DAY = "当日のキャンセルは、お電話でのみ受け付けています。お手数ですが{office}へお電話ください。"
 CANCEL_PAST = "このご予約の日時はすでに過ぎています。"
 NO_PHONE = "お手数ですが、{office}へ直接ご連絡ください。担当者にもお伝えしました。"
+# The office's email address, where it publishes one (Noto); LINE cannot open mailto: links, so it is text.
+EMAIL_CONTACT = "{office}のメールアドレス：{email}"
+EMAIL_APPLY = "メールでもお申し込みいただけます：{email}{subject}"
+EMAIL_SUBJECT = "（件名「{subject}」）"
+EMAIL_CANCEL = "キャンセルのメール：{email}"
 
 HANDOFF = "担当者にお伝えしました。{when}、担当者からこのトークでご連絡します。"
 HANDOFF_CALL = "お急ぎの場合はお電話ください。"
@@ -200,6 +205,10 @@ REMINDER_ACTIONS = "ご予約の確認・キャンセルは、下のボタンか
 RECONSENT = "{office}の利用規約が改定されました（{version}）。\nご予約：{booking}"
 RECONSENT_REPLY = "相談を受けるには、新しい利用規約への同意が必要です。同意いただくまで、ご予約は確定待ちとなります。"
 RECONSENT_OTHER = "内容をご確認のうえ、同意いただける場合は下のボタンを押してください。"
+# The office changes its terms without consent and tells users (terms.change: notify, e.g. Izumo art. 13):
+# the change, the new text (the link) and when it takes effect.
+RECONSENT_NOTIFY = "改定後の利用規約は{date}から適用されます。ご予約はそのままです。"
+RECONSENT_IMPLIED = "改定後にご利用いただくと、新しい利用規約に同意したものとみなされます。ご予約はそのままです。"
 RECONSENT_CONSENT = "新しい規約に同意する"
 RECONSENT_READ = "全文を読む"
 RECONSENT_THANKS = "新しい利用規約への同意を記録しました。ありがとうございます。"

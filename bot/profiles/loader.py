@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,33 @@ def check_profiles(directory: Path | str) -> CheckReport:
         report.terms_texts[profile.id] = text
         report.warnings.extend(_warnings_for(name, profile))
     return report
+
+
+def _squeeze(text: str) -> str:
+    """Text with all whitespace removed: seeds are extracted from PDFs and break lines anywhere."""
+    return re.sub(r"\s+", "", text)
+
+
+# A quote shorter than this (whitespace aside) is too common to prove anything.
+QUOTE_MIN = 8
+
+
+def unsourced_rules(profile: OfficeProfile, seed_text: str) -> list[str]:
+    """The rules of `profile` whose source quotes are not in `seed_text`, the office's own document.
+
+    A quote matches when it occurs verbatim once whitespace is removed from both; a quote shorter than
+    QUOTE_MIN characters counts as missing. Each problem is `terms.rules.<i>: <why>`.
+    """
+    seed = _squeeze(seed_text)
+    problems = []
+    for index, rule in enumerate(profile.terms.rules):
+        for quote in rule.source:
+            squeezed = _squeeze(quote)
+            if len(squeezed) < QUOTE_MIN:
+                problems.append(f"terms.rules.{index}: source {quote!r} is too short to identify a passage")
+            elif squeezed not in seed:
+                problems.append(f"terms.rules.{index}: source {quote!r} is not in the office's document")
+    return problems
 
 
 class Offices(Mapping[str, OfficeProfile]):

@@ -146,6 +146,9 @@ class Identify(Model):
     fields: list[IdentifyField]
     topics: list[Label] = []  # consultation topics; asked only when there are several
     ask_interpreter: bool = True
+    # The phone question when the office asks for a particular number (Izumo: the one registered with
+    # Hello Work); None asks for a contact number (texts.ASK_PHONE).
+    phone_question: Text | None = None
 
     @field_validator("fields")
     @classmethod
@@ -237,9 +240,28 @@ class Eligibility(Model):
 
 
 class TermsChange(str, Enum):
-    reply = "reply"  # new terms are emailed; replying is consent, and the booking waits for it
-    notify = "notify"  # the office may change them and tells users
+    """How the office's terms change; only `reply` makes a booking wait (bot/staff/aftercare.py Reconsent)."""
+
+    reply = "reply"  # new terms are emailed; replying is consent, and the booking waits for it (Noto)
+    notify = "notify"  # changed without consent; users are told the change, the new text and its date
     implied = "implied"  # may change without consent; using the service after a change is consent
+
+
+class Rule(Model):
+    """A rule told before consent, with the words of the office's own documents it comes from.
+
+    `source` is one or more verbatim quotes from the office's seed document (whitespace aside);
+    tests/test_profiles_vs_seeds.py checks that each occurs there, so a rule the documents do not
+    contain cannot be added without a quote that fails.
+    """
+
+    text: Text
+    source: list[Text] = Field(min_length=1)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
 
 class Terms(Model):
@@ -252,7 +274,7 @@ class Terms(Model):
     source: Text  # where the text comes from
     full_text: Text  # path of the full text, relative to the profiles directory
     summary: Text
-    rules: list[Text] = Field(min_length=1)  # told before consent
+    rules: list[Rule] = Field(min_length=1)  # told before consent, each with its source quote
     change: TermsChange
     court: Text
 
@@ -282,7 +304,8 @@ class AfterBooking(Model):
 
     steps: list[Text] = Field(min_length=1)
     checklist: list[Text] = Field(min_length=1)
-    # The office's reply/consent confirms the booking (Izumo, Noto): the bot's booking is a request.
+    # The office adjusts the schedule and confirms the booking (all five offices: OFFICES.md "After
+    # booking"): the bot's booking is a request until then.
     confirmed_by_office: bool = False
 
 

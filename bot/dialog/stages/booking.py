@@ -7,7 +7,7 @@ import hashlib
 from typing import Any
 
 from bot.dialog import texts as T
-from bot.dialog.buttons import ANY, command_option, phone_links, postback
+from bot.dialog.buttons import ANY, cancel_text, command_option, phone_links, postback
 from bot.dialog.conversation import booking_ref
 from bot.dialog.core import Handlers, Stage, Step, Turn
 from bot.dialog.replies import Ask, BookedCard, ConfirmCard, Option, TermsCard, Text
@@ -38,7 +38,7 @@ def _ask_terms(turn: Turn) -> None:
             title=terms.title,
             version=terms.version_label,
             summary=terms.summary,
-            rules=tuple(terms.rules),
+            rules=tuple(rule.text for rule in terms.rules),
             url=turn.dialog.terms_url(turn.profile.id),
             consent=turn.option(T.CONSENT, "t", "consent"),
             decline=turn.option(T.DECLINE, "t", "decline"),
@@ -174,7 +174,7 @@ def _book(turn: Turn) -> None:
             rows=tuple(rows),
             next_steps=tuple(steps),
             checklist=tuple(profile.after_booking.checklist),
-            cancel_text=profile.cancellation.text,
+            cancel_text=cancel_text(profile),
             links=phone_links(profile),
         )
     )

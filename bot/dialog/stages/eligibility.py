@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.dialog import texts as T
-from bot.dialog.buttons import command_option, phone_links
+from bot.dialog.buttons import command_option, email_text, phone_links
 from bot.dialog.core import Handlers, Stage, Step, Turn
 from bot.dialog.replies import Ask, Text
 from bot.profiles import OfficeProfile
@@ -54,7 +54,7 @@ def _ask_ineligible(turn: Turn) -> None:
     failed = turn.conv.answers.get("_ineligible", "")
     reason, instead = turn.dialog.registry.why_not(turn, failed)
     links = phone_links(turn.profile)
-    turn.say(Text(f"{T.INELIGIBLE}\n{reason}\n\n{instead}", links=links))
+    turn.say(Text(f"{T.INELIGIBLE}\n{reason}\n\n{instead}{email_text(turn.profile)}", links=links))
     options = (command_option("handoff"), command_option("back"), command_option("restart"), command_option("quit"))
     turn.say(Ask(T.INELIGIBLE_HINT, options))
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from bot import calendar
 from bot.clock import JST
 from bot.dialog import texts as T
-from bot.dialog.buttons import Parsed, command_option, phone_links
+from bot.dialog.buttons import Parsed, command_option, email_text, phone_links
 from bot.dialog.core import Stage, Turn
 from bot.dialog.replies import Ask, Text
 from bot.profiles import OfficeProfile
@@ -33,6 +33,7 @@ def handoff(turn: Turn, reason: str, summary: str) -> None:
     turn.conv.paused = turn.now.isoformat()
     links = phone_links(office)
     text = T.HANDOFF.format(when=staff_answer_time(turn, office)) + ("\n" + T.HANDOFF_CALL if links else "")
+    text += email_text(office)
     turn.say(Text(text, links=links))
     turn.say(Ask(T.PAUSED_HINT, (command_option("resume_bot"),)))
 

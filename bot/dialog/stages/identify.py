@@ -63,9 +63,17 @@ def _choose_interpreter(turn: Turn, action: str, value: str) -> None:
     turn.not_understood()
 
 
+def _field_step(profile: OfficeProfile, name: str) -> Step:
+    """The step asking `name`; the phone question is the office's own when it asks a particular number."""
+    state, handlers = FIELDS[name]
+    if name == "phone" and profile.identify.phone_question:
+        handlers = _typed("phone", validate.phone, profile.identify.phone_question)
+    return Step(state, handlers)
+
+
 def steps(profile: OfficeProfile) -> list[Step]:
     result = [Step("asking_name", NAME), Step("asking_number", NUMBER)]
-    result += [Step(*FIELDS[name]) for name in ("email", "phone") if name in profile.identify.fields]
+    result += [_field_step(profile, name) for name in ("email", "phone") if name in profile.identify.fields]
     if len(profile.identify.topics) >= 2:
         result.append(Step("choosing_topic", Handlers(ask=_ask_topic, choose=_choose_topic)))
     if profile.identify.ask_interpreter:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.dialog import texts as T
-from bot.dialog.buttons import command_option, phone_links
+from bot.dialog.buttons import command_option, email_text, phone_links
 from bot.dialog.core import Handlers, Stage, Turn
 from bot.dialog.replies import Ask, Text
 from bot.dialog.stages.my_bookings import booking_line, list_bookings, upcoming
@@ -61,10 +61,11 @@ def _no_show_limit_reached(turn: Turn) -> bool:
     links = phone_links(profile)
     if not links:
         # No number to call: staff take it from here (never a dead end).
-        turn.say(Text(text))
+        turn.say(Text(text + email_text(profile, apply=True)))
         turn.handoff("no_show_limit", f"無断キャンセルが{count}回あるため、自動予約を止めました。予約の受付をお願いします。")
         return True
-    turn.say(Text(text + "\n" + T.NO_SHOW_CALL.format(office=profile.short_name), links=links))
+    call = T.NO_SHOW_CALL.format(office=profile.short_name) + email_text(profile, apply=True)
+    turn.say(Text(text + "\n" + call, links=links))
     turn.ask_menu()
     return True
 
