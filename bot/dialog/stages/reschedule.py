@@ -99,7 +99,9 @@ def _choose_confirm_move(turn: Turn, action: str, value: str) -> None:
 
 
 def _pick_again(turn: Turn) -> None:
-    turn.conv.answers.pop("slot", None)
+    """Back to the picker, at the day of the slot chosen before (「前の日程に戻る」 pages back)."""
+    chosen = turn.conv.answers.pop("slot", "")
+    turn.conv.slot_from = chosen[:10] or None
     turn.to_choosing_new_slot()
 
 
