@@ -111,9 +111,23 @@ def _keep(turn: Turn) -> None:
     turn.ask_menu_state()
 
 
+def _moved_already(turn: Turn, ref: str, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(old, new) when this very move was done by an earlier run of this turn (a save conflict or a
+    redelivered event runs the turn again): it is answered, and staff told, as the first run did."""
+    old = turn.bookings.get(ref)
+    if old is None or old.get("user") != turn.conv.user or not key:
+        return None
+    new_ref = f"{old['office']}|{key}|{moved_id(old['id'], key)}"
+    new = turn.bookings.get(new_ref) if old.get("moved_to") == new_ref else None
+    return (old, new) if new is not None else None
+
+
 def _move(turn: Turn) -> None:
     ref = turn.conv.answers.get("move_ref", "")
     key = turn.conv.answers.get("slot", "")
+    done = _moved_already(turn, ref, key)
+    if done is not None:
+        return _tell_moved(turn, *done)
     booking = own_upcoming(turn, ref)  # checked again: staff may have cancelled it meanwhile
     if booking is None:
         return
@@ -144,10 +158,13 @@ def _move(turn: Turn) -> None:
     if not moved.ok or moved.booking is None:
         turn.say(Text(T.MOVE_GONE))
         return turn.ask_menu_state()
-    new = moved.booking
-    booking_notice(turn, "rescheduled", new, "日時変更", previous=f"{booking_when(booking)}（予約番号 {booking['id']}）")
+    _tell_moved(turn, booking, moved.booking)
+
+
+def _tell_moved(turn: Turn, old: dict[str, Any], new: dict[str, Any]) -> None:
+    booking_notice(turn, "rescheduled", new, "日時変更", previous=f"{booking_when(old)}（予約番号 {old['id']}）")
     text = T.MOVED.format(booking=booking_line(turn, new))
-    if profile.after_booking.confirmed_by_office:
+    if turn.profile.after_booking.confirmed_by_office:
         text += "\n" + T.MOVE_PENDING
     turn.say(Text(text))
     turn.ask_menu_state()
