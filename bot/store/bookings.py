@@ -73,10 +73,8 @@ redis.call('SADD', KEYS[3], ARGV[1])
 return 1
 """
 
-# KEYS[1] booking JSON, KEYS[2] slot set (one hash tag).
-# ARGV[1] the JSON Python read, ARGV[2] the JSON to write, ARGV[3] id to remove from the slot or ''.
-# Returns {1} when written, {0, current JSON} when it changed meanwhile, {0} when it is gone.
-_REWRITE_LUA = """
+# The compare of a compare-and-set by value: KEYS[1] is the booking, ARGV[1] the JSON Python read.
+_UNCHANGED_LUA = """
 local current = redis.call('GET', KEYS[1])
 if not current then
   return {0}
@@ -84,6 +82,12 @@ end
 if current ~= ARGV[1] then
   return {0, current}
 end
+"""
+
+# KEYS[1] booking JSON, KEYS[2] slot set (one hash tag).
+# ARGV[1] the JSON Python read, ARGV[2] the JSON to write, ARGV[3] id to remove from the slot or ''.
+# Returns {1} when written, {0, current JSON} when it changed meanwhile, {0} when it is gone.
+_REWRITE_LUA = _UNCHANGED_LUA + """
 if ARGV[3] ~= '' then
   redis.call('SREM', KEYS[2], ARGV[3])
 end
@@ -100,14 +104,7 @@ return {1}
 # ARGV[5] capacity, ARGV[6] new JSON, ARGV[7] seconds the new booking lives or ''.
 # Returns {1} moved, {0, current JSON} when the old booking changed meanwhile, {0} when it is gone,
 # {2} the new slot is full, {3} the new id exists already (never overwritten, never revived).
-_MOVE_LUA = """
-local current = redis.call('GET', KEYS[1])
-if not current then
-  return {0}
-end
-if current ~= ARGV[1] then
-  return {0, current}
-end
+_MOVE_LUA = _UNCHANGED_LUA + """
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return {3}
 end

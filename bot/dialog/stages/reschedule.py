@@ -31,7 +31,7 @@ from bot.dialog.stages.my_bookings import (
     list_bookings,
     own_upcoming,
 )
-from bot.dialog.stages.slots import SLOT, live_slot, slot_label
+from bot.dialog.stages.slots import SLOT, live_slot, pick_slot, slot_label
 
 
 def moved_id(booking_id: str, slot: str) -> str:
@@ -69,13 +69,8 @@ def _choose_new_slot(turn: Turn, action: str, value: str) -> None:
     if booking is not None and booking.get("slot") == value:
         turn.say(Text(T.MOVE_SAME_SLOT))
         return turn.reprompt()
-    slot = live_slot(turn, value)
-    if slot is None:
-        turn.say(Text(T.SLOT_GONE.format(slot=slot_label(turn, value))))
-        return turn.reprompt()
-    turn.conv.answers["slot"] = slot.key
-    turn.conv.slot_from = None
-    turn.to_confirming_move()
+    if pick_slot(turn, value):
+        turn.to_confirming_move()
 
 
 def _ask_confirm_move(turn: Turn) -> None:
