@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from bot.channels.line.webhook import event_json, sign, webhook_body
 from bot.clock import parse_instant
 from bot.profiles import Offices
 from bot.service import BotService, StoreBookings
@@ -16,6 +17,10 @@ from bot.staff.aftercare import Reminders
 from bot.staff.notify import compose
 from bot.store import ConversationStore, slot_redis_key
 from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock, book_at_noto
+from bot.testing.line_spec import check_limits, validate_request
+from bot.testing.line_standin import LineStandIn
+from bot.testing.simulator import actions_of
+from bot.web import create_app
 
 NOW = "2026-11-20T10:00:00+09:00"
 FIRST = "11月25日(水) 10:00〜10:30"
@@ -270,3 +275,47 @@ def test_toyooka_hands_the_user_to_staff_who_can_cancel_from_the_console(service
     assert cancelled["status"] == "cancelled" and cancelled["cancelled_by"] == "staff"
     message = compose({"kind": "handoff", "office": "toyooka", "fields": notice.fields}, service.offices["toyooka"])
     assert ("予約番号", booked["id"]) in message.rows
+
+
+# --- through the webhook, with LINE credentials and a stand-in LINE API ------------------------
+
+
+def test_a_move_through_the_webhook_sends_only_what_lines_spec_accepts(messaging_spec, redis_client, offices):
+    user = "U" + "d" * 32
+    with LineStandIn() as line:
+        settings = load_settings(line_channel_secret="s", line_channel_access_token="t", line_api_host=line.url)
+        service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
+        client = create_app(settings, service=service).test_client()
+
+        def post(kind: str, text: str = "") -> None:
+            body = webhook_body(event_json(user, kind, text))
+            headers = {"X-Line-Signature": sign(body, "s")}
+            assert client.post("/callback", data=body.encode(), content_type="application/json", headers=headers).status_code == 200
+
+        def press(label: str) -> None:
+            """The first postback button with this label in the last reply LINE received."""
+            last = [r for r in line.requests if r.path == "/v2/bot/message/reply"][-1]
+            found = [a for m in last.body["messages"] for shown, a in actions_of(m) if shown == label and a.get("type") == "postback"]
+            assert found, f"no button {label!r}"
+            post("postback", found[0]["data"])
+
+        post("follow")
+        press("ハローワーク能登")
+        for text in NOTO_USER:
+            post("text", text)
+        for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい", "10:00〜10:30", "同意する", "この内容で予約する"):
+            press(label)
+        post("text", "予約の確認")
+        press("日時変更 11/25 10:00")
+        press("14:00〜14:30")
+        press("変更する")
+    [booked] = [b for b in service.bookings.for_user(user) if b["status"] == "booked"]
+    assert booked["slot"] == "2026-11-25T14:00" and booked["moved_from"].startswith("noto|2026-11-25T10:00|")
+    problems = []
+    for request in line.requests:
+        if request.path == "/v2/bot/message/reply":
+            problems += validate_request(messaging_spec, "ReplyMessageRequest", request.body)
+            problems += check_limits(request.body["messages"])
+    assert problems == []
+    kinds = [fields.get("kind") for _, fields in service.outbox.entries()]
+    assert sorted(kinds) == ["booking", "rescheduled"]
