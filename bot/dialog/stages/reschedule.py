@@ -141,10 +141,7 @@ def _move(turn: Turn) -> None:
         "created_at": turn.now.isoformat(),  # the office's reply time counts from the change
         "office_confirmation": confirmation,
     }
-    if booking.get("office_confirmation") == "awaiting_consent":
-        # Still waiting for consent to new terms; once given, the booking is pending (not what it was).
-        changes["office_confirmation"] = "awaiting_consent"
-        changes["reconsent"] = {**(booking.get("reconsent") or {}), "confirmation": confirmation}
+    changes.update(_reconsent_after_move(booking, confirmation))
     new_id = moved_id(booking["id"], slot.key)
     moved = turn.bookings.move(ref, slot.key, profile.schedule.capacity, new_id=new_id, at=turn.now.isoformat(), changes=changes)
     if not moved.ok and moved.reason == "full":
@@ -154,6 +151,22 @@ def _move(turn: Turn) -> None:
         turn.say(Text(T.MOVE_GONE))
         return turn.ask_menu_state()
     _tell_moved(turn, booking, moved.booking)
+
+
+def _reconsent_after_move(booking: dict[str, Any], confirmation: str) -> dict[str, Any]:
+    """Consent to newer terms asked for and not given yet: the moved booking is asked again (the
+    re-consent task sends a push whose button names it; the first push's button named the old one),
+    and, where the booking waits for that consent, it goes on waiting and is `confirmation` after."""
+    asked = dict(booking.get("reconsent") or {})
+    changes: dict[str, Any] = {}
+    if asked.get("version") and asked["version"] != (booking.get("consent") or {}).get("version"):
+        asked.pop("version")
+        asked.pop("asked_at", None)
+        changes["reconsent"] = asked
+    if booking.get("office_confirmation") == "awaiting_consent":
+        changes["office_confirmation"] = "awaiting_consent"
+        changes["reconsent"] = {**asked, "confirmation": confirmation}
+    return changes
 
 
 def _tell_moved(turn: Turn, old: dict[str, Any], new: dict[str, Any]) -> None:
