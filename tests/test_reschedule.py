@@ -3,7 +3,9 @@ phone-only offices without a published number hand cancellations and changes to 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 
@@ -14,7 +16,7 @@ from bot.service import BotService, StoreBookings
 from bot.settings import load_settings
 from bot.staff.actions import StaffActions
 from bot.staff.aftercare import Reminders
-from bot.staff.notify import compose
+from bot.staff.notify import HANDOFF_REASONS, compose
 from bot.store import ConversationStore, slot_redis_key
 from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock, book_at_noto
 from bot.testing.line_spec import check_limits, validate_request
@@ -257,8 +259,13 @@ def book_at_toyooka(driver: ChatDriver) -> dict:
     return booked
 
 
-@pytest.mark.parametrize("button, reason", [("キャンセル", "cancel_no_phone"), ("日時変更", "change_no_phone")])
-def test_toyooka_hands_the_user_to_staff_who_can_cancel_from_the_console(service, button, reason):
+@pytest.mark.parametrize("button, reason, why", [
+    ("キャンセル", "cancel_no_phone", "キャンセルを希望（案内できる電話番号なし）"),
+    ("日時変更", "change_no_phone", "日時の変更を希望（案内できる電話番号なし）"),
+])
+def test_toyooka_hands_the_user_to_staff_who_cancel_in_the_console(redis_client, offices, clock, button, reason, why):
+    token = "staff-token-for-tests"
+    service = BotService(load_settings(staff_token=token), client=redis_client, offices=offices, clock=clock)
     driver = ChatDriver(service, user="U1")
     booked = book_at_toyooka(driver)
     ref = f"toyooka|2026-11-30T14:30|{booked['id']}"
@@ -269,13 +276,20 @@ def test_toyooka_hands_the_user_to_staff_who_can_cancel_from_the_console(service
     assert notice.fields["reason"] == reason
     assert (notice.fields["ref"], notice.fields["booking_id"], notice.fields["slot"]) == (ref, booked["id"], "2026-11-30T14:30")
     assert "tel:" not in str(driver.exchanges[-1].replies)
-    # The console lists the waiting user with the booking; staff cancel it, and the user is told.
-    [(user, info)] = service.handoffs.waiting().items()
-    assert user == "U1" and info["reason"] == reason and info["ref"] == ref
-    cancelled = StaffActions(service).cancel(ref)
-    assert cancelled["status"] == "cancelled" and cancelled["cancelled_by"] == "staff"
     message = compose({"kind": "handoff", "office": "toyooka", "fields": notice.fields}, service.offices["toyooka"])
-    assert ("予約番号", booked["id"]) in message.rows
+    assert ("予約番号", booked["id"]) in message.rows and ("理由", HANDOFF_REASONS[reason]) in message.rows
+    # The console lists the waiting user, why, and the booking; staff cancel it there, the user is told.
+    staff = create_app(service.settings, service=service).test_client()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', staff.get("/staff/login").get_data(as_text=True)).group(1)
+    staff.post("/staff/login", data={"token": token, "csrf": csrf})
+    page = staff.get("/staff/handoffs").get_data(as_text=True)
+    assert why in page and "/staff/booking?ref=toyooka" in page and booked["id"] in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', staff.get("/staff/booking?" + urlencode({"ref": ref})).get_data(as_text=True)).group(1)
+    staff.post("/staff/booking/cancel", data={"csrf": csrf, "ref": ref}, follow_redirects=True)
+    cancelled = service.bookings.get(ref)
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled_by"] == "staff"
+    pushes = [fields for _, fields in service.outbox.entries() if fields.get("kind") == "push"]
+    assert any("担当者によりキャンセルされました" in fields["messages"] for fields in pushes)
 
 
 # --- through the webhook, with LINE credentials and a stand-in LINE API ------------------------
