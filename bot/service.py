@@ -19,7 +19,7 @@ from bot.dialog.texts import STAFF_RESUMED
 from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
-from bot.store import BookingStore, ClaimResult, ConversationStore, MoveResult, HandoffStore, Outbox, RedisClient, SlotStore, connect
+from bot.store import BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, RedisClient, SlotStore, connect
 
 log = logging.getLogger("hwbot.service")
 

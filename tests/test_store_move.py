@@ -262,3 +262,13 @@ def test_an_observer_never_sees_the_booking_in_neither_slot_or_in_both(store, re
         observer.join(timeout=10)
     assert seen and set(seen) == {1}
     assert slot_members(redis_client, OLD) == {"b40"} and slot_members(redis_client, NEW) == set()
+
+
+def test_a_booking_without_its_user_is_refused_before_anything_is_written(store, redis_client):
+    store.claim(booking("b1"), 1)
+    store.update(ref("b1"), {"note": "x"})
+    raw = redis_client.get("hwbot:{noto:2026-12-01}:booking:b1").replace(f'"user":"{USER}",', "")
+    redis_client.set("hwbot:{noto:2026-12-01}:booking:b1", raw)
+    with pytest.raises(ValueError):
+        store.move(ref("b1"), NEW, 1, new_id="m1", at=AT, by="user")
+    assert slot_members(redis_client, OLD) == {"b1"} and slot_members(redis_client, NEW) == set()

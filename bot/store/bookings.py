@@ -314,6 +314,7 @@ class BookingStore:
                     if old.get("moved_to") == new_ref:
                         return self._moved_already(new_ref, old)
                     return MoveResult(ok=False, reason="gone")
+                user_key = user_index_key(str(old.get("user") or ""))  # checked before anything is written
                 moved = {k: v for k, v in old.items() if k not in MOVE_DROPPED}
                 moved.update(extra, id=new_id, slot=slot, status="booked", moved_from=ref, moved_at=at)
                 cancelled = {**old, "status": "cancelled", "cancelled_at": at, "cancelled_by": by, "moved_to": new_ref}
@@ -321,7 +322,7 @@ class BookingStore:
                 result = self._move(keys=keys, args=args)
                 code = int(result[0])
                 if code == 1:
-                    self.client.sadd(user_index_key(_check_part("user", old.get("user"))), new_ref)
+                    self.client.sadd(user_key, new_ref)
                     return MoveResult(ok=True, booking=moved)
                 if code == 2:
                     return MoveResult(ok=False, reason="full")
