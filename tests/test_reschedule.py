@@ -245,6 +245,35 @@ def test_a_forged_or_foreign_change_button_moves_nothing(service):
     assert [b["status"] for b in owner.bookings()] == ["booked"]
 
 
+def moved_at_noto(driver: ChatDriver) -> tuple[dict, dict]:
+    old = start_move(driver)
+    driver.tap(NEW)
+    driver.tap("変更する")
+    [new] = booked_of(driver)
+    return old, new
+
+
+def test_data_deletion_after_a_move_cancels_the_moved_booking_and_erases_both_records(service, redis_client):
+    driver = ChatDriver(service, user="U1")
+    old, new = moved_at_noto(driver)
+    driver.say("データを削除")
+    assert "11月26日(木) 14:00〜14:30" in driver.last_text()
+    driver.tap("削除する")
+    assert [n.kind for n in driver.exchanges[-1].outcome.notices] == ["data_deleted"]
+    for record in (service.bookings.get(f"noto|2026-11-25T10:00|{old['id']}"), service.bookings.get(f"noto|{NEW_KEY}|{new['id']}")):
+        assert record["status"] == "cancelled"
+        assert not set(record) & {"name", "number", "email", "phone"}
+    assert redis_client.scard(slot_redis_key("noto", NEW_KEY)) == 0
+
+
+def test_blocking_after_a_move_tells_staff_about_the_moved_booking_only(service):
+    driver = ChatDriver(service, user="U1")
+    old, new = moved_at_noto(driver)
+    driver.unfollow()
+    [notice] = driver.exchanges[-1].outcome.notices
+    assert (notice.kind, notice.fields["booking_id"]) == ("user_blocked", new["id"])
+
+
 # --- offices that take cancellations by phone and publish no number (Toyooka, Sakata) -----------
 
 
