@@ -19,7 +19,7 @@ from bot.dialog.texts import STAFF_RESUMED
 from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
-from bot.store import BookingStore, ClaimResult, ConversationStore, HandoffStore, Outbox, RedisClient, SlotStore, connect
+from bot.store import BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, RedisClient, SlotStore, connect
 
 log = logging.getLogger("hwbot.service")
 
@@ -51,12 +51,20 @@ class StoreBookings:
         return self.slots.booked_counts(office, slot_keys)
 
     def claim(self, booking: dict[str, Any], capacity: int) -> ClaimResult:
-        end = datetime.fromisoformat(booking["end"])
+        return self.store.claim(booking, capacity, expire_in=self._expire_in(booking["end"]))
+
+    def move(self, ref: str, slot: str, capacity: int, *, new_id: str, at: str, changes: dict[str, Any]) -> MoveResult:
+        """The user moves their booking `ref` to `slot`; `changes` must hold the new `start` and `end`."""
+        expire_in = self._expire_in(changes["end"])
+        return self.store.move(ref, slot, capacity, new_id=new_id, at=at, by="user", changes=changes, expire_in=expire_in)
+
+    def _expire_in(self, end: str) -> int:
+        """Seconds a booking ending at `end` is kept: past retention, for the anonymous statistics."""
         # A margin past retention so the retention task always strips the record before it expires.
         keep = max(timedelta(days=STATISTICS_DAYS), self.retention + timedelta(days=30))
         # Relative to the app's clock, so a rehearsal (HWBOT_NOW) or a test keeps its record as long.
-        expire_in = int((end + keep - self.clock.now()).total_seconds())
-        return self.store.claim(booking, capacity, expire_in=max(expire_in, 1))
+        expire_in = int((datetime.fromisoformat(end) + keep - self.clock.now()).total_seconds())
+        return max(expire_in, 1)
 
     def for_user(self, user: str) -> list[dict[str, Any]]:
         return self.store.for_user(user)

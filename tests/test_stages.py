@@ -35,7 +35,9 @@ def test_each_office_asks_the_registered_stages_in_booking_order(offices):
     assert dialog.flows["sakata"].steps[-6:] == [
         "q_continuous_support", "choosing_category", "asking_category_detail", "choosing_slot", "reading_terms", "confirming",
     ]  # fmt: skip
-    assert sorted(dialog.lobby.machine.states) == ["choosing_office", "confirming_cancel", "confirming_erase", "idle"]
+    assert sorted(dialog.lobby.machine.states) == [
+        "choosing_new_slot", "choosing_office", "confirming_cancel", "confirming_erase", "confirming_move", "idle",
+    ]  # fmt: skip
     for flow in [dialog.lobby, *dialog.flows.values()]:
         assert set(flow.handlers) == set(flow.machine.states)  # every state has its stage's handlers
 

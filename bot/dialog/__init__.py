@@ -1,6 +1,6 @@
 """The conversation: a transitions machine per office profile; turns produce replies, never send."""
 
-from bot.dialog.conversation import Bookings, Claim, Conversation, Inbound, Outcome
+from bot.dialog.conversation import Bookings, Claim, Conversation, Inbound, Moved, Outcome
 from bot.dialog.engine import Dialog
 from bot.dialog.replies import (
     Ask,
@@ -29,6 +29,7 @@ __all__ = [
     "Dialog",
     "Inbound",
     "Link",
+    "Moved",
     "Option",
     "Outcome",
     "Reply",

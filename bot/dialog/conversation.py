@@ -82,12 +82,26 @@ class Claim:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Moved:
+    """What moving a booking to another slot did (`Bookings.move`)."""
+
+    ok: bool
+    already: bool = False
+    reason: str = ""  # "full" | "gone" | "exists" | ""
+    booking: dict[str, Any] | None = None  # the moved booking (its new id and slot) when ok
+
+
 class Bookings(Protocol):
     """What the dialog needs from the booking store (implemented over Redis in bot.store)."""
 
     def booked_counts(self, office: str, slot_keys: list[str]) -> dict[str, int]: ...
 
     def claim(self, booking: dict[str, Any], capacity: int) -> Claim: ...
+
+    def move(
+        self, ref: str, slot: str, capacity: int, *, new_id: str, at: str, changes: dict[str, Any]
+    ) -> Moved: ...
 
     def for_user(self, user: str) -> list[dict[str, Any]]: ...
 

@@ -33,7 +33,7 @@ TURN_DATA = ("dialog", "conv", "now", "bookings", "outcome")  # what a Turn hold
 HOOKS = {
     "start": "start(turn, greet): start a booking (greeting, office choice)",
     "office_chosen": "office_chosen(turn): the turn moved to the chosen office's machine: begin there",
-    "hand_off": "hand_off(turn, reason, summary): pause the bot for this user and call staff",
+    "hand_off": "hand_off(turn, reason, summary, **fields): pause the bot for this user and call staff",
     "paused": "paused(turn, parsed): an event while the user waits for staff",
     "unfollowed": "unfollowed(turn): the user blocked the bot (the conversation is erased after)",
 }
@@ -325,9 +325,10 @@ class Turn:
             return self.handoff("stuck", f"同じ質問への回答が{STUCK_AFTER}回続けて受け付けられませんでした。")
         self.reprompt()
 
-    def handoff(self, reason: str, summary: str) -> None:
-        """Pause the bot for this user, tell them when staff will answer, and notify staff."""
-        self.dialog.registry.hooks["hand_off"](self, reason, summary)
+    def handoff(self, reason: str, summary: str, **fields: str) -> None:
+        """Pause the bot for this user, tell them when staff will answer, and notify staff (`fields`:
+        more for the notice, e.g. the booking it is about; never personal data)."""
+        self.dialog.registry.hooks["hand_off"](self, reason, summary, **fields)
 
     # -- commands every state shares ---------------------------------------------------------------
 

@@ -15,7 +15,7 @@ question, is writing its module and adding its `STAGE` there.
 States (nouns / -ing phrases): idle, choosing_office, asking_name, asking_number, asking_email,
 asking_phone, choosing_topic, asking_interpreter, q_<question id>, choosing_category,
 asking_category_detail, choosing_slot, reading_terms, confirming, choosing_change, ineligible,
-confirming_cancel, confirming_erase. Triggers (verbs): begin, advance, reject, change, finish, quit,
+confirming_cancel, choosing_new_slot, confirming_move, confirming_erase. Triggers (verbs): begin, advance, reject, change, finish, quit,
 restart, and the automatic to_<state> used by 戻る and by edits from the confirmation card.
 """
 

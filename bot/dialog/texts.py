@@ -15,7 +15,7 @@ HELP = (
     "・質問にはボタンを押すか、文字で入力してお答えください。\n"
     "・「戻る」で一つ前の質問に、「最初から」で最初に戻ります。\n"
     "・「やめる」で入力内容を破棄して終了します。\n"
-    "・「予約の確認」で予約の確認・キャンセルができます。\n"
+    "・「予約の確認」で予約の確認・日時の変更・キャンセルができます。\n"
     "・「担当者と話したい」でハローワークの担当者におつなぎします。\n"
     "・「データを削除」でお名前などのデータを削除できます。"
 )
@@ -104,12 +104,39 @@ CANCEL_NOT_FOUND = "このご予約は見つかりませんでした。"
 CANCEL_PHONE_ONLY = "{office}のキャンセルは、お電話でのみ受け付けています。お手数ですがお電話ください。"
 CANCEL_SAME_DAY = "当日のキャンセルは、お電話でのみ受け付けています。お手数ですが{office}へお電話ください。"
 CANCEL_PAST = "このご予約の日時はすでに過ぎています。"
-NO_PHONE = "お手数ですが、{office}へ直接ご連絡ください。担当者にもお伝えしました。"
 # The office's email address, where it publishes one (Noto); LINE cannot open mailto: links, so it is text.
 EMAIL_CONTACT = "{office}のメールアドレス：{email}"
 EMAIL_APPLY = "メールでもお申し込みいただけます：{email}{subject}"
 EMAIL_SUBJECT = "（件名「{subject}」）"
 EMAIL_CANCEL = "キャンセルのメール：{email}"
+CANCEL_NO_PHONE = (
+    "{office}のキャンセルはお電話で受け付けていますが、このトークでご案内できる電話番号がないため、"
+    "担当者におつなぎします。担当者がキャンセルのお手続きをします。"
+)
+
+# Changing the date of a booking (日時変更 from 予約の確認).
+CHANGE_DATE_LABEL = "日時変更"  # the button is "日時変更 11/25 10:00"
+CHANGE_DATE_PROMPT = "日時を変更する場合は、下のボタンを押してください。"
+CHANGE_PHONE_ONLY = "{office}の日時の変更は、お電話でのみ受け付けています。お手数ですがお電話ください。"
+CHANGE_SAME_DAY = "当日の日時の変更は、お電話でのみ受け付けています。お手数ですが{office}へお電話ください。"
+CHANGE_NO_PHONE = (
+    "{office}の日時の変更は、このトークでは受け付けていないため、担当者におつなぎします。"
+    "担当者と新しい日時をご相談ください。"
+)
+MOVE_INTRO = "次のご予約の日時を変更します。\n{booking}"
+MOVE_SAME_SLOT = "いまのご予約と同じ日時です。別の日時をお選びください。"
+MOVE_CONFIRM = "次のとおり日時を変更しますか？\n変更前：{old}\n変更後：{new}"
+MOVE_PENDING = "変更後の日時は、ハローワークからのご連絡をもって確定します。"
+MOVE_YES = "変更する"
+MOVE_OTHER = "別の日時を選ぶ"
+MOVE_NO = "変更しない"
+MOVED = "ご予約の日時を変更しました。予約番号も新しくなりました。\n{booking}"
+MOVE_KEPT = "日時の変更を取りやめました。ご予約はそのままです。"
+MOVE_GONE = "このご予約は、キャンセルされたか日時が変更されたため、変更できません。"
+MOVE_PROPOSED = (
+    "このご予約には、ハローワークから別の日時のご提案が届いています。"
+    "お手数ですが、ご提案へのお返事をお願いします。"
+)
 
 HANDOFF = "担当者にお伝えしました。{when}、担当者からこのトークでご連絡します。"
 HANDOFF_CALL = "お急ぎの場合はお電話ください。"
@@ -134,6 +161,7 @@ COMMANDS = {
     "resume": "手続きに戻る",
     "resume_bot": "自動応答に戻る",
     "erase": "データを削除",
+    "reschedule": "日時を変更する",
 }
 # Other ways people type the same commands.
 COMMAND_ALIASES = {
@@ -156,6 +184,13 @@ COMMAND_ALIASES = {
     "予約を確認": "bookings",
     "予約のキャンセル": "cancel",
     "キャンセルしたい": "cancel",
+    "日時変更": "reschedule",
+    "日時の変更": "reschedule",
+    "日時を変更したい": "reschedule",
+    "予約の変更": "reschedule",
+    "予約を変更する": "reschedule",
+    "予約を変更したい": "reschedule",
+    "予約変更": "reschedule",
     "予約したい": "book",
     "予約": "book",
     "データ削除": "erase",

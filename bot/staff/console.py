@@ -46,6 +46,8 @@ HANDOFF_REASONS = {
     "user_request": "担当者との会話を希望",
     "stuck": "同じ質問で何度も先に進めない",
     "other_times": "案内時間以外の相談時間を希望",
+    "cancel_no_phone": "キャンセルを希望（案内できる電話番号なし）",
+    "change_no_phone": "日時の変更を希望（案内できる電話番号なし）",
 }
 CONFIRMATION_LABELS = {"pending": "事業所の確認待ち", "not_needed": "不要（予約で確定）", "confirmed": "確認済み"}
 

@@ -33,6 +33,8 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "handoff_closed": ("引き継ぎ終了", "利用者が自動応答に戻りました。"),
     "same_day_cancel": ("当日キャンセルの希望", "当日のためチャットでは受け付けず、事務所の電話番号を案内しました。予約の取り消しをお願いします。"),
     "cancel_by_phone": ("キャンセルの希望（電話受付）", "この事務所はキャンセルを電話で受け付けるため、電話番号を案内しました。"),
+    "change_by_phone": ("日時変更の希望（電話受付）", "この事務所の電話受付（または当日）のためチャットでは変更せず、電話番号を案内しました。予約はそのままです。"),
+    "rescheduled": ("予約の日時が変更されました", "利用者がチャットで変更しました。変更前の枠は空きに戻り、予約番号が新しくなりました。事務所の確認が必要な予約は、新しい日時で確認をお願いします。"),
     "user_blocked": ("予約のある利用者がブロックしました", "LINEでは連絡できません。予約の扱いをご確認ください。"),
     "reconsent_needed": ("利用規約の再同意待ち", "規約の改定後、利用者の再同意を待っています。"),
     "reconsent_given": ("利用規約に再同意しました", None),
@@ -48,6 +50,8 @@ HANDOFF_REASONS = {
     "other_times": "案内時間以外の相談時間を希望",
     "ineligible": "利用条件に当てはまらず、相談を希望",
     "user_resumed": "利用者が自動応答に戻った",
+    "cancel_no_phone": "キャンセルを希望（電話受付の事務所で、案内できる電話番号がない）。管理画面からキャンセルできます",
+    "change_no_phone": "日時の変更を希望（案内できる電話番号がない）。新しい日時のご相談をお願いします",
 }
 
 # Fields shown, in this order, with their Japanese labels (slot and office are shown separately).
@@ -56,6 +60,7 @@ LABELS = {
     "interpreter": "通訳・介助者",
     "category": "区分",
     "booking_id": "予約番号",
+    "previous": "変更前",
     "reason": "理由",
     "terms_version": "規約の版",
     "no_shows": "無断欠席の回数",

@@ -2,7 +2,7 @@
 
 from redis import Redis as RedisClient
 
-from bot.store.bookings import BookingStore, ClaimResult
+from bot.store.bookings import BookingStore, ClaimResult, MoveResult
 from bot.store.connection import RoundTripCounter, connect, embedded_redis, stop_embedded
 from bot.store.conversations import ConversationStore
 from bot.store.handoffs import HandoffStore
@@ -14,6 +14,7 @@ __all__ = [
     "ClaimResult",
     "ConversationStore",
     "HandoffStore",
+    "MoveResult",
     "Outbox",
     "RedisClient",
     "RoundTripCounter",

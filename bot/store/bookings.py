@@ -18,6 +18,13 @@ booking is written before its ref (so a ref never points at a booking still to c
 claim of the same id re-adds the ref (repairing a crash between the steps), and `for_user` drops
 refs whose booking is gone.
 
+`move` puts a booking in another slot (the user changing the date): one Lua script claims the new
+slot and frees the old one, so the booking is never in neither slot and never in both. The moved
+booking gets a new id (its ref names the slot, and its keys carry the new day's hash tag): the old
+record stays, cancelled, with `moved_to` (the new ref), and the new one carries `moved_from`. The
+script's keys span two office days (two hash tags), which one Redis server allows and a Redis Cluster
+would not; the user index gets the new ref in a second step, as in `claim`.
+
 The JSON is only ever parsed and written by Python: scripts that change a booking compare the stored
 text with the text Python read (compare-and-set by value) instead of decoding it with Lua's cjson,
 which would turn `[]` into `{}` and round large numbers.
@@ -66,10 +73,8 @@ redis.call('SADD', KEYS[3], ARGV[1])
 return 1
 """
 
-# KEYS[1] booking JSON, KEYS[2] slot set (one hash tag).
-# ARGV[1] the JSON Python read, ARGV[2] the JSON to write, ARGV[3] id to remove from the slot or ''.
-# Returns {1} when written, {0, current JSON} when it changed meanwhile, {0} when it is gone.
-_REWRITE_LUA = """
+# The compare of a compare-and-set by value: KEYS[1] is the booking, ARGV[1] the JSON Python read.
+_UNCHANGED_LUA = """
 local current = redis.call('GET', KEYS[1])
 if not current then
   return {0}
@@ -77,6 +82,12 @@ end
 if current ~= ARGV[1] then
   return {0, current}
 end
+"""
+
+# KEYS[1] booking JSON, KEYS[2] slot set (one hash tag).
+# ARGV[1] the JSON Python read, ARGV[2] the JSON to write, ARGV[3] id to remove from the slot or ''.
+# Returns {1} when written, {0, current JSON} when it changed meanwhile, {0} when it is gone.
+_REWRITE_LUA = _UNCHANGED_LUA + """
 if ARGV[3] ~= '' then
   redis.call('SREM', KEYS[2], ARGV[3])
 end
@@ -87,6 +98,35 @@ return {1}
 """
 
 
+# KEYS[1] old booking JSON, KEYS[2] old slot set (the old day's tag);
+# KEYS[3] new slot set, KEYS[4] new booking JSON, KEYS[5] new day index (the new day's tag).
+# ARGV[1] the old JSON Python read, ARGV[2] the old JSON as cancelled, ARGV[3] old id, ARGV[4] new id,
+# ARGV[5] capacity, ARGV[6] new JSON, ARGV[7] seconds the new booking lives or ''.
+# Returns {1} moved, {0, current JSON} when the old booking changed meanwhile, {0} when it is gone,
+# {2} the new slot is full, {3} the new id exists already (never overwritten, never revived).
+_MOVE_LUA = _UNCHANGED_LUA + """
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {3}
+end
+if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+  return {2}
+end
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('SET', KEYS[4], ARGV[6])
+if ARGV[7] ~= '' then
+  redis.call('EXPIRE', KEYS[4], ARGV[7])
+end
+redis.call('SADD', KEYS[5], ARGV[4])
+redis.call('SREM', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return {1}
+"""
+
+# Fields of the old record that do not belong to the moved booking: its cancellation, and what was
+# done for the old time (the reminder sent, the meeting details sent, attendance).
+MOVE_DROPPED = ("cancelled_at", "cancelled_by", "moved_to", "reminder_sent_at", "meeting_sent_at", "marked_at", "marked_by")
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     """What `BookingStore.claim` did."""
@@ -94,6 +134,16 @@ class ClaimResult:
     ok: bool  # True: the slot holds this booking (newly or already)
     already: bool = False  # True when the same booking id was already claimed (idempotent retry)
     reason: str = ""  # "full" | "cancelled" (this id was booked and cancelled; never revived) | ""
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """What `BookingStore.move` did."""
+
+    ok: bool  # True: the booking is now in the new slot (newly or already)
+    already: bool = False  # True when this very move had been done (idempotent retry)
+    reason: str = ""  # "full" | "gone" (no longer booked, or moved elsewhere) | "exists" (the new id is taken) | ""
+    booking: dict | None = None  # the moved booking (new id and slot) when ok
 
 
 def _check_part(name: str, value: object) -> str:
@@ -174,6 +224,7 @@ class BookingStore:
         self.client = client
         self._claim = client.register_script(_CLAIM_LUA)
         self._rewrite = client.register_script(_REWRITE_LUA)
+        self._move = client.register_script(_MOVE_LUA)
 
     ref = staticmethod(booking_ref)
 
@@ -212,6 +263,82 @@ class BookingStore:
         if outcome == 3:
             return ClaimResult(ok=False, reason="cancelled")
         return ClaimResult(ok=False, reason="full")
+
+    def move(
+        self,
+        ref: str,
+        slot: str,
+        capacity: int,
+        *,
+        new_id: str,
+        at: str,
+        by: str,
+        changes: dict | None = None,
+        expire_in: int | None = None,
+    ) -> MoveResult:
+        """Move the booked booking `ref` to `slot` (same office) unless `slot` holds `capacity` bookings.
+
+        One script claims the new slot under `new_id` and frees the old one: never neither, never both.
+        The old record becomes `cancelled` (`cancelled_at`, `cancelled_by`, `moved_to`: the new ref) and
+        keeps its TTL; the new one is the old one without `MOVE_DROPPED`, with `changes` (e.g. start, end,
+        office_confirmation), the new id and slot, `moved_from` (the old ref) and `moved_at`, and lives
+        `expire_in` seconds. Repeating the same move (same `new_id` and `slot`) returns `already`.
+        """
+        office, old_slot, old_id = parse_ref(ref)
+        _check_slot(slot)
+        _check_part("id", new_id)
+        if slot == old_slot or new_id == old_id:
+            raise ValueError("a move needs another slot and another id")
+        if type(capacity) is not int or capacity < 0:
+            raise ValueError("capacity must be a non-negative integer")
+        if expire_in is not None and (type(expire_in) is not int or expire_in <= 0):
+            raise ValueError("expire_in must be a positive number of seconds (int)")
+        extra = dict(changes or {})
+        if set(extra) & {*IDENTITY_FIELDS, "status", "moved_from", "moved_at"}:
+            raise ValueError("move sets id, slot, status and moved_from itself; office and user stay")
+        new_ref = f"{office}|{slot}|{new_id}"
+        keys = [
+            booking_key(office, old_slot, old_id),
+            slot_redis_key(office, old_slot),
+            slot_redis_key(office, slot),
+            booking_key(office, slot, new_id),
+            day_index_key(office, slot[:10]),
+        ]
+        with _redis_errors("cannot move booking"):
+            raw = self.client.get(keys[0])
+            for _ in range(_CAS_ATTEMPTS):
+                if raw is None:
+                    return MoveResult(ok=False, reason="gone")
+                old = _decode(raw)
+                if old.get("status") != "booked":
+                    if old.get("moved_to") == new_ref:
+                        return self._moved_already(new_ref, old)
+                    return MoveResult(ok=False, reason="gone")
+                user_key = user_index_key(str(old.get("user") or ""))  # checked before anything is written
+                moved = {k: v for k, v in old.items() if k not in MOVE_DROPPED}
+                moved.update(extra, id=new_id, slot=slot, status="booked", moved_from=ref, moved_at=at)
+                cancelled = {**old, "status": "cancelled", "cancelled_at": at, "cancelled_by": by, "moved_to": new_ref}
+                args = [raw, _encode(cancelled), old_id, new_id, capacity, _encode(moved), "" if expire_in is None else expire_in]
+                result = self._move(keys=keys, args=args)
+                code = int(result[0])
+                if code == 1:
+                    self.client.sadd(user_key, new_ref)
+                    return MoveResult(ok=True, booking=moved)
+                if code == 2:
+                    return MoveResult(ok=False, reason="full")
+                if code == 3:
+                    return MoveResult(ok=False, reason="exists")
+                raw = result[1] if len(result) > 1 else None
+        raise ConflictError("booking kept changing; gave up")
+
+    def _moved_already(self, new_ref: str, old: dict) -> MoveResult:
+        """A repeated move: the user index gets the new ref again (the first try may have stopped before)."""
+        moved = self.get(new_ref)
+        if moved is None:
+            return MoveResult(ok=False, reason="gone")
+        if old.get("user") is not None:
+            self.client.sadd(user_index_key(str(old["user"])), new_ref)
+        return MoveResult(ok=True, already=True, booking=moved)
 
     def get(self, ref: str) -> dict | None:
         """The booking `ref` names, or None."""

@@ -6,7 +6,19 @@ commands, any-time postback actions and hooks; and adding that `STAGE` to the li
 """
 
 from bot.dialog.core import Registry
-from bot.dialog.stages import booking, categories, consent, eligibility, erase, handoff, identify, menu, my_bookings, slots
+from bot.dialog.stages import (
+    booking,
+    categories,
+    consent,
+    eligibility,
+    erase,
+    handoff,
+    identify,
+    menu,
+    my_bookings,
+    reschedule,
+    slots,
+)
 
 REGISTRY = Registry(
     [
@@ -17,6 +29,7 @@ REGISTRY = Registry(
         slots.STAGE,  # the slot picker, typed dates
         booking.STAGE,  # terms, the confirmation card, changing an item, booking
         my_bookings.STAGE,  # the booking list, cancelling
+        reschedule.STAGE,  # changing the date of a booking
         erase.STAGE,  # data deletion, blocking the bot
         consent.STAGE,  # re-consent to new terms, the reminder opt-in (buttons of pushes)
         handoff.STAGE,  # talking to staff, waiting for them

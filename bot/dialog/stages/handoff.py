@@ -13,14 +13,14 @@ from bot.dialog.replies import Ask, Text
 from bot.profiles import OfficeProfile
 
 # Commands that end the wait (the user goes back to the bot) and then run.
-RESUMING = ("resume_bot", "restart", "quit", "bookings", "cancel", "erase")
+RESUMING = ("resume_bot", "restart", "quit", "bookings", "cancel", "erase", "reschedule")
 
 
 def _office(turn: Turn) -> OfficeProfile | None:
     return turn.dialog.offices[turn.conv.office] if turn.conv.office else None
 
 
-def handoff(turn: Turn, reason: str, summary: str) -> None:
+def handoff(turn: Turn, reason: str, summary: str, **fields: str) -> None:
     """Pause the bot for this user, tell them when staff will answer, and notify staff."""
     office = _office(turn)
     turn.notify(
@@ -29,6 +29,7 @@ def handoff(turn: Turn, reason: str, summary: str) -> None:
         reason=reason,
         step=turn.state,
         office_name=office.short_name if office else "",
+        **fields,
     )
     turn.conv.paused = turn.now.isoformat()
     links = phone_links(office)

@@ -1,11 +1,15 @@
-"""Stage: the user's bookings: the list (予約の確認), cancelling one, and notices to staff about one."""
+"""Stage: the user's bookings: the list (予約の確認), cancelling one, and notices to staff about one.
+
+What the chat may do with a booking is the office's rule (`in_chat`): where it is not allowed, the
+office's phone number (`by_phone`), or staff where the office publishes none. The date change that the
+list also offers is the stage `reschedule`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from bot import calendar
 from bot.clock import JST
 from bot.dialog import texts as T
 from bot.dialog.buttons import ANY, command_option, phone_links, postback
@@ -14,6 +18,7 @@ from bot.dialog.core import Action, Handlers, Stage, Turn
 from bot.dialog.replies import Ask, Option, StaffNotice, Text
 
 CANCEL_ACTION = "x"  # any-time postback action (`*|x|<booking ref>`): cancel that booking
+CHANGE_ACTION = "mv"  # any-time postback action (`*|mv|<booking ref>`): change its date (stage `reschedule`)
 
 
 def upcoming(turn: Turn, office: str | None = None) -> list[dict[str, Any]]:
@@ -48,7 +53,7 @@ def booking_notice(turn: Turn, kind: str, booking: dict[str, Any], what: str, **
     )
 
 
-def list_bookings(turn: Turn, cancelling: bool, intro: bool = True) -> None:
+def list_bookings(turn: Turn, cancelling: bool, intro: bool = True, changing: bool = False) -> None:
     held = upcoming(turn)
     midway = turn.state != "idle"
     if not held:
@@ -56,51 +61,80 @@ def list_bookings(turn: Turn, cancelling: bool, intro: bool = True) -> None:
         return turn.reprompt()
     lines = "\n".join(booking_line(turn, b) for b in held)
     options = []
-    for booking in held[:10]:
+    for booking in held[:6]:  # two buttons each, and one more: LINE shows at most 13
         start = datetime.fromisoformat(booking["start"]).astimezone(JST)
-        label = f"キャンセル {start.month}/{start.day} {start:%H:%M}"
-        options.append(Option(label, postback(ANY, CANCEL_ACTION, booking_ref(booking))))
+        when = f"{start.month}/{start.day} {start:%H:%M}"
+        options.append(Option(f"キャンセル {when}", postback(ANY, CANCEL_ACTION, booking_ref(booking))))
+        options.append(Option(f"{T.CHANGE_DATE_LABEL} {when}", postback(ANY, CHANGE_ACTION, booking_ref(booking))))
     options.append(command_option("resume") if midway else command_option("book"))
     turn.say(Text((T.YOUR_BOOKINGS + "\n" if intro else "") + lines))
-    turn.say(Ask("キャンセルする場合は、下のボタンを押してください。" if cancelling else T.MENU, tuple(options)))
+    prompt = T.CHANGE_DATE_PROMPT if changing else "キャンセルする場合は、下のボタンを押してください。" if cancelling else T.MENU
+    turn.say(Ask(prompt, tuple(options)))
+
+
+def own_upcoming(turn: Turn, ref: str) -> dict[str, Any] | None:
+    """The user's booked, not yet started booking `ref`; else None, having said why and shown the menu."""
+    booking = turn.bookings.get(ref)
+    if booking is None or booking.get("user") != turn.conv.user or booking["office"] not in turn.dialog.offices:
+        turn.say(Text(T.CANCEL_NOT_FOUND))
+    elif booking.get("status") != "booked":
+        turn.say(Text(T.CANCEL_ALREADY))
+    elif datetime.fromisoformat(booking["start"]) <= turn.now:
+        turn.say(Text(T.CANCEL_PAST))
+    else:
+        return booking
+    turn.ask_menu_state()
+    return None
+
+
+def in_chat(turn: Turn, booking: dict[str, Any]) -> tuple[bool, bool]:
+    """(the office takes this booking's cancellation or change in the chat now, it is the day itself).
+
+    The office's `cancellation.channels` (`same_day` on the day itself): anything besides the phone
+    (Noto and Izumo: email) lets the chat do it.
+    """
+    office = turn.dialog.offices[booking["office"]]
+    same_day = datetime.fromisoformat(booking["start"]).astimezone(JST).date() == turn.now.date()
+    allowed = office.cancellation.same_day if same_day else office.cancellation.channels
+    return {channel.value for channel in allowed} != {"phone"}, same_day
+
+
+def by_phone(turn: Turn, booking: dict[str, Any], *, change: bool, same_day: bool) -> None:
+    """Not in the chat: the office's phone number (a `tel:` link) and a staff notice; where the office
+    publishes no number (Toyooka, Sakata), a handoff to staff, so nobody is left without a way to act."""
+    office = turn.dialog.offices[booking["office"]]
+    name = office.short_name
+    line = booking_line(turn, booking)
+    fields = {"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"]}
+    what = "日時変更" if change else "キャンセル"
+    links = phone_links(office)
+    if not links:
+        turn.say(Text((T.CHANGE_NO_PHONE if change else T.CANCEL_NO_PHONE).format(office=name) + "\n" + line))
+        if turn.state != "idle":
+            turn.quit_silently()
+        turn.conv.office = booking["office"]  # the handoff names this office and its hours
+        reason = "change_no_phone" if change else "cancel_no_phone"
+        return turn.handoff(reason, f"{what}の希望（案内できる電話番号なし）: {name} {booking_when(booking)}", **fields)
+    if change:
+        message, kind = (T.CHANGE_SAME_DAY if same_day else T.CHANGE_PHONE_ONLY), "change_by_phone"
+    else:
+        message = T.CANCEL_SAME_DAY if same_day else T.CANCEL_PHONE_ONLY
+        kind = "same_day_cancel" if same_day else "cancel_by_phone"
+    turn.outcome.notices.append(
+        StaffNotice(kind=kind, office=booking["office"], summary=f"{what}希望（電話受付）: {name} {booking_when(booking)}", fields=fields)
+    )
+    turn.say(Text(message.format(office=name) + "\n" + line, links=links))
+    turn.ask_menu_state()
 
 
 def ask_cancel(turn: Turn, ref: str) -> None:
     """キャンセル of one booking: in the chat where the office allows it now, else its phone number."""
-    booking = turn.bookings.get(ref)
-    if booking is None or booking.get("user") != turn.conv.user:
-        turn.say(Text(T.CANCEL_NOT_FOUND))
-        return turn.ask_menu_state()
-    if booking.get("status") != "booked":
-        turn.say(Text(T.CANCEL_ALREADY))
-        return turn.ask_menu_state()
-    office = turn.dialog.offices.get(booking["office"])
-    start = datetime.fromisoformat(booking["start"]).astimezone(JST)
-    if start <= turn.now:
-        turn.say(Text(T.CANCEL_PAST))
-        return turn.ask_menu_state()
-    line = booking_line(turn, booking)
-    channels = {c.value for c in office.cancellation.channels} if office else {"phone"}
-    same_day_channels = {c.value for c in office.cancellation.same_day} if office else {"phone"}
-    same_day = start.date() == turn.now.date()
-    allowed = same_day_channels if same_day else channels
-    if allowed == {"phone"}:
-        name = office.short_name if office else "ハローワーク"
-        message = T.CANCEL_SAME_DAY if same_day else T.CANCEL_PHONE_ONLY
-        links = phone_links(office)
-        text = message.format(office=name) + "\n" + line
-        if not links:
-            text += "\n" + T.NO_PHONE.format(office=name)
-        turn.outcome.notices.append(
-            StaffNotice(
-                kind="same_day_cancel" if same_day else "cancel_by_phone",
-                office=booking["office"],
-                summary=f"キャンセル希望（電話受付）: {name} {calendar.format_day(start.date())} {start:%H:%M}",
-                fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"]},
-            )
-        )
-        turn.say(Text(text, links=links))
-        return turn.ask_menu_state()
+    booking = own_upcoming(turn, ref)
+    if booking is None:
+        return
+    allowed, same_day = in_chat(turn, booking)
+    if not allowed:
+        return by_phone(turn, booking, change=False, same_day=same_day)
     if turn.state != "idle":
         turn.quit_silently()
     turn.conv.answers = {"cancel_ref": ref}

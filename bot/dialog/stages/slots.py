@@ -99,15 +99,23 @@ def _ask_slot(turn: Turn) -> None:
     turn.say(SlotPicker(text, tuple(picker_days), tuple(extra)))
 
 
+def pick_slot(turn: Turn, key: str) -> bool:
+    """A slot button: keep the slot in the answers if it is bookable now, else say so and ask again."""
+    slot = live_slot(turn, key)
+    if slot is None:
+        turn.say(Text(T.SLOT_GONE.format(slot=slot_label(turn, key))))
+        turn.reprompt()
+        return False
+    turn.conv.answers["slot"] = slot.key
+    turn.conv.slot_from = None
+    return True
+
+
 def _choose_slot(turn: Turn, action: str, value: str) -> None:
     if action == "s":
-        slot = live_slot(turn, value)
-        if slot is None:
-            turn.say(Text(T.SLOT_GONE.format(slot=slot_label(turn, value))))
-            return turn.reprompt()
-        turn.conv.answers["slot"] = slot.key
-        turn.conv.slot_from = None
-        return turn.go("advance")
+        if pick_slot(turn, value):
+            turn.go("advance")
+        return
     if action == "m":
         try:
             date.fromisoformat(value)
