@@ -13,16 +13,21 @@ from datetime import timedelta
 
 import pytest
 
+from bot.channels.line.api import LineMessaging
+from bot.channels.line.webhook import event_json, sign, webhook_body
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
+from bot.simulator import SIMULATOR_TOKEN, USERS as SIM_USERS
 from bot.staff.aftercare import ThreadRetention
 from bot.staff.notify import compose, plain_text
+from bot.staff.threads import ThreadActions
 from bot.staff.worker import Worker
 from bot.store.handoffs import messages_key, thread_key, user_threads_key
 from bot.testing.driver import ChatDriver, ManualClock
 from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.line_standin import LineStandIn
+from bot.testing.simulator import LiveServer, SimPhone, http
 from bot.web import create_app
 
 TOKEN = "staff-token-for-tests"
@@ -366,3 +371,74 @@ def test_pushes_are_counted_per_month_and_shown_in_the_console(service, staff, w
     page = staff.get("/staff/handoffs").get_data(as_text=True)
     assert "2026-11" in page and "2 通" in page and "2026-10" in page
     assert "会話を開く" in page and f"/staff/handoffs/{thread}" in page
+
+
+def test_a_thread_through_the_webhook_and_a_stand_in_line_every_request_valid(service, app, worker, line, clock,
+                                                                               messaging_spec):
+    """Signed events to POST /callback, replies and pushes to the stand-in LINE API, all valid against the spec."""
+    client = app.test_client()
+
+    def send(kind: str, text: str = "") -> None:
+        body = webhook_body(event_json(USER, kind, text))
+        answer = client.post("/callback", data=body.encode(), content_type="application/json",
+                             headers={"X-Line-Signature": sign(body, "secret")})
+        assert answer.status_code == 200
+
+    def replies() -> list:
+        return line.sent("/v2/bot/message/reply")
+
+    send("follow")
+    send("text", "ハローワーク能登")  # typing a button's label taps it
+    send("text", "担当者と話したい")
+    send("text", QUESTION)
+    send("sticker", "sticker")
+    assert "メッセージを担当者にお伝えしました" in json.dumps(replies()[-1].body, ensure_ascii=False)
+    thread = thread_of(service)
+    assert [m["text"] for m in service.handoffs.messages(thread)] == [QUESTION, "（スタンプ）"]
+    api = app.test_client()
+    assert api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": ANSWER_1}, headers=BEARER).status_code == 200
+    worker.run_once(clock.now())
+    assert pushed_texts(line)[-1] == f"【ハローワーク能登 担当者より】\n{ANSWER_1}"
+    # Staff switch to LINE Official Account Manager: the bot calls LINE for nothing at all.
+    ThreadActions(service).set_manager(thread, True)
+    before = len(line.requests)
+    send("text", "もしもし")
+    assert len(line.requests) == before
+    send("text", "自動応答に戻る")
+    assert "自動応答に戻りました" in json.dumps(replies()[-1].body, ensure_ascii=False)
+    worker.run_once(clock.now())
+
+    problems = []
+    for request in line.requests:
+        schema = {"/v2/bot/message/reply": "ReplyMessageRequest", "/v2/bot/message/push": "PushMessageRequest",
+                  "/v2/bot/chat/loading/start": "ShowLoadingAnimationRequest"}[request.path]
+        problems += [f"{request.path}: {e}" for e in validate_request(messaging_spec, schema, request.body)]
+        if "messages" in request.body:
+            problems += [f"{request.path}: {e}" for e in check_limits(request.body["messages"])]
+    assert problems == []
+    assert [m["text"] for m in service.handoffs.messages(thread)] == [QUESTION, "（スタンプ）", ANSWER_1, "もしもし"]
+
+
+def test_in_the_simulator_a_tester_asks_for_staff_and_reads_the_answer_in_the_phone(redis_client, offices):
+    """`make run`'s setup: the phone page's events through the signed webhook, the console's reply pushed
+    by the worker to the simulator's own stand-in LINE API, shown in the phone."""
+    settings = load_settings(line_channel_secret=None, line_channel_access_token=None,
+                             line_api_host="https://api.line.me", staff_token=None)
+    service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
+    with LiveServer(create_app(settings, service=service)) as live:
+        phone = SimPhone(live.url, SIM_USERS[0]["id"])
+        phone.follow()
+        phone.tap("ハローワーク能登")
+        phone.say("担当者と話したい")
+        phone.say(QUESTION)
+        assert "メッセージを担当者にお伝えしました" in phone.last_text()
+        thread = service.handoffs.info(SIM_USERS[0]["id"])["thread"]
+        status, _ = http("POST", f"{live.url}/staff/api/handoffs/{thread}/reply", {"text": ANSWER_1},
+                         headers={"Authorization": "Bearer simulator"})
+        assert status == 200
+        line_api = LineMessaging(f"{live.url}/sim/line", SIMULATOR_TOKEN)
+        Worker(service, settings, consumer="sim", line=line_api).run_once(service.clock.now())
+        assert f"【ハローワーク能登 担当者より】\n{ANSWER_1}" in phone.last_text()
+        assert "自動応答に戻る" in phone.buttons()
+        phone.tap("自動応答に戻る")
+        assert "自動応答に戻りました" in phone.last_text()

@@ -48,6 +48,7 @@ HANDOFF_REASONS = {
     "stuck": "同じ質問で入力が続けて受け付けられなかった",
     "other_times": "案内時間以外の相談時間を希望",
     "ineligible": "利用条件に当てはまらず、相談を希望",
+    "no_show_limit": "無断キャンセルの上限に達した",
     "user_resumed": "利用者が自動応答に戻った",
 }
 
