@@ -442,3 +442,21 @@ def test_in_the_simulator_a_tester_asks_for_staff_and_reads_the_answer_in_the_ph
         assert "自動応答に戻る" in phone.buttons()
         phone.tap("自動応答に戻る")
         assert "自動応答に戻りました" in phone.last_text()
+
+
+def test_an_ineligible_user_asking_for_help_gets_a_thread_staff_can_tell_apart(service, staff):
+    driver = ChatDriver(service, user=USER)
+    driver.say("こんにちは")
+    driver.tap("ハローワーク能登")
+    for text in ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678"):
+        driver.say(text)
+    for label in ("職業相談", "同席しない", "登録済み", "いいえ"):
+        driver.tap(label)
+    assert "対象外" in driver.last_text()
+    driver.tap("担当者と話したい")
+    driver.say("家族の介護があるのですが、対象になりませんか？")
+    thread = thread_of(service)
+    assert service.handoffs.meta(thread)["reason"] == "ineligible"
+    page = staff.get(f"/staff/handoffs/{thread}").get_data(as_text=True)
+    assert "利用条件に当てはまらず" in page and "家族の介護があるのですが" in page
+    assert "山田 花子" in page and "12345-12345678" in page  # what they entered before asking: staff know who it is

@@ -39,10 +39,14 @@ REPLY_MAX = 2000  # characters of one staff reply (LINE's text message takes 5,0
 NAMESPACE = uuid.UUID("0f4a8d3e-6c1b-4e2f-9a7d-3b5c8e1f2a60")
 REASONS = {
     "user_request": "担当者との会話を希望",
+    "ineligible": "利用条件に当てはまらず、担当者との会話を希望",
     "stuck": "同じ質問で何度も先に進めない",
     "other_times": "案内時間以外の相談時間を希望",
     "no_show_limit": "無断キャンセルの上限に達した",
 }
+# What the user already entered in the booking in progress, shown to staff on an open thread.
+ENTERED = (("name", "お名前"), ("number", "求職番号"), ("email", "メールアドレス"), ("phone", "電話番号"),
+           ("topic", "相談内容"))
 
 
 class ThreadActions:
@@ -156,11 +160,13 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
         messages = [{**m, "at": _when(m.get("at", ""))} for m in service.handoffs.messages(thread)]
         bookings = [(b.get("name", ""), b["id"], booking_ref(b), when_label(b))
                     for b in upcoming_for(service, user, threads.now())]
+        answers = ((service.conversations.load(user)[0] or {}).get("answers") or {}) if is_open else {}
+        entered = [(label, answers[key]) for key, label in ENTERED if answers.get(key)]
         return render_template(
             "staff/thread.html", thread=thread, meta=meta, messages=messages, is_open=is_open,
             office=profile.short_name if profile else meta.get("office", ""),
             reason=REASONS.get(meta.get("reason", ""), meta.get("reason", "")), since=_when(meta.get("since", "")),
-            closed_at=_when(meta.get("closed_at", "")), who=who(user), bookings=bookings,
+            closed_at=_when(meta.get("closed_at", "")), who=who(user), bookings=bookings, entered=entered,
             manager=meta.get("mode") == "manager", nonce=uuid.uuid4().hex, reply_max=REPLY_MAX,
         )
 

@@ -90,8 +90,15 @@ def waiting_for_staff(turn: Turn, parsed: Parsed) -> None:
     turn.say(Ask(T.PAUSED_HINT, (command_option("resume_bot"),)))
 
 
+def _asked(turn: Turn) -> None:
+    """担当者と話したい: from the ineligible page staff know the user was found ineligible."""
+    if turn.state == "ineligible":
+        return handoff(turn, "ineligible", "利用条件に当てはまらない利用者が担当者との会話を希望しています。")
+    handoff(turn, "user_request", "利用者が担当者との会話を希望しています。")
+
+
 STAGE = Stage(
     "handoff",
-    commands={"handoff": lambda turn: handoff(turn, "user_request", "利用者が担当者との会話を希望しています。")},
+    commands={"handoff": _asked},
     hooks={"hand_off": handoff, "paused": waiting_for_staff},
 )
