@@ -11,7 +11,7 @@ import hmac
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from bot.clock import Clock
 from bot.dialog import Conversation, Dialog, Inbound, Outcome, StaffNotice
@@ -240,11 +240,12 @@ class BotService:
         last = meta.get("notified_at") or meta.get("since")
         if not last:
             return True
-        if meta.get("staff_at") and meta["staff_at"] > last:
+        last_at = datetime.fromisoformat(last)
+        if meta.get("staff_at") and datetime.fromisoformat(meta["staff_at"]) > last_at:
             return True
-        return now - datetime.fromisoformat(last) >= WROTE_AGAIN_EVERY
+        return now - last_at >= WROTE_AGAIN_EVERY
 
-    def _change_paused(self, user: str, change: Any) -> Conversation | None:
+    def _change_paused(self, user: str, change: Callable[[Conversation], None]) -> Conversation | None:
         """Apply `change(conversation)` to a paused user's conversation (compare-and-set); None if not paused."""
         for _ in range(MAX_ATTEMPTS):
             data, version = self.conversations.load(user)
@@ -266,12 +267,11 @@ class BotService:
             conversation.paused = None
             conversation.quiet = False
 
-        if self._change_paused(user, unpause) is None:
-            self.close_handoff(user, by="staff")
-            return False
+        resumed = self._change_paused(user, unpause) is not None
         self.close_handoff(user, by="staff")
-        self.queue_push(user, [{"type": "text", "text": STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
-        return True
+        if resumed:
+            self.queue_push(user, [{"type": "text", "text": STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
+        return resumed
 
     def set_quiet(self, user: str, quiet: bool) -> bool:
         """Staff answer in LINE Official Account Manager (quiet: the bot says nothing) or in the console again."""

@@ -118,7 +118,6 @@ STAFF_RESUMED = "担当者の対応が終わりました。引き続き、こち
 # The handoff thread: what a waiting user writes goes to staff; staff answer by push.
 THREAD_KEPT = "メッセージを担当者にお伝えしました。{when}、担当者がこのトークでお返事します。"
 STAFF_REPLY = "【{office} 担当者より】\n{text}"
-STAFF_REPLY_HINT = "担当者とのやり取りを終えて自動応答に戻る場合は、「自動応答に戻る」を押してください。"
 # How staff see a message without text (the LINE message type).
 MEDIA_NOTES = {"sticker": "（スタンプ）", "image": "（画像）", "video": "（動画）", "audio": "（音声）",
                "file": "（ファイル）", "location": "（位置情報）"}
