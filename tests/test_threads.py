@@ -238,6 +238,9 @@ def test_the_api_lists_open_threads_and_answers_with_the_right_codes(service, ap
 def test_staff_are_told_a_user_wrote_again_without_the_text_and_not_too_often(service, clock, staff):
     driver = waiting_user(service)
     thread = thread_of(service)
+    [handoff] = outbox(service, "handoff")
+    link = compose({**handoff, "fields": json.loads(handoff["fields"])}, service.offices["noto"], "https://hw.example").link
+    assert link == f"https://hw.example/staff/handoffs/{thread}"
     driver.say(QUESTION)  # right after the handoff notice: nothing more
     assert outbox(service, "handoff_message") == []
     clock.advance(timedelta(minutes=11))
@@ -371,6 +374,7 @@ def test_pushes_are_counted_per_month_and_shown_in_the_console(service, staff, w
     page = staff.get("/staff/handoffs").get_data(as_text=True)
     assert "2026-11" in page and "2 通" in page and "2026-10" in page
     assert "会話を開く" in page and f"/staff/handoffs/{thread}" in page
+    assert "2件（最新: 担当者 11-20 10:00）" in page
 
 
 def test_a_thread_through_the_webhook_and_a_stand_in_line_every_request_valid(service, app, worker, line, clock,

@@ -352,6 +352,7 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
                 "bookings": [(b.get("name", ""), b["id"], booking_ref(b), when_label(b))
                              for b in upcoming_for(service, user, now())],
                 "thread": info.get("thread", ""),
+                "latest": threads.latest(service, info.get("thread", "")),
             })
         pushes = threads.ThreadActions(service).push_counts()
         return render_template("staff/handoffs.html", items=items, pushes=pushes)

@@ -137,6 +137,16 @@ class ThreadActions:
         return [(f"{month:%Y-%m}", self.service.pushes.month(f"{month:%Y-%m}")) for month in (this, last)]
 
 
+def latest(service: BotService, thread: str) -> str:
+    """The waiting list's summary of a thread: how many messages, and who wrote last and when."""
+    messages = service.handoffs.messages(thread) if thread else []
+    if not messages:
+        return "なし"
+    last = messages[-1]
+    who = "利用者" if last.get("from") == "user" else "担当者"
+    return f"{len(messages)}件（最新: {who} {_when(last.get('at', ''))[5:]}）"
+
+
 def _when(value: str) -> str:
     try:
         return f"{datetime.fromisoformat(value).astimezone(JST):%Y-%m-%d %H:%M}"
