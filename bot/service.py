@@ -127,6 +127,7 @@ class BotService:
         is marked processed in the same atomic save as its effects.
         """
         who = user_hash(event.user, self._log_key)
+        once = event_id or uuid.uuid4().hex  # what the user wrote is kept once, whatever is retried
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if event_id is not None:
                 data, version, seen = self.conversations.load_for_event(event.user, event_id)
@@ -140,6 +141,8 @@ class BotService:
             for notice in outcome.notices:
                 if notice.kind == "handoff":  # the thread's opaque id, for the console link
                     notice.fields["thread"] = new_thread_id()
+            # Before the save, so that the "wrote again" notice is saved with the turn (once per event).
+            wrote_again = self._keep_thread(event.user, outcome, once)
             notices = [notice_entry(notice, self.clock.now()) for notice in outcome.notices]
             try:
                 if outcome.erase_user:
@@ -154,8 +157,9 @@ class BotService:
                 continue
             if outcome.erase_user:
                 self.handoffs.erase_user(event.user)  # the threads' text goes with the conversation
+            if wrote_again:
+                self.handoffs.set_fields(wrote_again, {"notified_at": self.clock.now().isoformat()})
             self._track_handoffs(event.user, outcome)
-            self._keep_thread(event.user, outcome)
             log.info(
                 "turn user=%s kind=%s state=%s replies=%d notices=%d",
                 who,
@@ -206,10 +210,11 @@ class BotService:
         return Conversation(user=user, office=office, paused=info.get("at") or self.clock.now().isoformat(),
                             quiet=meta.get("mode") == "manager")
 
-    def _keep_thread(self, user: str, outcome: Outcome) -> None:
-        """Keep what a waiting user wrote with their thread; tell staff they wrote again (throttled, no text)."""
+    def _keep_thread(self, user: str, outcome: Outcome, once: str) -> str | None:
+        """Keep what a waiting user wrote with their thread (once per `once`); when staff should hear that
+        the user wrote again (throttled; never the text), add that notice to the turn's and return the thread."""
         if not outcome.thread:
-            return
+            return None
         now = self.clock.now()
         conversation = outcome.conversation
         info = self.handoffs.info(user)
@@ -217,22 +222,20 @@ class BotService:
             user, {"office": conversation.office or "", "at": conversation.paused or now.isoformat(), "reason": ""}
         )
         meta: dict[str, str] = {}
-        for kind, text in outcome.thread:
+        for number, (kind, text) in enumerate(outcome.thread):
             message = {"from": "user", "text": text, "at": now.isoformat()}
             if kind == "media":
                 message = {**message, "text": MEDIA_NOTES.get(text, MEDIA_NOTE_OTHER), "kind": text}
-            meta = self.handoffs.add_user_message(thread, message)
+            meta = self.handoffs.add_user_message(thread, message, f"{once}:{number}")
         if not meta or meta.get("mode") == "manager" or not self._wrote_again_due(meta, now):
-            return
-        self.handoffs.set_fields(thread, {"notified_at": now.isoformat()})
-        notice = StaffNotice(
+            return None
+        outcome.notices.append(StaffNotice(
             kind="handoff_message",
             office=meta.get("office", ""),
             summary="対応待ちの利用者から新しいメッセージがあります。",
             fields={"thread": thread, "since": meta.get("since", ""), "reason": meta.get("reason", "")},
-        )
-        self.queue_notice(notice)
-        log.info("thread_wrote_again user=%s", user_hash(user, self._log_key))
+        ))
+        return thread
 
     @staticmethod
     def _wrote_again_due(meta: dict[str, str], now: datetime) -> bool:

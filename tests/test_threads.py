@@ -16,6 +16,7 @@ import pytest
 from bot.channels.line.api import LineMessaging
 from bot.channels.line.webhook import event_json, sign, webhook_body
 from bot.clock import parse_instant
+from bot.dialog import Inbound
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.simulator import SIMULATOR_TOKEN, USERS as SIM_USERS
@@ -464,3 +465,17 @@ def test_an_ineligible_user_asking_for_help_gets_a_thread_staff_can_tell_apart(s
     page = staff.get(f"/staff/handoffs/{thread}").get_data(as_text=True)
     assert "利用条件に当てはまらず" in page and "家族の介護があるのですが" in page
     assert "山田 花子" in page and "12345-12345678" in page  # what they entered before asking: staff know who it is
+
+
+def test_a_message_is_kept_once_whatever_is_redelivered_or_retried(service):
+    waiting_user(service)
+    thread = thread_of(service)
+    event = Inbound(user=USER, kind="text", text=QUESTION)
+    assert service.handle(event, event_id="01HTHREADEVENT0000000000001") is not None
+    assert service.handle(event, event_id="01HTHREADEVENT0000000000001") is None  # LINE's redelivery
+    # A turn run again after a failed or conflicting save appends under the same event: nothing new.
+    meta = service.handoffs.add_user_message(thread, {"from": "user", "text": QUESTION, "at": NOW},
+                                             "01HTHREADEVENT0000000000001:0")
+    assert meta["office"] == "noto" and not any(name.startswith(("m:", "r:")) for name in meta)
+    assert [m["text"] for m in service.handoffs.messages(thread)] == [QUESTION]
+    assert service.handoffs.add_user_message("0123456789abcdef", {"from": "user", "text": "x", "at": NOW}, "k") == {}

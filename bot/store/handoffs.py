@@ -2,7 +2,8 @@
 
     hwbot:handoffs                  hash  user -> JSON of why and when (office, reason, step, at, thread)
     hwbot:thread:<id>               hash  the thread: user, office, reason, step, since, mode, closed_at,
-                                          closed_by, notified_at, staff_at, and r:<nonce> per staff reply
+                                          closed_by, notified_at, staff_at; r:<nonce> per staff reply and
+                                          m:<key> per user message (each is kept once)
     hwbot:thread:<id>:messages      list  JSON {"from": "user"|"staff", "text", "at"[, "kind"]}, in order
     hwbot:{u:<user>}:threads        set   the user's thread ids (erased with the user's data)
     hwbot:threads:closed            zset  thread id -> when it closed (unix seconds, the app's clock)
@@ -28,6 +29,18 @@ CLOSED_KEY = "hwbot:threads:closed"
 # A closed thread's keys expire this long after the retention task should have deleted them.
 EXPIRY_MARGIN_SECONDS = 30 * 24 * 3600
 
+# KEYS: thread hash, messages list. ARGV: the message's key (its webhook event), message JSON.
+# Appends once per key; returns the thread's fields (empty when there is no such thread).
+_USER_MESSAGE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {}
+end
+if redis.call('HSETNX', KEYS[1], 'm:' .. ARGV[1], '1') == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
 # KEYS: thread hash, messages list, outbox. ARGV: nonce, message JSON, staff_at, outbox maxlen, then the
 # push entry's field/value pairs. Returns 1 (sent), 0 (this nonce was sent already), -1 (no such open thread).
 _REPLY_LUA = """
@@ -42,6 +55,11 @@ redis.call('HSET', KEYS[1], 'staff_at', ARGV[3])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
 return 1
 """
+
+
+def _fields(raw: dict[str, str]) -> dict[str, str]:
+    """A thread hash without its once-only markers (`r:<nonce>`, `m:<key>`)."""
+    return {name: value for name, value in raw.items() if not name.startswith(("r:", "m:"))}
 
 
 def thread_key(thread_id: str) -> str:
@@ -71,6 +89,7 @@ class HandoffStore:
     def __init__(self, client: redis.Redis):
         self.client = client
         self._reply = client.register_script(_REPLY_LUA)
+        self._user_message = client.register_script(_USER_MESSAGE_LUA)
 
     # -- the waiting list -----------------------------------------------------------------------
 
@@ -126,24 +145,23 @@ class HandoffStore:
     # -- threads --------------------------------------------------------------------------------
 
     def meta(self, thread: str) -> dict[str, str]:
-        """The thread's fields without the reply markers; {} when there is no such thread."""
+        """The thread's fields without the once-only markers; {} when there is no such thread."""
         with _redis_errors("cannot read a thread"):
             raw = self.client.hgetall(thread_key(thread))
-        return {name: value for name, value in raw.items() if not name.startswith("r:")}
+        return _fields(raw)
 
     def messages(self, thread: str) -> list[dict[str, Any]]:
         with _redis_errors("cannot read a thread"):
             raw = self.client.lrange(messages_key(thread), 0, -1)
         return [json.loads(item) for item in raw]
 
-    def add_user_message(self, thread: str, message: dict[str, Any]) -> dict[str, str]:
-        """Append what the user wrote; returns the thread's fields ({} if the thread is gone)."""
+    def add_user_message(self, thread: str, message: dict[str, Any], key: str) -> dict[str, str]:
+        """Append what the user wrote, once per `key` (a redelivered event or a retried turn adds nothing);
+        returns the thread's fields ({} if the thread is gone)."""
+        text = json.dumps(message, ensure_ascii=False)
         with _redis_errors("cannot add to a thread"):
-            raw = self.client.hgetall(thread_key(thread))
-            if not raw:
-                return {}
-            self.client.rpush(messages_key(thread), json.dumps(message, ensure_ascii=False))
-        return {name: value for name, value in raw.items() if not name.startswith("r:")}
+            flat = self._user_message(keys=[thread_key(thread), messages_key(thread)], args=[key, text])
+        return _fields(dict(zip(flat[::2], flat[1::2])))
 
     def set_fields(self, thread: str, fields: dict[str, str]) -> None:
         with _redis_errors("cannot update a thread"):
