@@ -11,15 +11,19 @@ import hmac
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from bot.clock import Clock
 from bot.dialog import Conversation, Dialog, Inbound, Outcome, StaffNotice
-from bot.dialog.texts import STAFF_RESUMED
+from bot.dialog.texts import MEDIA_NOTE_OTHER, MEDIA_NOTES, STAFF_RESUMED
 from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
-from bot.store import BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, RedisClient, SlotStore, connect
+from bot.store import (
+    BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, PushCounter, RedisClient,
+    SlotStore, connect,
+)
+from bot.store.handoffs import new_thread_id
 
 log = logging.getLogger("hwbot.service")
 
@@ -31,6 +35,8 @@ EXPIRY_GRACE = timedelta(hours=6)
 # The anonymous booking record (no personal data, no user id) stays this long for statistics; the
 # personal fields go earlier, at HWBOT_RETENTION_DAYS (bot.staff.aftercare's retention task).
 STATISTICS_DAYS = 365
+# Staff hear that a waiting user wrote again at most this often per thread (or after each staff reply).
+WROTE_AGAIN_EVERY = timedelta(minutes=10)
 
 
 def user_hash(user: str, key: str) -> str:
@@ -120,6 +126,7 @@ class BotService:
         self.bookings = StoreBookings(self.client, settings.retention_days, self.clock)
         self.outbox = Outbox(self.client)
         self.handoffs = HandoffStore(self.client)
+        self.pushes = PushCounter(self.client)
         self._log_key = settings.line_channel_secret or "hwbot"
 
     def handle(self, event: Inbound, *, event_id: str | None = None) -> Outcome | None:
@@ -129,6 +136,7 @@ class BotService:
         is marked processed in the same atomic save as its effects.
         """
         who = user_hash(event.user, self._log_key)
+        once = event_id or uuid.uuid4().hex  # what the user wrote is kept once, whatever is retried
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if event_id is not None:
                 data, version, seen = self.conversations.load_for_event(event.user, event_id)
@@ -137,8 +145,13 @@ class BotService:
                     return None
             else:
                 data, version = self.conversations.load(event.user)
-            conversation = Conversation.from_json(data) if data else None
+            conversation = Conversation.from_json(data) if data else self._still_waiting(event.user)
             outcome = self.dialog.handle(conversation, event, self.clock.now(), self.bookings)
+            for notice in outcome.notices:
+                if notice.kind == "handoff":  # the thread's opaque id, for the console link
+                    notice.fields["thread"] = new_thread_id()
+            # Before the save, so that the "wrote again" notice is saved with the turn (once per event).
+            wrote_again = self._keep_thread(event.user, outcome, once)
             notices = [notice_entry(notice, self.clock.now()) for notice in outcome.notices]
             try:
                 if outcome.erase_user:
@@ -152,7 +165,9 @@ class BotService:
                 log.info("turn_conflict user=%s attempt=%d", who, attempt)
                 continue
             if outcome.erase_user:
-                self.handoffs.close(event.user)
+                self.handoffs.erase_user(event.user)  # the threads' text goes with the conversation
+            if wrote_again:
+                self.handoffs.set_fields(wrote_again, {"notified_at": self.clock.now().isoformat()})
             self._track_handoffs(event.user, outcome)
             log.info(
                 "turn user=%s kind=%s state=%s replies=%d notices=%d",
@@ -180,28 +195,105 @@ class BotService:
         self.outbox.add(notice_entry(notice, self.clock.now(), entry_id=entry_id))
 
     def _track_handoffs(self, user: str, outcome: Outcome) -> None:
-        """Keep the staff console's list of users waiting for staff in step with the turn."""
+        """Keep the staff console's list of users waiting for staff (and their threads) in step with the turn."""
         for notice in outcome.notices:
             if notice.kind == "handoff":
                 info = {"office": notice.office, "at": self.clock.now().isoformat(), **notice.fields}
                 self.handoffs.open(user, info)
             elif notice.kind == "handoff_closed":
-                self.handoffs.close(user)
+                self.close_handoff(user, by="user")
 
-    def resume(self, user: str) -> bool:
-        """Staff hand the user back to the bot; the user is told by push. False if not paused."""
+    def close_handoff(self, user: str, *, by: str) -> str | None:
+        """Take the user off the waiting list; their thread closes (kept until the thread retention)."""
+        now = self.clock.now()
+        keep = self.settings.thread_retention_days * 24 * 3600
+        return self.handoffs.close(user, at=now.isoformat(), by=by, closed_ts=now.timestamp(), keep_seconds=keep)
+
+    def _still_waiting(self, user: str) -> Conversation | None:
+        """No conversation (it expired) but an open handoff thread: the user still waits for staff."""
+        info = self.handoffs.info(user)
+        if not info:
+            return None
+        meta = self.handoffs.meta(info["thread"]) if info.get("thread") else {}
+        office = info.get("office") if info.get("office") in self.offices else None
+        return Conversation(user=user, office=office, paused=info.get("at") or self.clock.now().isoformat(),
+                            quiet=meta.get("mode") == "manager")
+
+    def _keep_thread(self, user: str, outcome: Outcome, once: str) -> str | None:
+        """Keep what a waiting user wrote with their thread (once per `once`); when staff should hear that
+        the user wrote again (throttled; never the text), add that notice to the turn's and return the thread."""
+        if not outcome.thread:
+            return None
+        now = self.clock.now()
+        conversation = outcome.conversation
+        info = self.handoffs.info(user)
+        thread = (info or {}).get("thread") or self.handoffs.open(
+            user, {"office": conversation.office or "", "at": conversation.paused or now.isoformat(), "reason": ""}
+        )
+        meta: dict[str, str] = {}
+        for number, (kind, text) in enumerate(outcome.thread):
+            message = {"from": "user", "text": text, "at": now.isoformat()}
+            if kind == "media":
+                message = {**message, "text": MEDIA_NOTES.get(text, MEDIA_NOTE_OTHER), "kind": text}
+            meta = self.handoffs.add_user_message(thread, message, f"{once}:{number}")
+        if not meta or meta.get("mode") == "manager" or not self._wrote_again_due(meta, now):
+            return None
+        outcome.notices.append(StaffNotice(
+            kind="handoff_message",
+            office=meta.get("office", ""),
+            summary="対応待ちの利用者から新しいメッセージがあります。",
+            fields={"thread": thread, "since": meta.get("since", ""), "reason": meta.get("reason", "")},
+        ))
+        return thread
+
+    @staticmethod
+    def _wrote_again_due(meta: dict[str, str], now: datetime) -> bool:
+        """Once per WROTE_AGAIN_EVERY per thread (the handoff notice counts), and again after each staff reply."""
+        last = meta.get("notified_at") or meta.get("since")
+        if not last:
+            return True
+        last_at = datetime.fromisoformat(last)
+        if meta.get("staff_at") and datetime.fromisoformat(meta["staff_at"]) > last_at:
+            return True
+        return now - last_at >= WROTE_AGAIN_EVERY
+
+    def _change_paused(self, user: str, change: Callable[[Conversation], None]) -> Conversation | None:
+        """Apply `change(conversation)` to a paused user's conversation (compare-and-set); None if not paused."""
         for _ in range(MAX_ATTEMPTS):
             data, version = self.conversations.load(user)
-            conversation = Conversation.from_json(data) if data else None
+            conversation = Conversation.from_json(data) if data else self._still_waiting(user)
             if conversation is None or not conversation.paused:
-                self.handoffs.close(user)
-                return False
-            conversation.paused = None
+                return None
+            change(conversation)
             try:
                 self.conversations.save(user, conversation.to_json(), version)
             except ConflictError:
                 continue
-            self.handoffs.close(user)
-            self.queue_push(user, [{"type": "text", "text": STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
-            return True
+            return conversation
         raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")
+
+    def resume(self, user: str) -> bool:
+        """Staff hand the user back to the bot; the user is told by push. False if not paused."""
+
+        def unpause(conversation: Conversation) -> None:
+            conversation.paused = None
+            conversation.quiet = False
+
+        resumed = self._change_paused(user, unpause) is not None
+        self.close_handoff(user, by="staff")
+        if resumed:
+            self.queue_push(user, [{"type": "text", "text": STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
+        return resumed
+
+    def set_quiet(self, user: str, quiet: bool) -> bool:
+        """Staff answer in LINE Official Account Manager (quiet: the bot says nothing) or in the console again."""
+
+        def mark(conversation: Conversation) -> None:
+            conversation.quiet = quiet
+
+        if self._change_paused(user, mark) is None:
+            return False
+        thread = (self.handoffs.info(user) or {}).get("thread")
+        if thread:
+            self.handoffs.set_fields(thread, {"mode": "manager" if quiet else "console"})
+        return True

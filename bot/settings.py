@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     reminders: Literal["all", "opt_in", "off"] = Field(default="all", validation_alias="HWBOT_REMINDERS")
     var_dir: Path = Field(default=Path("var"), validation_alias="HWBOT_VAR_DIR")
     retention_days: int = Field(default=90, ge=1, le=3650, validation_alias="HWBOT_RETENTION_DAYS")
+    # Days a closed handoff thread (what the user and staff wrote) is kept before the worker deletes it.
+    thread_retention_days: int = Field(default=30, ge=1, le=3650, validation_alias="HWBOT_THREAD_RETENTION_DAYS")
     conversation_ttl_minutes: int = Field(
         default=30, gt=0, le=24 * 60, validation_alias="HWBOT_CONVERSATION_TTL_MINUTES"
     )

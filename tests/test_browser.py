@@ -150,3 +150,55 @@ def test_switching_users_shows_each_users_own_chat(browser, server):
     assert "スタンプ" in page.chat_text()
     select.select_by_index(0)
     page.wait.until(lambda d: "ご利用になるハローワーク" in page.chat_text())
+
+
+def test_a_tester_asks_for_staff_and_reads_the_answer_typed_in_the_console(browser, redis_client, offices):
+    """The phone and the console side by side (two tabs): the user's question reaches the console, the
+    staff's answer goes through the outbox worker and shows in the phone."""
+    from bot.channels.line.api import LineMessaging
+    from bot.simulator import SIMULATOR_TOKEN
+    from bot.staff.worker import Worker
+
+    settings = load_settings(line_channel_secret=None, line_channel_access_token=None,
+                             line_api_host="https://api.line.me", staff_token=None)
+    service = BotService(settings, client=redis_client, offices=offices,
+                         clock=ManualClock(parse_instant("2026-11-20T10:00")))
+    question = "オンライン相談の前に履歴書を送る必要はありますか？"
+    answer = "履歴書は当日、画面でお見せいただければ大丈夫です。"
+    browser.get_log("browser")  # drop what the earlier tests' pages logged once their servers had stopped
+    with LiveServer(create_app(settings, service=service)) as live:
+        page = Page(browser, live.url + "/")
+        By = page.By
+        browser.get_log("browser")
+        page.click_id("follow")
+        page.tap("ハローワーク能登")
+        page.type("担当者と話したい")
+        page.type(question)
+        assert "メッセージを担当者にお伝えしました" in page.chat_text()
+        phone = browser.current_window_handle
+
+        browser.find_element(By.ID, "console").click()  # opens the console in its own tab
+        page.wait.until(lambda d: len(d.window_handles) == 2)
+        browser.switch_to.window(next(h for h in browser.window_handles if h != phone))
+        page.wait.until(lambda d: d.find_elements(By.ID, "token"))
+        browser.find_element(By.ID, "token").send_keys("simulator")
+        browser.find_element(By.ID, "login").click()
+        page.wait.until(lambda d: d.find_elements(By.LINK_TEXT, "会話を開く"))
+        browser.find_element(By.LINK_TEXT, "会話を開く").click()
+        page.wait.until(lambda d: d.find_elements(By.ID, "reply_text"))
+        assert question in browser.find_element(By.ID, "messages").text
+        browser.find_element(By.ID, "reply_text").send_keys(answer)
+        browser.find_element(By.ID, "send_reply").click()
+        page.wait.until(lambda d: "返信を送りました" in d.page_source)
+        assert answer in browser.find_element(By.ID, "messages").text
+        browser.close()  # the console's tab
+
+        line = LineMessaging(f"{live.url}/sim/line", SIMULATOR_TOKEN)
+        Worker(service, settings, consumer="browser", line=line).run_once(service.clock.now())
+        browser.switch_to.window(phone)
+        page.wait.until(lambda d: "【ハローワーク能登 担当者より】" in page.chat_text(), "the answer is not in the phone")
+        assert answer in page.chat_text()
+        page.tap("自動応答に戻る")
+        assert "自動応答に戻りました" in page.chat_text()
+        errors = [entry for entry in browser.get_log("browser") if entry.get("level") == "SEVERE"]
+        assert errors == [], errors

@@ -11,7 +11,8 @@ from bot.settings import REPO_ROOT, Settings
 from bot.store import outbox, sim_inbox
 from bot.store.bookings import booking_key, day_index_key, user_index_key
 from bot.store.conversations import OUTBOX_KEY, conversation_key, event_key
-from bot.store.handoffs import HANDOFFS_KEY
+from bot.store.handoffs import CLOSED_KEY, HANDOFFS_KEY, messages_key, thread_key, user_threads_key
+from bot.store.pushes import pushes_key
 from bot.store.slots import slot_redis_key
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -71,6 +72,11 @@ def test_every_redis_key_family_is_in_the_key_table():
         outbox.done_key("E1", "slack"): "hwbot:outbox:done:<id>:<channel>",
         outbox.DEAD_KEY: "hwbot:outbox:dead",
         HANDOFFS_KEY: "hwbot:handoffs",
+        thread_key("H1"): "hwbot:thread:<id>",
+        messages_key("H1"): "hwbot:thread:<id>:messages",
+        user_threads_key("U1"): "hwbot:{u:<user>}:threads",
+        CLOSED_KEY: "hwbot:threads:closed",
+        pushes_key("2026-12"): "hwbot:pushes:<YYYY-MM>",
         sim_inbox.inbox_key("U1"): "hwbot:sim:inbox:<user>",
         sim_inbox.reply_token_key("T1"): "hwbot:sim:reply:<token>",
         sim_inbox.retry_key_key("K1"): "hwbot:sim:retry:<key>",
@@ -79,7 +85,8 @@ def test_every_redis_key_family_is_in_the_key_table():
     for key, documented in samples.items():
         shape = (key.replace("noto", "<office>").replace("2026-12-01", "<day>").replace("1000", "<HHMM>")
                  .replace("U1", "<user>").replace("E1", "<id>").replace("B1", "<id>").replace("T1", "<token>")
-                 .replace("K1", "<key>").replace("slack", "<channel>"))
+                 .replace("K1", "<key>").replace("slack", "<channel>").replace("H1", "<id>")
+                 .replace("2026-12", "<YYYY-MM>"))
         if documented.startswith("hwbot:event:"):
             shape = shape.replace("<id>", "<webhookEventId>")
         assert shape == documented, f"the store builds {key}, documented as {documented}"

@@ -245,6 +245,8 @@ def test_a_line_group_gets_the_notice_and_slack_is_not_resent_when_line_fails(
     assert request.body["to"] == GROUP_ID
     assert validate_request(spec, "PushMessageRequest", request.body) == []
     assert "新しい予約" in request.body["messages"][0]["text"]
+    # Only the accepted push counts against the month's quota, as a push to a group.
+    assert worker.service.pushes.month(f"{NOW:%Y-%m}") == {"user": 0, "group": 1}
 
 
 def test_a_failing_task_is_logged_and_the_others_still_run(make_worker, caplog):

@@ -83,7 +83,7 @@ class Parsed:
 
 def parse(event: Inbound) -> Parsed:
     if event.kind == "media":
-        return Parsed("media")
+        return Parsed("media", text=event.text)  # the message type (sticker, image, …)
     if event.kind == "postback":
         parts = event.text.split("|", 2)
         if len(parts) == 3:

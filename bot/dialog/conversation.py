@@ -38,6 +38,7 @@ class Conversation:
     consent: dict[str, str] | None = None  # terms version and time, once given
     updated: str | None = None  # ISO instant of the last event
     paused: str | None = None  # ISO instant the user was handed to staff; the bot waits until resumed
+    quiet: bool = False  # while paused: staff answer in LINE Official Account Manager, the bot says nothing
 
     def to_json(self) -> dict[str, Any]:
         # What dataclasses.asdict gives, without its deep copy of every value (~5% of a turn's CPU):
@@ -73,6 +74,9 @@ class Outcome:
     replies: list[Reply] = field(default_factory=list)
     notices: list[StaffNotice] = field(default_factory=list)
     erase_user: bool = False
+    # What a user waiting for staff wrote, for the handoff thread (the service keeps it):
+    # ("text", the text) or ("media", the LINE message type: sticker, image, …).
+    thread: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

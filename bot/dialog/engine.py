@@ -78,7 +78,12 @@ class Dialog:
         last = parse_when(conversation.updated)
         conversation.updated = now.isoformat()
         turn = Turn(self, conversation, now, bookings, outcome)
-        if conversation.state != "idle" and last is not None and now - last > self.ttl:
+        if conversation.state != "idle" and last is not None and now - last > self.ttl and conversation.paused:
+            # Waiting for staff: the booking in progress (its answers) goes; the wait and its office stay.
+            office = conversation.office
+            conversation.reset()
+            conversation.office = office
+        elif conversation.state != "idle" and last is not None and now - last > self.ttl:
             conversation.reset()
             turn.say(Text(T.EXPIRED.format(minutes=int(self.ttl.total_seconds() // 60))))
             self._run(turn, lambda t: start(t, greet=False))

@@ -147,6 +147,13 @@ PAUSED = "ただいま担当者におつなぎしています。{when}、担当�
 PAUSED_HINT = "自動応答でのお手続きに戻る場合は、下のボタンを押してください。"
 RESUMED = "自動応答に戻りました。お手続きを続けます。"
 STAFF_RESUMED = "担当者の対応が終わりました。引き続き、こちらでお手続きいただけます。"
+# The handoff thread: what a waiting user writes goes to staff; staff answer by push.
+THREAD_KEPT = "メッセージを担当者にお伝えしました。{when}、担当者がこのトークでお返事します。"
+STAFF_REPLY = "【{office} 担当者より】\n{text}"
+# How staff see a message without text (the LINE message type).
+MEDIA_NOTES = {"sticker": "（スタンプ）", "image": "（画像）", "video": "（動画）", "audio": "（音声）",
+               "file": "（ファイル）", "location": "（位置情報）"}
+MEDIA_NOTE_OTHER = "（テキスト以外のメッセージ）"
 
 COMMANDS = {
     "restart": "最初から",

@@ -212,10 +212,30 @@ class Retention:
         return changed
 
 
+class ThreadRetention:
+    """Handoff threads (what the user and staff wrote) go `HWBOT_THREAD_RETENTION_DAYS` after they closed."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> int:
+        """Delete the threads that are due; returns how many."""
+        keep = timedelta(days=self.service.settings.thread_retention_days)
+        handoffs = self.service.handoffs
+        deleted = 0
+        while due := handoffs.closed_before((now - keep).timestamp()):
+            handoffs.delete(due)
+            deleted += len(due)
+        if deleted:
+            log.info("thread_retention_applied threads=%d", deleted)
+        return deleted
+
+
 def scheduled_tasks(service: BotService) -> list[Callable[[datetime], None]]:
     """The periodic tasks the worker calls every cycle (each throttles itself)."""
     return [
         Throttled("reminders", timedelta(minutes=1), Reminders(service)),
         Throttled("reconsent", timedelta(minutes=10), Reconsent(service)),
         Throttled("retention", timedelta(hours=1), Retention(service)),
+        Throttled("thread_retention", timedelta(hours=1), ThreadRetention(service)),
     ]

@@ -31,6 +31,7 @@ from bot.profiles.models import OfficeProfile
 from bot.service import BotService, user_hash
 from bot.settings import Settings
 from bot.staff.actions import STATUS_LABELS, StaffActions, find_office, upcoming_for, when_label
+from bot.staff import threads
 from bot.staff.export import bookings_csv, bookings_ics, feed_key
 from bot.store.bookings import booking_ref
 
@@ -42,13 +43,7 @@ SESSION_HOURS = 12
 MAX_EXPORT_DAYS = 366
 ICS_DAYS_BACK = 30
 FOLLOW_UP_CHOICES = 60
-HANDOFF_REASONS = {
-    "user_request": "担当者との会話を希望",
-    "stuck": "同じ質問で何度も先に進めない",
-    "other_times": "案内時間以外の相談時間を希望",
-    "cancel_no_phone": "キャンセルを希望（案内できる電話番号なし）",
-    "change_no_phone": "日時の変更を希望（案内できる電話番号なし）",
-}
+HANDOFF_REASONS = threads.REASONS
 CONFIRMATION_LABELS = {"pending": "事業所の確認待ち", "not_needed": "不要（予約で確定）", "confirmed": "確認済み"}
 
 
@@ -356,8 +351,11 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
                 "since": _when(info.get("at", "")),
                 "bookings": [(b.get("name", ""), b["id"], booking_ref(b), when_label(b))
                              for b in upcoming_for(service, user, now())],
+                "thread": info.get("thread", ""),
+                "latest": threads.latest(service, info.get("thread", "")),
             })
-        return render_template("staff/handoffs.html", items=items)
+        pushes = threads.ThreadActions(service).push_counts()
+        return render_template("staff/handoffs.html", items=items, pushes=pushes)
 
     @bp.post("/handoffs/resume")
     def resume() -> Response:
@@ -440,4 +438,5 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
         return jsonify({"office": office, "date": day.isoformat(),
                         "bookings": [{**b, "ref": booking_ref(b)} for b in bookings]})
 
+    threads.add_routes(bp, service, api_error=api_error, who=who)
     return bp

@@ -31,6 +31,7 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "cancellation": ("予約がキャンセルされました", "枠は自動で空きに戻りました。"),
     "handoff": ("担当者への引き継ぎ依頼", "自動応答は止まっています。利用者への対応をお願いします。"),
     "handoff_closed": ("引き継ぎ終了", "利用者が自動応答に戻りました。"),
+    "handoff_message": ("対応待ちの利用者から新しいメッセージ", "内容は管理画面でご確認ください（通知には載せません）。"),
     "same_day_cancel": ("当日キャンセルの希望", "当日のためチャットでは受け付けず、事務所の電話番号を案内しました。予約の取り消しをお願いします。"),
     "cancel_by_phone": ("キャンセルの希望（電話受付）", "この事務所はキャンセルを電話で受け付けるため、電話番号を案内しました。"),
     "change_by_phone": ("日時変更の希望（電話受付）", "この事務所の電話受付（または当日）のためチャットでは変更せず、電話番号を案内しました。予約はそのままです。"),
@@ -49,6 +50,7 @@ HANDOFF_REASONS = {
     "stuck": "同じ質問で入力が続けて受け付けられなかった",
     "other_times": "案内時間以外の相談時間を希望",
     "ineligible": "利用条件に当てはまらず、相談を希望",
+    "no_show_limit": "無断キャンセルの上限に達した",
     "user_resumed": "利用者が自動応答に戻った",
     "cancel_no_phone": "キャンセルを希望（電話受付の事務所で、案内できる電話番号がない）。管理画面からキャンセルできます",
     "change_no_phone": "日時の変更を希望（案内できる電話番号がない）。新しい日時のご相談をお願いします",
@@ -62,6 +64,7 @@ LABELS = {
     "booking_id": "予約番号",
     "previous": "変更前",
     "reason": "理由",
+    "since": "待ち始め",
     "terms_version": "規約の版",
     "no_shows": "無断欠席の回数",
 }
@@ -71,7 +74,7 @@ PERSONAL = frozenset(
      "line_user_id", "to", "address", "birthday"}
 )
 # Fields that are internal (used for the link or the date) or already shown.
-INTERNAL = frozenset({"ref", "slot", "step", "office_name", "booking"})
+INTERNAL = frozenset({"ref", "slot", "step", "office_name", "booking", "thread"})
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,24 @@ def _when(slot: str, profile: OfficeProfile | None) -> str:
     return text
 
 
+def _instant(value: str) -> str:
+    """`11月20日 10:00` of an ISO instant (the value itself if it is not one)."""
+    try:
+        return f"{datetime.fromisoformat(value).astimezone(JST):%-m月%-d日 %H:%M}"
+    except ValueError:
+        return value
+
+
 def console_link(notice: dict[str, Any], profile: OfficeProfile | None, public_url: str | None) -> str | None:
     """The staff console page for this notice; None when no console URL is configured."""
     base = (profile.staff.console_url if profile else None) or public_url
     if not base:
         return None
     base = base.rstrip("/")
-    if notice.get("kind") in ("handoff", "handoff_closed"):
+    thread = (notice.get("fields") or {}).get("thread")
+    if notice.get("kind") in ("handoff", "handoff_message") and thread:
+        return f"{base}/staff/handoffs/{quote(str(thread), safe='')}"
+    if notice.get("kind") in ("handoff", "handoff_closed", "handoff_message"):
         return f"{base}/staff/handoffs"
     ref = (notice.get("fields") or {}).get("ref")
     return f"{base}/staff/booking?ref={quote(str(ref), safe='')}" if ref else None
@@ -121,6 +135,8 @@ def compose(notice: dict[str, Any], profile: OfficeProfile | None, public_url: s
         value = fields.get(key)
         if key == "reason" and value:
             value = HANDOFF_REASONS.get(str(value), str(value))
+        if key == "since" and value:
+            value = _instant(str(value))
         if value not in (None, ""):
             rows.append((label, str(value)))
     for key, value in fields.items():
@@ -131,10 +147,7 @@ def compose(notice: dict[str, Any], profile: OfficeProfile | None, public_url: s
     if kind == "booking" and profile is not None and profile.after_booking.confirmed_by_office:
         note = CONFIRM_NOTE
     at = notice.get("at")
-    try:
-        shown_at = f"{datetime.fromisoformat(str(at)).astimezone(JST):%-m月%-d日 %H:%M}" if at else None
-    except ValueError:
-        shown_at = None
+    shown_at = _instant(str(at)) if at else None
     return StaffMessage(title, tuple(rows), note, console_link(notice, profile, public_url), shown_at)
 
 

@@ -22,7 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.channels.line.api import LineApiError, LineMessaging
-from bot.errors import DeliveryError, UnknownOfficeError
+from bot.clock import JST
+from bot.errors import DeliveryError, StoreError, UnknownOfficeError
 from bot.service import BotService
 from bot.settings import Settings
 from bot.staff.notify import SlackSender, StaffMessage, compose, line_messages
@@ -163,10 +164,10 @@ class Worker:
             raise DeliveryError("malformed push", permanent=True) from None
         if not isinstance(to, str) or not to or not isinstance(messages, list) or not messages:
             raise DeliveryError("malformed push", permanent=True)
-        self._line_push(to, messages, retry_key(entry.id))
+        self._line_push(to, messages, retry_key(entry.id), "user")
         return "line"
 
-    def _line_push(self, to: str, messages: list[dict[str, Any]], key: str) -> None:
+    def _line_push(self, to: str, messages: list[dict[str, Any]], key: str, counted_as: str) -> None:
         try:
             self.line.push(to, messages, retry_key=key)
         except LineApiError as exc:
@@ -174,6 +175,14 @@ class Worker:
                 log.info("line_push_already_accepted")
                 return
             raise DeliveryError(f"line {exc.status or exc.__cause__.__class__.__name__}") from None
+        self._count_push(counted_as)
+
+    def _count_push(self, to: str) -> None:
+        """Count a push LINE accepted against this month (Japan time); a Redis error only loses the count."""
+        try:
+            self.service.pushes.count(f"{self.service.clock.now().astimezone(JST):%Y-%m}", to)
+        except StoreError as exc:
+            log.warning("push_count_failed error=%s", exc.__class__.__name__)
 
     def _notice(self, entry: Entry) -> str:
         """A staff notice to the office's channels (Slack webhook and/or LINE group)."""
@@ -195,7 +204,7 @@ class Worker:
             channels.append(("slack", lambda m: self.slack.send(url, m)))
         if notify.line_group_id:
             group = notify.line_group_id
-            channels.append(("line", lambda m: self._line_push(group, line_messages(m), retry_key(entry.id, "line"))))
+            channels.append(("line", lambda m: self._line_push(group, line_messages(m), retry_key(entry.id, "line"), "group")))
         if not channels:
             if entry.kind not in self._nowhere_logged:
                 self._nowhere_logged.add(entry.kind)

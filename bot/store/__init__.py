@@ -7,6 +7,7 @@ from bot.store.connection import RoundTripCounter, connect, embedded_redis, stop
 from bot.store.conversations import ConversationStore
 from bot.store.handoffs import HandoffStore
 from bot.store.outbox import Outbox
+from bot.store.pushes import PushCounter
 from bot.store.slots import SlotStore, day_tag, slot_redis_key
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "HandoffStore",
     "MoveResult",
     "Outbox",
+    "PushCounter",
     "RedisClient",
     "RoundTripCounter",
     "SlotStore",

@@ -20,12 +20,15 @@ from bot.clock import JST, parse_instant
 from bot.service import BotService
 from bot.dialog import Conversation, Outcome, SlotPicker
 from bot.profiles import Offices
+from bot.dialog.replies import Text
+from bot.dialog.texts import STAFF_RESUMED
 from bot.staff.aftercare import Reconsent
+from bot.staff.threads import ThreadActions
 from bot.testing.driver import ChatDriver, DriverError, ManualClock, labelled_options
 
 ACTIONS = (
     "say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user", "staff_marks",
-    "terms_revised",
+    "terms_revised", "staff_replies", "staff_closes",
 )  # fmt: skip
 
 
@@ -53,6 +56,8 @@ class Step(BaseModel):
     user: str | None = None  # switch to another user (their own conversation)
     staff_marks: Literal["no_show", "attended"] | None = None  # staff mark the user's last past booking
     terms_revised: TermsRevision | None = None
+    staff_replies: str | None = None  # staff answer the user's open handoff thread (a push to the user)
+    staff_closes: bool | None = None  # staff close the thread: the bot resumes and tells the user
     expect: list[str] | str = []
     expect_not: list[str] | str = []
     buttons: list[str] | None = None  # the exact buttons offered, in order (slot buttons excluded)
@@ -84,6 +89,7 @@ class End(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: str | None = None
     bookings: list[ExpectedBooking] | None = None  # the user's bookings, exactly
+    threads: int | None = None  # the user's handoff threads still stored (open or closed)
 
 
 class Script(BaseModel):
@@ -192,6 +198,8 @@ def run_script(
                 for other in drivers.values():
                     other.service = service
                 _ask_reconsent(service, driver, clock)
+            elif name in ("staff_replies", "staff_closes"):
+                _staff_answers(service, driver, str(value) if name == "staff_replies" else None)
             elif name == "user":
                 driver = drivers.setdefault(str(value), ChatDriver(service, user=str(value)))
                 log.append(f"(利用者を {value} に切り替え)")
@@ -299,8 +307,30 @@ def _ask_reconsent(service: BotService, driver: ChatDriver, clock: ManualClock) 
     driver.exchanges.append(Exchange("(利用規約の改定のお知らせ)", outcome))
 
 
+def _staff_answers(service: BotService, driver: ChatDriver, text: str | None) -> None:
+    """Staff reply in (text) or close (None) the user's open thread, as the console does; the push the
+    user receives is this step's answer (its buttons can be tapped)."""
+    thread = (service.handoffs.info(driver.user) or {}).get("thread")
+    if not thread:
+        raise DriverError("staff_replies/staff_closes need the user to be waiting for staff")
+    actions = ThreadActions(service)
+    outcome = Outcome(Conversation(user=driver.user))
+    if text is None:
+        actions.close(thread)
+        outcome.replies.append(Text(STAFF_RESUMED))
+        driver.exchanges.append(Exchange("(担当者が会話を終了)", outcome))
+        return
+    actions.reply(thread, text, nonce="")
+    outcome.replies.extend(actions.reply_replies(service.handoffs.meta(thread), text))
+    driver.exchanges.append(Exchange(f"(担当者が返信) {text}", outcome))
+
+
 def _check_end(script: Script, driver: ChatDriver) -> list[str]:
     failures = []
+    if script.end.threads is not None:
+        stored = len(driver.service.handoffs.threads_of(driver.user))
+        if stored != script.end.threads:
+            failures.append(f"end: {stored} handoff threads stored, expected {script.end.threads}")
     if script.end.state is not None and driver.conversation_state() != script.end.state:
         failures.append(f"end: state was {driver.conversation_state()!r}, expected {script.end.state!r}")
     if script.end.bookings is not None:

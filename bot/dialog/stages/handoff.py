@@ -1,4 +1,10 @@
-"""Stage: handing the user to staff (担当者と話したい, stuck, other times), and waiting for them."""
+"""Stage: handing the user to staff (担当者と話したい, stuck, other times), and waiting for them.
+
+While the user waits, what they write (text; a sticker or an image as its type) goes into the
+outcome's `thread` for the service to keep with the handoff thread; the user is told when staff
+will read it. While staff answer in LINE Official Account Manager (`conv.quiet`), the bot says
+nothing at all until staff or the user hand the chat back.
+"""
 
 from __future__ import annotations
 
@@ -66,18 +72,35 @@ def waiting_for_staff(turn: Turn, parsed: Parsed) -> None:
     """While paused, the bot only reminds the user that staff will answer (or resumes on request)."""
     if parsed.kind == "command" and parsed.value in RESUMING:
         turn.conv.paused = None
+        turn.conv.quiet = False
         turn.notify("handoff_closed", "利用者が自動応答に戻りました。", reason="user_resumed")
         if parsed.value == "resume_bot":
             turn.say(Text(T.RESUMED))
             return turn.reprompt()
         return turn.command(parsed.value)
     office = _office(turn)
+    if parsed.kind in ("text", "media"):
+        turn.outcome.thread.append((parsed.kind, parsed.text))
+        if turn.conv.quiet:
+            return  # staff answer in LINE Official Account Manager: no reply at all
+        turn.say(Text(T.THREAD_KEPT.format(when=staff_answer_time(turn, office)), links=phone_links(office)))
+        turn.say(Ask(T.PAUSED_HINT, (command_option("resume_bot"),)))
+        return
+    if turn.conv.quiet:
+        return
     turn.say(Text(T.PAUSED.format(when=staff_answer_time(turn, office)), links=phone_links(office)))
     turn.say(Ask(T.PAUSED_HINT, (command_option("resume_bot"),)))
 
 
+def _asked(turn: Turn) -> None:
+    """担当者と話したい: from the ineligible page staff know the user was found ineligible."""
+    if turn.state == "ineligible":
+        return handoff(turn, "ineligible", "利用条件に当てはまらない利用者が担当者との会話を希望しています。")
+    handoff(turn, "user_request", "利用者が担当者との会話を希望しています。")
+
+
 STAGE = Stage(
     "handoff",
-    commands={"handoff": lambda turn: handoff(turn, "user_request", "利用者が担当者との会話を希望しています。")},
+    commands={"handoff": _asked},
     hooks={"hand_off": handoff, "paused": waiting_for_staff},
 )

@@ -362,6 +362,7 @@
 
   // ---- staff pane -------------------------------------------------------------------------------
   var KIND_LABELS = { booking: "新しい予約", cancellation: "キャンセル", handoff: "担当者対応の依頼",
+                      handoff_message: "利用者から新しいメッセージ",
                       same_day_cancel: "当日キャンセル", change: "予約の変更" };
   function drawNotice(notice, fresh) {
     var li = el("li", "notice kind-" + (notice.kind || "other") + (fresh ? " fresh" : ""));
