@@ -13,12 +13,13 @@ from bot.dialog.buttons import ANY, command_option, phone_links, postback
 from bot.dialog.conversation import booking_ref, booking_when
 from bot.dialog.replies import Ask, Link, Option, Reply, Text
 from bot.dialog.stages.consent import RECONSENT_ACTION
+from bot.dialog.stages.my_bookings import booking_state
 from bot.profiles import OfficeProfile
 from bot.profiles.models import TermsChange
 
 
 def _booking_label(profile: OfficeProfile, booking: dict[str, Any]) -> str:
-    return f"{profile.short_name} {booking_when(booking)}（予約番号 {booking['id']}）"
+    return f"{profile.short_name} {booking_when(booking)}（予約番号 {booking['id']}・{booking_state(booking)}）"
 
 
 def reminder_replies(profile: OfficeProfile, booking: dict[str, Any]) -> list[Reply]:

@@ -87,6 +87,18 @@ CHOOSE_CHANGE = "変更する項目を選んでください。"
 BOOKED_TITLE = "ご予約を受け付けました"
 BOOKED_TITLE_CONFIRMED = "ご予約が完了しました"
 BOOKED_PENDING = "ハローワークからのご連絡をもって予約確定となります。"
+# Which state a booking is in, as the booked card, 予約の確認, reminders and the console say it
+# (by `office_confirmation`; a missing value is an older booking: confirmed).
+STATE_LABEL = "状態"
+STATE_REQUESTED = "申込み中・事業所の確認待ち"
+STATE_CONFIRMED = "確定"
+CONFIRMATION_STATES = {
+    "pending": STATE_REQUESTED,
+    "proposed": "申込み中・別の日時をご提案中",
+    "awaiting_consent": "申込み中・新しい規約への同意待ち",
+    "confirmed": STATE_CONFIRMED,
+    "not_needed": STATE_CONFIRMED,
+}
 ALREADY_BOOKED = (
     "{office}には、すでに次のご予約があります。\n{bookings}\n"
     "別の日時をご希望の場合は、いまのご予約をキャンセルしてからお申し込みください。"

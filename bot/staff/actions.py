@@ -26,8 +26,9 @@ from bot.store.bookings import booking_ref
 
 log = logging.getLogger("hwbot.staff")
 
-STATUSES = ("booked", "cancelled", "attended", "no_show")
-STATUS_LABELS = {"booked": "予約中", "cancelled": "キャンセル", "attended": "出席", "no_show": "無断欠席"}
+STATUSES = ("booked", "cancelled", "attended", "no_show", "held")
+STATUS_LABELS = {"booked": "予約中", "cancelled": "キャンセル", "attended": "出席", "no_show": "無断欠席",
+                 "held": "提案中の仮押さえ"}
 # A follow-up copies who the user is and what they consented to; nothing about the slot.
 COPIED_FIELDS = ("user", "name", "number", "email", "phone", "topic", "interpreter", "category",
                  "category_detail", "answers", "consent")

@@ -47,7 +47,22 @@ HANDOFF_REASONS = {
     "stuck": "同じ質問で何度も先に進めない",
     "other_times": "案内時間以外の相談時間を希望",
 }
-CONFIRMATION_LABELS = {"pending": "事業所の確認待ち", "not_needed": "不要（予約で確定）", "confirmed": "確認済み"}
+CONFIRMATION_LABELS = {
+    "pending": "申込み中・事業所の確認待ち",
+    "proposed": "申込み中・別の日時を提案中（利用者の返事待ち）",
+    "awaiting_consent": "申込み中・新しい規約への同意待ち",
+    "confirmed": "確定（事業所が確認済み）",
+    "not_needed": "確定（確認不要）",
+    "declined": "お断り済み",
+}
+
+
+def confirmation_label(booking: dict[str, Any]) -> str:
+    """申込み中・事業所の確認待ち / 確定 … of a booked booking ('' for other statuses)."""
+    if booking.get("status") != "booked":
+        return ""
+    value = booking.get("office_confirmation") or "not_needed"
+    return CONFIRMATION_LABELS.get(value, str(value))
 
 
 def staff_token(settings: Settings) -> str | None:
@@ -96,6 +111,8 @@ def booking_row(profile: OfficeProfile | None, booking: dict[str, Any]) -> dict[
         "time": f"{start:%H:%M}〜{end:%H:%M}",
         "status": booking.get("status", ""),
         "status_label": STATUS_LABELS.get(booking.get("status", ""), booking.get("status", "")),
+        "confirmation": confirmation_label(booking),
+        "confirmation_key": booking.get("office_confirmation", ""),
         "topic": booking.get("topic", ""),
         "interpreter": dict(INTERPRETER_CHOICES).get(booking.get("interpreter", ""), booking.get("interpreter", "")),
         "category": category_label(profile, booking),
