@@ -128,3 +128,254 @@ def test_an_office_without_confirmation_books_as_confirmed(service, offices):
     assert booking_state(booking) == T.STATE_CONFIRMED
     assert booking_state({**booking, "office_confirmation": "pending"}) == T.STATE_REQUESTED
     assert booking_state({k: v for k, v in booking.items() if k != "office_confirmation"}) == T.STATE_CONFIRMED
+
+
+# -- the console ------------------------------------------------------------------------------------------
+
+
+class Staff:
+    """A member of staff in the console (cookies kept by the test client)."""
+
+    def __init__(self, client):
+        self.client = client
+        page = client.get("/staff/login").get_data(as_text=True)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        assert client.post("/staff/login", data={"token": TOKEN, "csrf": csrf}).status_code == 302
+
+    def page(self, ref: str) -> str:
+        return self.client.get("/staff/booking?" + urlencode({"ref": ref})).get_data(as_text=True)
+
+    def act(self, action: str, ref: str, **fields: str) -> str:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', self.page(ref)).group(1)
+        answer = self.client.post(f"/staff/booking/{action}", data={"csrf": csrf, "ref": ref, **fields},
+                                  follow_redirects=True)
+        return answer.get_data(as_text=True)
+
+
+@pytest.fixture
+def staff(app):
+    return Staff(app.test_client())
+
+
+# -- 2. confirm ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("office", REQUEST_OFFICES)
+def test_request_then_confirm_in_the_console(office, service, staff, messaging_spec):
+    booking, ref = make_request(service, office)
+    page = staff.page(ref)
+    assert "申込み中・事業所の確認待ち" in page and "この申込みを確定する" in page
+    answer = staff.act("confirm", ref)
+    assert "申込みを確定し" in answer
+    stored = service.bookings.get(ref)
+    assert stored["office_confirmation"] == "confirmed" and stored["confirmed_by"] == "staff"
+    assert stored["status"] == "booked"
+    [text] = push_texts(service)
+    profile = service.offices[office]
+    for needle in ("予約が確定しました", calendar.format_day(calendar.slot_at(profile, booking["slot"])[0].date()),
+                   profile.video_tool, "【ご準備】", profile.after_booking.checklist[0], booking["id"]):
+        assert needle in text, needle
+    [notice] = entries(service, "confirmed")
+    assert json.loads(notice["fields"])["ref"] == ref
+    assert_no_personal_data(notice)
+    assert_valid_pushes(service, messaging_spec)
+    # A double click: nothing more happens.
+    assert "すでに確定しています" in staff.act("confirm", ref)
+    assert len(entries(service, "push")) == 1 and len(entries(service, "confirmed")) == 1
+    assert "確定（事業所が確認済み）" in staff.page(ref) and "この申込みを確定する" not in staff.page(ref)
+
+
+def test_confirm_with_the_meeting_details_in_the_same_push(service, staff, messaging_spec):
+    _, ref = make_request(service, "noto")
+    bad = staff.act("confirm", ref, url="http://plain.example")
+    assert "https://" in bad and service.bookings.get(ref)["office_confirmation"] == "pending"
+    staff.act("confirm", ref, meeting_id="123 456 7890", passcode="pass-42", url="https://zoom.example/j/1")
+    [text] = push_texts(service)
+    assert "予約が確定しました" in text and "123 456 7890" in text and "pass-42" in text
+    stored = service.bookings.get(ref)
+    assert stored["meeting_sent_at"] == NOW and "pass-42" not in json.dumps(stored)
+    [notice] = entries(service, "confirmed")
+    assert "pass-42" not in json.dumps(notice) and "123 456 7890" not in json.dumps(notice)
+    assert_valid_pushes(service, messaging_spec)
+
+
+def test_only_an_open_request_can_be_confirmed(service, staff, offices):
+    plain = next(o for o in offices if not offices[o].after_booking.confirmed_by_office)
+    _, ref = make_request(service, plain)
+    assert "この申込みを確定する" not in staff.page(ref)
+    assert "確認が不要な予約" in staff.act("confirm", ref)
+    _, cancelled = make_request(service, "noto", index=1)
+    service.bookings.cancel(cancelled, at=NOW, by="user")
+    assert "操作できません" in staff.act("confirm", cancelled)
+    assert entries(service, "push") == []
+
+
+# -- 3. decline ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("office", REQUEST_OFFICES)
+def test_request_then_decline_with_a_reason(office, service, staff, messaging_spec):
+    booking, ref = make_request(service, office)
+    assert service.bookings.booked_counts(office, [booking["slot"]]) == {booking["slot"]: 1}
+    answer = staff.act("decline", ref, reason_text="ご希望の相談内容はオンラインでは対応できないため")
+    assert "お断りし" in answer
+    stored = service.bookings.get(ref)
+    assert stored["status"] == "cancelled" and stored["office_confirmation"] == "declined"
+    assert service.bookings.booked_counts(office, [booking["slot"]]) == {}
+    [text] = push_texts(service)
+    profile = service.offices[office]
+    assert "お受けできませんでした" in text and "オンラインでは対応できない" in text
+    assert "窓口" in text and "予約する" in text
+    if profile.phone_label():
+        assert profile.contact.phone in text
+    [notice] = entries(service, "declined")
+    assert "オンラインでは" not in json.dumps(notice, ensure_ascii=False)  # a typed reason stays out of notices
+    assert_no_personal_data(notice)
+    assert_valid_pushes(service, messaging_spec)
+    staff.act("decline", ref, reason_text="again")
+    assert len(entries(service, "push")) == 1
+    driver = ChatDriver(service, user=USER)
+    driver.say("予約の確認")
+    assert "現在、ご予約はありません" in driver.last_text()
+
+
+def test_decline_reasons_come_from_the_profile_and_a_reason_is_required(service, staff, profiles_copy):
+    import yaml
+
+    path = profiles_copy / "noto.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["after_booking"]["decline_reasons"] = ["ご希望の日時に担当者の都合がつかないため"]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    offices = load_offices(profiles_copy)
+    custom = BotService(service.settings, client=service.client, offices=offices, clock=service.clock)
+    member = Staff(create_app(custom.settings, service=custom).test_client())
+    _, ref = make_request(custom, "noto")
+    assert "ご希望の日時に担当者の都合がつかないため" in member.page(ref)
+    assert "理由を選ぶか" in member.act("decline", ref, reason="", reason_text=" ")
+    member.act("decline", ref, reason="ご希望の日時に担当者の都合がつかないため")
+    assert "担当者の都合がつかない" in push_texts(custom)[0]
+
+
+# -- 4. propose another time ------------------------------------------------------------------------------
+
+
+def propose(service: BotService, staff: Staff, ref: str) -> tuple[str, dict[str, str]]:
+    """Staff propose the first slot the console offers; (held slot key, the push's buttons label -> data)."""
+    slots = re.findall(r'<option value="(2026-[^"]+)"', staff.page(ref).split('id="propose_slot"')[1].split("</select>")[0])
+    assert slots and service.bookings.get(ref)["slot"] not in slots
+    assert "別の日時を提案し" in staff.act("propose", ref, slot=slots[0])
+    push = entries(service, "push")[-1]
+    buttons = {item["action"]["label"]: item["action"]["data"]
+               for message in json.loads(push["messages"]) for item in (message.get("quickReply") or {}).get("items", [])}
+    return slots[0], buttons
+
+
+@pytest.mark.parametrize("office", REQUEST_OFFICES)
+def test_request_then_propose_then_accept(office, service, staff, messaging_spec):
+    booking, ref = make_request(service, office)
+    slot, buttons = propose(service, staff, ref)
+    stored = service.bookings.get(ref)
+    assert stored["office_confirmation"] == "proposed" and stored["proposal"]["slot"] == slot
+    held_ref = stored["proposal"]["ref"]
+    assert service.bookings.get(held_ref)["status"] == "held"
+    assert service.bookings.booked_counts(office, [booking["slot"], slot]) == {booking["slot"]: 1, slot: 1}
+    assert set(buttons) == {"この日時でお願いする", "都合が悪い"}
+    text = push_texts(service)[0]
+    assert "別の日時をご提案します" in text and "までにお返事がない場合" in text
+    assert_valid_pushes(service, messaging_spec)
+    [notice] = entries(service, "proposed")
+    assert_no_personal_data(notice)
+    staff.act("propose", ref, slot=slot)  # a double click holds once and pushes once
+    assert len(entries(service, "push")) == 1 and len(entries(service, "proposed")) == 1
+    driver = ChatDriver(service, user=USER)
+    driver.send("postback", buttons["この日時でお願いする"])
+    assert "予約が確定しました" in driver.last_text()
+    moved = service.bookings.get(held_ref)
+    assert moved["status"] == "booked" and moved["office_confirmation"] == "confirmed" and moved["moved_from"] == ref
+    old = service.bookings.get(ref)
+    assert old["status"] == "cancelled" and old["moved_to"] == held_ref
+    assert service.bookings.booked_counts(office, [booking["slot"], slot]) == {slot: 1}
+    [accepted] = entries(service, "proposal_accepted")
+    assert_no_personal_data(accepted)
+    driver.send("postback", buttons["この日時でお願いする"])  # tapped again: nothing changes
+    assert T.PROPOSAL_STALE in driver.last_text() and len(entries(service, "proposal_accepted")) == 1
+    driver.say("予約の確認")
+    assert f"予約番号 {moved['id']}・確定" in driver.last_text() and booking["id"] not in driver.last_text()
+
+
+@pytest.mark.parametrize("office", REQUEST_OFFICES)
+def test_request_then_propose_then_the_user_declines(office, service, staff):
+    booking, ref = make_request(service, office)
+    slot, buttons = propose(service, staff, ref)
+    held_ref = service.bookings.get(ref)["proposal"]["ref"]
+    driver = ChatDriver(service, user=USER)
+    driver.send("postback", buttons["都合が悪い"])
+    assert "担当者にお伝えしました" in driver.last_text()
+    assert service.bookings.get(held_ref)["status"] == "cancelled"
+    request = service.bookings.get(ref)
+    assert request["status"] == "booked" and request["office_confirmation"] == "pending"
+    assert request["last_proposal"]["answer"] == "declined"
+    assert service.bookings.booked_counts(office, [booking["slot"], slot]) == {booking["slot"]: 1}
+    [notice] = entries(service, "proposal_declined")
+    assert json.loads(notice["fields"])["request"] == ref
+    driver.send("postback", buttons["この日時でお願いする"])
+    assert T.PROPOSAL_STALE in driver.last_text() and service.bookings.get(ref)["status"] == "booked"
+    assert "この申込みを確定する" in staff.page(ref)  # staff can act on the request again
+
+
+def test_a_user_cannot_answer_someone_elses_proposal(service, staff):
+    _, ref = make_request(service, "noto")
+    _, buttons = propose(service, staff, ref)
+    ChatDriver(service, user="U-other").send("postback", buttons["この日時でお願いする"])
+    assert service.bookings.get(ref)["office_confirmation"] == "proposed"
+
+
+@pytest.mark.parametrize("office", REQUEST_OFFICES)
+def test_request_then_propose_then_lapse(office, service, staff, clock, messaging_spec):
+    from bot.staff.aftercare import Proposals
+
+    booking, ref = make_request(service, office)
+    slot, buttons = propose(service, staff, ref)
+    held_ref = service.bookings.get(ref)["proposal"]["ref"]
+    deadline = parse_instant(service.bookings.get(held_ref)["proposal"]["deadline"])
+    assert deadline == calendar.deadline(service.offices[office], parse_instant(slot).date())
+    clock.instant = deadline - timedelta(seconds=1)
+    assert Proposals(service)(clock.now()) == []
+    clock.instant = deadline
+    driver = ChatDriver(service, user=USER)
+    driver.send("postback", buttons["この日時でお願いする"])  # too late, before the task ran
+    assert T.PROPOSAL_STALE in driver.last_text()
+    [(request, replies)] = Proposals(service)(clock.now())
+    assert request["office_confirmation"] == "pending" and request["last_proposal"]["answer"] == "lapsed"
+    assert service.bookings.get(held_ref)["status"] == "cancelled"
+    assert service.bookings.booked_counts(office, [booking["slot"], slot]) == {booking["slot"]: 1}
+    [notice] = entries(service, "proposal_lapsed")
+    assert_no_personal_data(notice)
+    assert "取り消しました" in push_texts(service)[-1]
+    assert_valid_pushes(service, messaging_spec)
+    assert Proposals(service)(clock.now() + timedelta(hours=1)) == []  # once
+    assert len(entries(service, "proposal_lapsed")) == 1
+
+
+def test_an_atomic_step_refuses_a_full_slot_and_a_booking_changed_meanwhile(service):
+    from bot.store import Plan, SlotFull
+
+    booking, ref = make_request(service, "noto")
+    other = {**booking, "id": "OTHER001", "user": "U-other"}
+    other_ref = BookingStore.ref(other)
+    store = service.bookings.store
+    with pytest.raises(SlotFull):  # capacity 1 and held by the first booking
+        store.act([other_ref], lambda found: Plan(bookings={other_ref: other}, hold=(other_ref,), capacity=1))
+    assert store.get(other_ref) is None
+    seen = []
+
+    def decide(found):
+        seen.append(found[0].get("note"))
+        if len(seen) == 1:  # someone writes between the read and the step: the step reads again
+            store.update(ref, {"note": "changed"})
+        return Plan(bookings={ref: {**found[0], "tag": "x"}}, entries=[{"id": "n1", "kind": "confirmed", "office": "noto"}])
+
+    store.act([ref], decide)
+    assert seen == [None, "changed"]
+    assert store.get(ref)["note"] == "changed" and store.get(ref)["tag"] == "x"
+    assert len(entries(service, "confirmed")) == 1

@@ -99,6 +99,13 @@ class Bookings(Protocol):
 
     def delete_personal(self, ref: str) -> None: ...
 
+    def answer_proposal(
+        self, ref: str, *, accept: bool, at: datetime, notice: StaffNotice
+    ) -> dict[str, Any] | None:
+        """The user's answer to the held slot `ref` staff proposed, with its staff notice, in one step:
+        the booking as it now is (accepted: the moved one; declined: the request), None when stale."""
+        ...
+
 
 def booking_ref(booking: dict[str, Any]) -> str:
     """The store's reference of a booking: `office|slot|id`."""

@@ -12,16 +12,21 @@ import base64
 import hashlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from bot import calendar
+from bot.channels.line.render import to_messages
 from bot.clock import JST
+from bot.dialog import Reply
 from bot.dialog import texts as T
+from bot.dialog.pushes import confirmed_replies, declined_replies, proposal_replies
 from bot.errors import StaffActionError, UnknownOfficeError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService
+from bot.store import Plan, SlotFull
 from bot.store.bookings import booking_ref
 
 log = logging.getLogger("hwbot.staff")
@@ -35,6 +40,28 @@ COPIED_FIELDS = ("user", "name", "number", "email", "phone", "topic", "interpret
 # Marks that correct each other: staff may fix an attended/no-show mistake.
 MARKABLE = ("booked", "attended", "no_show")
 MEETING_FIELD_MAX = 300
+REASON_MAX = 200
+# Retry keys of the pushes and ids of the notices of the request actions: the same action on the
+# same booking gives the same id, so a repeat is recognisable downstream too.
+NAMESPACE = uuid.UUID("9d3a4c1e-6b2f-4e8a-a5d7-3f1c0b8e2d64")
+# What each request action may start from (`office_confirmation` of a booked request).
+OPEN_REQUEST = ("pending", "awaiting_consent")
+CONFIRMATION_REFUSALS = {
+    "not_needed": "この予約は事業所の確認が不要な予約です（すでに確定しています）。",
+    "confirmed": "この申込みはすでに確定しています。",
+    "proposed": "別の日時を提案中です。利用者の返事（または期限）を待ってください。",
+    "declined": "この申込みはすでにお断りしています。",
+}
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a request action did: the booking as it now is, whether this call changed it (False: a
+    repeat of what was already done), and what the user was pushed."""
+
+    booking: dict[str, Any]
+    acted: bool
+    replies: list[Reply] = field(default_factory=list)
 
 
 def when_label(booking: dict[str, Any]) -> str:
@@ -48,6 +75,13 @@ def follow_up_id(ref: str, slot: str, nonce: str) -> str:
     """The follow-up's id, the same for a resubmitted form (same nonce): a double click books once."""
     digest = hashlib.sha256(f"{ref}|{slot}|{nonce}".encode()).digest()
     return base64.b32encode(digest).decode()[:8]
+
+
+def held_id(ref: str, slot: str) -> str:
+    """The id of the slot held for a proposal: the same request and slot give the same id (a double
+    click holds once)."""
+    digest = hashlib.sha256(f"held|{ref}|{slot}".encode()).digest()
+    return "P" + base64.b32encode(digest).decode()[:7]
 
 
 def find_office(offices: Mapping[str, OfficeProfile], office_id: str) -> OfficeProfile | None:
@@ -126,13 +160,7 @@ class StaffActions:
 
     def send_meeting(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "") -> dict[str, Any]:
         """Push the meeting details to the user; the booking records when (never the passcode)."""
-        meeting_id, passcode, url = (" ".join(v.split())[:MEETING_FIELD_MAX + 1] for v in (meeting_id, passcode, url))
-        if any(len(v) > MEETING_FIELD_MAX for v in (meeting_id, passcode, url)):
-            raise StaffActionError(f"ミーティングID・パスコード・URLは{MEETING_FIELD_MAX}文字以内で入力してください。")
-        if not (meeting_id or url):
-            raise StaffActionError("「ミーティングID」か「参加URL」のどちらかを入力してください。")
-        if url and not url.startswith("https://"):
-            raise StaffActionError("「参加URL」は https:// で始まるURLを入力してください。")
+        meeting = self._meeting_lines(meeting_id, passcode, url, required=True)
         booking = self.booking(ref)
         if booking.get("status") not in ("booked", "attended"):
             raise StaffActionError(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のため送信できません。")
@@ -141,11 +169,7 @@ class StaffActions:
         office = self.office(booking)
         name = office.short_name if office else booking["office"]
         tool = office.video_tool if office else ""
-        lines = [T.STAFF_MEETING.format(office=name, when=when_label(booking), tool=tool)]
-        for template, value in ((T.STAFF_MEETING_ID, meeting_id), (T.STAFF_MEETING_PASSCODE, passcode), (T.STAFF_MEETING_URL, url)):
-            if value:
-                lines.append(template.format(value=value))
-        lines.append(T.STAFF_MEETING_HINT)
+        lines = [T.STAFF_MEETING.format(office=name, when=when_label(booking), tool=tool), *meeting, T.STAFF_MEETING_HINT]
         updated = self.store.update(ref, {"meeting_sent_at": self.now().isoformat(), "meeting_sent_by": "staff"})
         if updated is None:
             raise StaffActionError("予約が見つかりません。")
@@ -208,6 +232,163 @@ class StaffActions:
         log.info("staff_follow_up office=%s booking=%s of=%s", office.id, booking_id, original["id"])
         return booking, True
 
+    # -- requests the office confirms: confirm, decline, propose another time ------------------------
+
+    def _request(self, ref: str) -> tuple[dict[str, Any], OfficeProfile]:
+        booking = self.booking(ref)
+        office = self.office(booking)
+        if office is None:
+            raise StaffActionError("この予約の事業所の設定が見つかりません。")
+        return booking, office
+
+    def _check_open(self, booking: dict[str, Any], repeat: str | None = None) -> bool:
+        """True when the request is open for an action; False when it is `repeat` (already done)."""
+        confirmation = booking.get("office_confirmation") or "not_needed"
+        status = booking.get("status")
+        if repeat is not None and confirmation == repeat:
+            return False
+        if status != "booked":
+            raise StaffActionError(f"この予約は「{STATUS_LABELS.get(status, '?')}」のため操作できません。")
+        if confirmation not in OPEN_REQUEST:
+            raise StaffActionError(CONFIRMATION_REFUSALS.get(confirmation, "この申込みは操作できない状態です。"))
+        if datetime.fromisoformat(booking["start"]) <= self.now():
+            raise StaffActionError("開始時刻を過ぎた申込みは操作できません。")
+        return True
+
+    def _act(self, refs: list[str], decide: Callable[[list[dict[str, Any] | None]], Plan | None]) -> Any:
+        try:
+            return self.store.act(refs, decide)
+        except SlotFull:
+            raise StaffActionError("その日時はちょうど埋まりました。別の日時を選んでください。") from None
+
+    def confirm(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "") -> Done:
+        """Confirm a request: 「予約が確定しました」 pushed with the date, time, tool and checklist, and the
+        meeting details when given (the booking records when they were sent, never the passcode)."""
+        meeting = self._meeting_lines(meeting_id, passcode, url, required=False)
+        booking, office = self._request(ref)
+        at = self.now().isoformat()
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            current = found[0]
+            if current is None:
+                raise StaffActionError("予約が見つかりません。")
+            if not self._check_open(current, repeat="confirmed"):
+                return Plan(result=Done(current, False))
+            changes = {"office_confirmation": "confirmed", "confirmed_at": at, "confirmed_by": "staff"}
+            if meeting:
+                changes.update(meeting_sent_at=at, meeting_sent_by="staff")
+            confirmed = {**current, **changes}
+            replies = confirmed_replies(office, confirmed, tuple(meeting))
+            entries = [self._push_entry(confirmed, replies, "confirm"),
+                       self._notice_entry("confirmed", confirmed, "申込みを確定", meeting="yes" if meeting else "no")]
+            # The slot is checked again: the booking still holds it (it joins it again if it was lost).
+            return Plan(bookings={ref: confirmed}, hold=(ref,), capacity=office.schedule.capacity,
+                        entries=entries, result=Done(confirmed, True, replies))
+
+        done = self._act([ref], decide)
+        log.info("staff_confirm office=%s booking=%s acted=%d", booking["office"], booking["id"], done.acted)
+        return done
+
+    def decline_reasons(self, booking: dict[str, Any]) -> list[str]:
+        office = self.office(booking)
+        return list(office.after_booking.decline_reasons) if office else []
+
+    def decline(self, ref: str, reason: str) -> Done:
+        """Decline a request with a reason (the profile's or typed): the slot is freed and the user is
+        told the reason and what to do instead (phone, email, the counter, another booking)."""
+        reason = " ".join((reason or "").split())
+        if not reason:
+            raise StaffActionError("お断りの理由を選ぶか、入力してください。")
+        if len(reason) > REASON_MAX:
+            raise StaffActionError(f"お断りの理由は{REASON_MAX}文字以内で入力してください。")
+        booking, office = self._request(ref)
+        at = self.now().isoformat()
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            current = found[0]
+            if current is None:
+                raise StaffActionError("予約が見つかりません。")
+            if not self._check_open(current, repeat="declined"):
+                return Plan(result=Done(current, False))
+            declined = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": "staff",
+                        "office_confirmation": "declined", "decline_reason": reason}
+            replies = declined_replies(office, declined, reason)
+            # The reason may be typed: it goes to the user, never into a staff notice.
+            entries = [self._push_entry(declined, replies, "decline"),
+                       self._notice_entry("declined", declined, "申込みをお断り")]
+            return Plan(bookings={ref: declined}, free=(ref,), entries=entries, result=Done(declined, True, replies))
+
+        done = self._act([ref], decide)
+        log.info("staff_decline office=%s booking=%s acted=%d", booking["office"], booking["id"], done.acted)
+        return done
+
+    def proposal_slots(self, booking: dict[str, Any]) -> list[calendar.Slot]:
+        """The slots staff may propose instead: the office's bookable slots but the request's own."""
+        return [slot for slot in self.follow_up_slots(booking) if slot.key != booking["slot"]]
+
+    def propose(self, ref: str, slot_key: str) -> Done:
+        """Propose another time: the new slot is held for this request (a `held` booking, counted in
+        the slot) until the user answers or the slot's booking deadline passes, and the user gets a
+        push with 「この日時でお願いする」 / 「都合が悪い」. Proposing the same slot again does nothing."""
+        booking, office = self._request(ref)
+        held_ref = f"{office.id}|{slot_key}|{held_id(ref, slot_key)}"
+        if (booking.get("proposal") or {}).get("ref") == held_ref and booking.get("office_confirmation") == "proposed":
+            return Done(booking, False)
+        self._check_open(booking)
+        slot = next((s for s in self.proposal_slots(booking) if s.key == slot_key), None)
+        if slot is None:
+            raise StaffActionError("その日時は提案できません（締切・満席・休業日・元の日時）。別の日時を選んでください。")
+        at = self.now().isoformat()
+        deadline = calendar.deadline(office, slot.start.date())
+        held = {
+            "id": held_id(ref, slot_key), "office": office.id, "slot": slot.key,
+            "start": slot.start.isoformat(), "end": slot.end.isoformat(), "status": "held",
+            "office_confirmation": "proposed", "created_at": at, "booked_by": booking.get("booked_by", "user"),
+            "held_for": ref, "proposal": {"at": at, "deadline": deadline.isoformat()},
+        }
+        held.update({key: booking[key] for key in COPIED_FIELDS if key in booking})
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            current, existing = found
+            if current is None:
+                raise StaffActionError("予約が見つかりません。")
+            if existing is not None or (current.get("proposal") or {}).get("ref") == held_ref:
+                return Plan(result=Done(current, False))
+            self._check_open(current)
+            proposed = {**current, "office_confirmation": "proposed",
+                        "proposal": {"ref": held_ref, "slot": slot.key, "at": at, "deadline": deadline.isoformat()}}
+            label = f"{calendar.format_day(deadline.date())} {deadline:%H:%M}"
+            replies = proposal_replies(office, proposed, held, label)
+            entries = [self._push_entry(proposed, replies, f"propose|{slot.key}"),
+                       self._notice_entry("proposed", proposed, "別の日時を提案", proposed_slot=slot.key,
+                                          deadline=deadline.isoformat())]
+            return Plan(bookings={ref: proposed, held_ref: held}, hold=(held_ref,), capacity=office.schedule.capacity,
+                        expire_in=self.service.bookings.expire_in(held), entries=entries,
+                        result=Done(proposed, True, replies))
+
+        done = self._act([ref, held_ref], decide)
+        log.info("staff_propose office=%s booking=%s acted=%d", booking["office"], booking["id"], done.acted)
+        return done
+
+    def _meeting_lines(self, meeting_id: str, passcode: str, url: str, *, required: bool) -> list[str]:
+        """The meeting details as pushed (validated); [] when none were given and none are required."""
+        meeting_id, passcode, url = (" ".join(v.split())[:MEETING_FIELD_MAX + 1] for v in (meeting_id, passcode, url))
+        if any(len(v) > MEETING_FIELD_MAX for v in (meeting_id, passcode, url)):
+            raise StaffActionError(f"ミーティングID・パスコード・URLは{MEETING_FIELD_MAX}文字以内で入力してください。")
+        if not (meeting_id or url):
+            if required or passcode:
+                raise StaffActionError("「ミーティングID」か「参加URL」のどちらかを入力してください。")
+            return []
+        if url and not url.startswith("https://"):
+            raise StaffActionError("「参加URL」は https:// で始まるURLを入力してください。")
+        templates = ((T.STAFF_MEETING_ID, meeting_id), (T.STAFF_MEETING_PASSCODE, passcode), (T.STAFF_MEETING_URL, url))
+        return [template.format(value=value) for template, value in templates if value]
+
+    def _push_entry(self, booking: dict[str, Any], replies: list[Reply], what: str) -> dict[str, Any]:
+        messages = to_messages(replies, base_url=self.service.settings.public_url or "")
+        key = str(uuid.uuid5(NAMESPACE, f"{what}|{booking_ref(booking)}"))
+        return {"id": key, "kind": "push", "to": booking["user"], "messages": messages, "at": self.now().isoformat()}
+
     def _existing(self, office: str, slot_key: str, booking_id: str) -> dict[str, Any] | None:
         try:
             return self.store.get(f"{office}|{slot_key}|{booking_id}")
@@ -218,19 +399,20 @@ class StaffActions:
         self.service.queue_push(booking["user"], [{"type": "text", "text": text}], retry_key=uuid.uuid4().hex)
 
     def _notice(self, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:
+        self.service.outbox.add(self._notice_entry(kind, booking, what, **extra))
+
+    def _notice_entry(self, kind: str, booking: dict[str, Any], what: str, **extra: str) -> dict[str, Any]:
         """A staff notice with references and times only (no name, 求職番号, phone, email or user id)."""
         office = self.office(booking)
         name = office.short_name if office else booking["office"]
-        self.service.outbox.add(
-            {
-                "id": uuid.uuid4().hex,
-                "kind": kind,
-                "office": booking["office"],
-                "summary": f"{what}: {name} {when_label(booking)}（予約番号 {booking['id']}）",
-                "fields": {"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"], **extra},
-                "at": self.now().isoformat(),
-            }
-        )
+        return {
+            "id": uuid.uuid4().hex,
+            "kind": kind,
+            "office": booking["office"],
+            "summary": f"{what}: {name} {when_label(booking)}（予約番号 {booking['id']}）",
+            "fields": {"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"], **extra},
+            "at": self.now().isoformat(),
+        }
 
 
 def upcoming_for(service: BotService, user: str, now: datetime) -> list[dict[str, Any]]:

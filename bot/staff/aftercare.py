@@ -1,4 +1,4 @@
-"""Scheduled work after booking: reminders, terms re-consent, retention.
+"""Scheduled work after booking: reminders, terms re-consent, lapsed proposals, overdue requests, retention.
 
 `scheduled_tasks(service)` returns callables `(now) -> None`; the worker calls each one every cycle
 and each throttles itself. Due bookings are found by scanning the offices' day indexes
@@ -20,11 +20,11 @@ from bot.channels.line.render import to_messages
 from bot.clock import JST
 from bot.dialog import Reply, StaffNotice
 from bot.dialog.conversation import booking_ref, booking_when, parse_when
-from bot.dialog.pushes import reconsent_replies, reminder_replies
+from bot.dialog.pushes import lapsed_replies, reconsent_replies, reminder_replies
 from bot.errors import HwbotError
 from bot.profiles import OfficeProfile
 from bot.profiles.models import TermsChange
-from bot.service import BotService
+from bot.service import BotService, notice_entry
 from bot.store.bookings import ANONYMISED_FIELDS, PERSONAL_FIELDS
 
 log = logging.getLogger("hwbot.aftercare")
@@ -183,6 +183,49 @@ class Reconsent:
         return replies, notice
 
 
+class Proposals:
+    """A time staff proposed that the user has not answered by the slot's booking deadline lapses: the
+    held slot is freed, the request waits for staff again, staff and the user are told (one step)."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> list[tuple[dict[str, Any], list[Reply]]]:
+        """Lapse every due proposal; returns (request, replies pushed) of those lapsed now."""
+        lapsed = []
+        today = now.astimezone(JST).date()
+        for profile in self.service.offices.values():
+            # The held slot's day is after its deadline: look from today to the end of the window.
+            for held in bookings_between(self.service, profile.id, today, calendar.window_end(profile, now)):
+                deadline = parse_when((held.get("proposal") or {}).get("deadline"))
+                if held.get("status") == "held" and deadline is not None and deadline <= now:
+                    result = self.lapse(profile, held, now)
+                    if result is not None:
+                        lapsed.append(result)
+        return lapsed
+
+    def lapse(self, profile: OfficeProfile, held: dict[str, Any], now: datetime) -> tuple[dict[str, Any], list[Reply]] | None:
+        ref = booking_ref(held)
+        request = self.service.bookings.get(held.get("held_for", "")) or held
+        replies = lapsed_replies(profile, request, held)
+        messages = to_messages(replies, base_url=self.service.settings.public_url or "")
+        notice = StaffNotice(
+            kind="proposal_lapsed",
+            office=profile.id,
+            summary=f"提案した日時が期限切れ: {profile.short_name} {booking_when(held)}",
+            fields={"ref": ref, "booking_id": held["id"], "slot": held["slot"], "request": held.get("held_for", "")},
+        )
+        entries = [notice_entry(notice, now, entry_id=uuid.uuid5(NAMESPACE, f"proposal_lapsed|{ref}").hex)]
+        if request.get("status") == "booked" and held.get("user"):  # the request still waits: tell the user
+            entries.append({"id": retry_key("proposal_lapsed", ref), "kind": "push", "to": held["user"],
+                            "messages": messages, "at": now.isoformat()})
+        result = self.service.bookings.end_proposal(ref, answer="lapsed", at=now, entries=entries)
+        if result is None:
+            return None
+        log.info("proposal_lapsed office=%s booking=%s", profile.id, held["id"])
+        return result, replies
+
+
 class Retention:
     """Personal fields go `HWBOT_RETENTION_DAYS` after the appointment (and at `erase_after`)."""
 
@@ -217,5 +260,6 @@ def scheduled_tasks(service: BotService) -> list[Callable[[datetime], None]]:
     return [
         Throttled("reminders", timedelta(minutes=1), Reminders(service)),
         Throttled("reconsent", timedelta(minutes=10), Reconsent(service)),
+        Throttled("proposals", timedelta(minutes=1), Proposals(service)),
         Throttled("retention", timedelta(hours=1), Retention(service)),
     ]

@@ -320,13 +320,19 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
         end = datetime.fromisoformat(record["end"])
         status = record.get("status")
         started = start <= now()
-        follow_ups = actions.follow_up_slots(record)[:FOLLOW_UP_CHOICES] if status != "cancelled" else []
+        follow_ups = actions.follow_up_slots(record)[:FOLLOW_UP_CHOICES] if status not in ("cancelled", "held") else []
+        request_open = (status == "booked" and not started
+                        and record.get("office_confirmation") in ("pending", "awaiting_consent"))
         return render_template(
             "staff/booking.html", b=record, ref=ref, profile=profile, when=when_label(record),
             fields=booking_record(profile, record, who(record["user"])),
             status_label=STATUS_LABELS.get(status, status),
             can_mark=started and status in ("booked", "attended", "no_show"),
             can_cancel=status == "booked" and not started,
+            request_open=request_open,
+            proposals=[(slot.key, slot.label()) for slot in follow_ups if slot.key != record["slot"]],
+            decline_reasons=actions.decline_reasons(record),
+            confirmation=confirmation_label(record),
             can_send=status in ("booked", "attended") and end > now(),
             follow_ups=[(slot.key, slot.label()) for slot in follow_ups], nonce=uuid.uuid4().hex,
             day=start.astimezone(JST).date().isoformat(),
@@ -347,6 +353,17 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
                 actions.send_meeting(ref, meeting_id=request.form.get("meeting_id", ""),
                                      passcode=request.form.get("passcode", ""), url=request.form.get("url", ""))
                 flash("接続情報を利用者にLINEで送信しました。", "ok")
+            elif action == "confirm":
+                done = actions.confirm(ref, meeting_id=request.form.get("meeting_id", ""),
+                                       passcode=request.form.get("passcode", ""), url=request.form.get("url", ""))
+                flash("申込みを確定し、利用者にLINEでお知らせします。" if done.acted else "この申込みはすでに確定しています。", "ok")
+            elif action == "decline":
+                reason = request.form.get("reason_text", "").strip() or request.form.get("reason", "")
+                done = actions.decline(ref, reason)
+                flash("申込みをお断りし、利用者に理由をLINEでお知らせします。" if done.acted else "この申込みはすでにお断りしています。", "ok")
+            elif action == "propose":
+                done = actions.propose(ref, request.form.get("slot", ""))
+                flash("別の日時を提案し、利用者にLINEでお知らせします。" if done.acted else "この日時はすでに提案しています。", "ok")
             elif action == "follow_up":
                 made, new = actions.book_follow_up(ref, request.form.get("slot", ""), request.form.get("nonce", ""))
                 flash(f"次回の予約（{when_label(made)}、予約番号 {made['id']}）を"

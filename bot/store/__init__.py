@@ -2,7 +2,7 @@
 
 from redis import Redis as RedisClient
 
-from bot.store.bookings import BookingStore, ClaimResult
+from bot.store.bookings import BookingStore, ClaimResult, Plan, SlotFull
 from bot.store.connection import RoundTripCounter, connect, embedded_redis, stop_embedded
 from bot.store.conversations import ConversationStore
 from bot.store.handoffs import HandoffStore
@@ -15,8 +15,10 @@ __all__ = [
     "ConversationStore",
     "HandoffStore",
     "Outbox",
+    "Plan",
     "RedisClient",
     "RoundTripCounter",
+    "SlotFull",
     "SlotStore",
     "connect",
     "day_tag",

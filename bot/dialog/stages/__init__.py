@@ -6,7 +6,9 @@ commands, any-time postback actions and hooks; and adding that `STAGE` to the li
 """
 
 from bot.dialog.core import Registry
-from bot.dialog.stages import booking, categories, consent, eligibility, erase, handoff, identify, menu, my_bookings, slots
+from bot.dialog.stages import (
+    booking, categories, consent, eligibility, erase, handoff, identify, menu, my_bookings, proposal, slots,
+)
 
 REGISTRY = Registry(
     [
@@ -19,6 +21,7 @@ REGISTRY = Registry(
         my_bookings.STAGE,  # the booking list, cancelling
         erase.STAGE,  # data deletion, blocking the bot
         consent.STAGE,  # re-consent to new terms, the reminder opt-in (buttons of pushes)
+        proposal.STAGE,  # the answer to another time staff proposed for a request (buttons of a push)
         handoff.STAGE,  # talking to staff, waiting for them
     ]
 )
