@@ -379,3 +379,72 @@ def test_an_atomic_step_refuses_a_full_slot_and_a_booking_changed_meanwhile(serv
     assert seen == [None, "changed"]
     assert store.get(ref)["note"] == "changed" and store.get(ref)["tag"] == "x"
     assert len(entries(service, "confirmed")) == 1
+
+
+# -- 5. overdue requests ----------------------------------------------------------------------------------
+
+
+def with_reply_days(service: BotService, profiles_copy, office: str, days: int | None) -> BotService:
+    import yaml
+
+    path = profiles_copy / f"{office}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["after_booking"]["reply_business_days"] = days
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return BotService(service.settings, client=service.client, offices=load_offices(profiles_copy), clock=service.clock)
+
+
+def test_a_request_past_the_office_reply_time_notifies_staff_once_and_shows_a_banner(service, profiles_copy, clock):
+    from bot.staff.aftercare import Overdue, overdue_at
+
+    noto = with_reply_days(service, profiles_copy, "noto", 2)
+    profile = noto.offices["noto"]
+    slots = calendar.bookable_slots(profile, clock.now(), {})
+    index = next(i for i, slot in enumerate(slots) if slot.key >= "2026-12-03")
+    booking, ref = make_request(noto, "noto", index=index)
+    # Requested on Fri 11/20; Mon 11/23 is a national holiday: the 2nd business day is Wed 11/25.
+    assert overdue_at(profile, booking) == parse_instant("2026-11-25T17:15")
+    member = Staff(create_app(noto.settings, service=noto).test_client())
+    clock.instant = parse_instant("2026-11-25T17:14")
+    assert Overdue(noto)(clock.now()) == []
+    assert "overdue-banner" not in member.client.get("/staff?office=noto").get_data(as_text=True)
+    clock.instant = parse_instant("2026-11-25T17:15")
+    [noticed] = Overdue(noto)(clock.now())
+    assert noticed["id"] == booking["id"]
+    [notice] = entries(noto, "request_overdue")
+    assert json.loads(notice["fields"])["ref"] == ref
+    assert_no_personal_data(notice)
+    assert Overdue(noto)(clock.now() + timedelta(hours=2)) == [] and len(entries(noto, "request_overdue")) == 1
+    member = Staff(create_app(noto.settings, service=noto).test_client())
+    page = member.client.get("/staff?office=noto").get_data(as_text=True)
+    assert "overdue-banner" in page and booking["id"] in page
+    member.act("confirm", ref)
+    assert "overdue-banner" not in member.client.get("/staff?office=noto").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("office", REQUEST_OFFICES)
+def test_a_request_is_overdue_at_noon_of_the_last_business_day_before_it(office, service, profiles_copy, clock):
+    from bot.staff.aftercare import Overdue, overdue_at
+
+    custom = with_reply_days(service, profiles_copy, office, None)
+    profile = custom.offices[office]
+    booking, ref = make_request(custom, office, index=0)
+    start = parse_instant(booking["start"])
+    noon = parse_instant(f"{calendar.business_days_before(profile, start.date(), 1).isoformat()}T12:00")
+    assert overdue_at(profile, booking) == noon
+    clock.instant = noon - timedelta(minutes=1)
+    assert Overdue(custom)(clock.now()) == []
+    clock.instant = noon
+    assert [b["id"] for b in Overdue(custom)(clock.now())] == [booking["id"]]
+    assert custom.bookings.get(ref)["overdue_noticed_at"] == clock.now().isoformat()
+
+
+def test_a_confirmed_or_proposed_request_is_not_overdue(service, staff, clock):
+    from bot.staff.aftercare import Overdue, overdue_at
+
+    confirmed, ref = make_request(service, "noto", index=0)
+    staff.act("confirm", ref)
+    _, proposed_ref = make_request(service, "noto", index=1, user="U-second")
+    propose(service, staff, proposed_ref)
+    clock.instant = max(overdue_at(service.offices["noto"], confirmed), clock.now())
+    assert Overdue(service)(clock.now()) == []

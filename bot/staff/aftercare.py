@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from bot import calendar
@@ -25,6 +25,7 @@ from bot.errors import HwbotError
 from bot.profiles import OfficeProfile
 from bot.profiles.models import TermsChange
 from bot.service import BotService, notice_entry
+from bot.store import Plan
 from bot.store.bookings import ANONYMISED_FIELDS, PERSONAL_FIELDS
 
 log = logging.getLogger("hwbot.aftercare")
@@ -226,6 +227,84 @@ class Proposals:
         return result, replies
 
 
+def business_days_after(profile: OfficeProfile, day: date, count: int) -> date:
+    """The `count`-th business day after `day` (count=0: `day` itself)."""
+    current = day
+    while count > 0:
+        current += timedelta(days=1)
+        if calendar.is_open(profile, current):
+            count -= 1
+    return current
+
+
+def overdue_at(profile: OfficeProfile, booking: dict[str, Any]) -> datetime | None:
+    """When an unconfirmed request becomes overdue: the office's reply time (`reply_business_days`
+    after the request, at closing time) or noon of the last business day before the consultation,
+    whichever comes first."""
+    start = parse_when(booking.get("start"))
+    created = parse_when(booking.get("created_at"))
+    if start is None:
+        return None
+    start = start.astimezone(JST)
+    last_day = calendar.business_days_before(profile, start.date(), 1)
+    due = datetime.combine(last_day, time(12, 0), tzinfo=JST)
+    days = profile.after_booking.reply_business_days
+    if days is not None and created is not None:
+        reply_day = business_days_after(profile, created.astimezone(JST).date(), days)
+        due = min(due, datetime.combine(reply_day, profile.hours.close, tzinfo=JST))
+    return due
+
+
+def is_overdue(profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> bool:
+    """A request still waiting for the office past its reply time (the console's banner, the notice)."""
+    if booking.get("status") != "booked" or booking.get("office_confirmation") != "pending":
+        return False
+    start = parse_when(booking.get("start"))
+    due = overdue_at(profile, booking)
+    return start is not None and due is not None and due <= now < start
+
+
+class Overdue:
+    """A request the office has not acted on in its reply time gives staff a notice, once."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> list[dict[str, Any]]:
+        """Notify every newly overdue request; returns those notified now."""
+        noticed = []
+        today = now.astimezone(JST).date()
+        for profile in self.service.offices.values():
+            if not profile.after_booking.confirmed_by_office:
+                continue
+            for booking in bookings_between(self.service, profile.id, today, calendar.window_end(profile, now)):
+                if is_overdue(profile, booking, now) and not booking.get("overdue_noticed_at"):
+                    if self.notify(profile, booking, now):
+                        noticed.append(booking)
+        return noticed
+
+    def notify(self, profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> bool:
+        ref = booking_ref(booking)
+        notice = StaffNotice(
+            kind="request_overdue",
+            office=profile.id,
+            summary=f"確認待ちの申込み: {profile.short_name} {booking_when(booking)}",
+            fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"]},
+        )
+        entry = notice_entry(notice, now, entry_id=uuid.uuid5(NAMESPACE, f"request_overdue|{ref}").hex)
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            current = found[0]
+            if current is None or current.get("overdue_noticed_at") or not is_overdue(profile, current, now):
+                return None
+            return Plan(bookings={ref: {**current, "overdue_noticed_at": now.isoformat()}}, entries=[entry], result=True)
+
+        done = bool(self.service.bookings.store.act([ref], decide))
+        if done:
+            log.info("request_overdue office=%s booking=%s", profile.id, booking["id"])
+        return done
+
+
 class Retention:
     """Personal fields go `HWBOT_RETENTION_DAYS` after the appointment (and at `erase_after`)."""
 
@@ -261,5 +340,6 @@ def scheduled_tasks(service: BotService) -> list[Callable[[datetime], None]]:
         Throttled("reminders", timedelta(minutes=1), Reminders(service)),
         Throttled("reconsent", timedelta(minutes=10), Reconsent(service)),
         Throttled("proposals", timedelta(minutes=1), Proposals(service)),
+        Throttled("overdue", timedelta(minutes=5), Overdue(service)),
         Throttled("retention", timedelta(hours=1), Retention(service)),
     ]

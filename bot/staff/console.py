@@ -30,6 +30,7 @@ from bot.errors import StaffActionError, StoreError, UnknownOfficeError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService, user_hash
 from bot.settings import Settings
+from bot.staff.aftercare import is_overdue
 from bot.staff.actions import STATUS_LABELS, StaffActions, find_office, upcoming_for, when_label
 from bot.staff.export import bookings_csv, bookings_ics, feed_key
 from bot.store.bookings import booking_ref
@@ -292,15 +293,25 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
             day = today
         bookings = service.bookings.store.on_day(profile.id, day.isoformat())
         rows = [booking_row(profile, booking) for booking in bookings]
+        overdue = overdue_requests(profile) if profile.after_booking.confirmed_by_office else []
         first = day.replace(day=1)
         return render_template(
             "staff/index.html", profile=profile, day=day, today=today, rows=rows,
             day_label=calendar.format_day(day), closed=calendar.closure_reason(profile, day),
             prev_day=(day - timedelta(days=1)).isoformat(), next_day=(day + timedelta(days=1)).isoformat(),
-            dead=len(service.outbox.dead_letters()), waiting=len(service.handoffs.waiting()),
+            dead=len(service.outbox.dead_letters()), waiting=len(service.handoffs.waiting()), overdue=overdue,
             feed=url_for("staff.ics", office=profile.id, key=feed_key(token or "", profile.id), _external=True),
             export_from=first.isoformat(), export_to=(first + timedelta(days=40)).replace(day=1) - timedelta(days=1),
         )
+
+    def overdue_requests(profile: OfficeProfile) -> list[tuple[str, str, str]]:
+        """(ref, booking number, when) of the office's requests past its reply time, earliest first."""
+        found = []
+        for day in calendar.iter_days(now().date(), calendar.window_end(profile, now())):
+            for booking in service.bookings.store.on_day(profile.id, day.isoformat()):
+                if is_overdue(profile, booking, now()):
+                    found.append((booking_ref(booking), booking["id"], when_label(booking)))
+        return found
 
     def load(ref: str) -> dict[str, Any] | None:
         try:
