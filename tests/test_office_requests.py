@@ -57,10 +57,11 @@ def app(service):
 
 
 def make_request(service: BotService, office: str, *, index: int = 0, user: str = USER) -> tuple[dict, str]:
-    """A request at `office` as the chat makes it (the office's `index`-th bookable slot)."""
+    """A request at `office` as the chat makes it (the `index`-th of the slots nobody holds)."""
     profile = service.offices[office]
     now = service.clock.now()
-    slots = calendar.bookable_slots(profile, now, {})
+    counts = service.bookings.booked_counts(office, calendar.grid_keys(profile, now))
+    slots = [slot for slot in calendar.bookable_slots(profile, now, {}) if slot.key not in counts]
     slot = slots[index]
     booking = {
         "id": f"REQ{index:05d}",
@@ -448,3 +449,77 @@ def test_a_confirmed_or_proposed_request_is_not_overdue(service, staff, clock):
     propose(service, staff, proposed_ref)
     clock.instant = max(overdue_at(service.offices["noto"], confirmed), clock.now())
     assert Overdue(service)(clock.now()) == []
+
+
+# -- 6. the JSON API --------------------------------------------------------------------------------------
+
+
+def api(app, ref: str, action: str, body: object = None, token: str = TOKEN):
+    from urllib.parse import quote
+
+    headers = {"Authorization": f"Bearer {token}"}
+    answer = app.test_client().post(f"/staff/api/bookings/{quote(ref, safe='')}/{action}", json=body, headers=headers)
+    return answer.status_code, answer.get_json()
+
+
+@pytest.mark.parametrize("office", REQUEST_OFFICES)
+def test_api_confirm_propose_decline_with_the_consoles_effects(office, service, app, messaging_spec):
+    booking, ref = make_request(service, office, index=0)
+    status, answer = api(app, ref, "confirm", {})
+    assert status == 200 and answer["booking"]["office_confirmation"] == "confirmed" and answer["booking"]["ref"] == ref
+    assert api(app, ref, "confirm", {}) == (200, answer)  # a repeated call acts once
+    assert len(entries(service, "confirmed")) == 1 and len(entries(service, "push")) == 1
+    assert api(app, ref, "decline", {"reason": "x"})[0] == 409  # already confirmed
+
+    second, second_ref = make_request(service, office, index=1, user="U-second")
+    free = [s for s in calendar.bookable_slots(service.offices[office], service.clock.now(),
+                                               service.bookings.booked_counts(office, [booking["slot"], second["slot"]]))
+            if s.key not in (booking["slot"], second["slot"])]
+    wanted = free[0].start.isoformat()
+    status, answer = api(app, second_ref, "propose", {"slot": wanted})
+    assert status == 200 and answer["booking"]["office_confirmation"] == "proposed"
+    assert answer["booking"]["proposal"]["slot"] == free[0].key
+    assert api(app, second_ref, "propose", {"slot": wanted})[0] == 200  # repeated: held once
+    assert service.bookings.booked_counts(office, [free[0].key]) == {free[0].key: 1}
+    assert len(entries(service, "proposed")) == 1
+
+    third, third_ref = make_request(service, office, index=2, user="U-third")
+    status, answer = api(app, third_ref, "decline", {"reason": "担当者の都合がつかないため"})
+    assert status == 200 and answer["booking"]["status"] == "cancelled"
+    assert service.bookings.booked_counts(office, [third["slot"]]) == {}
+    assert "担当者の都合がつかない" in push_texts(service)[-1]
+    assert_valid_pushes(service, messaging_spec)
+
+
+def test_api_errors_are_400_404_409_and_401(service, app):
+    booking, ref = make_request(service, "noto")
+    assert api(app, ref, "confirm", {}, token="wrong-token-wrong")[0] == 401
+    assert api(app, "noto|2026-11-25T10:00|NOPE0000", "confirm", {})[0] == 404
+    assert api(app, "garbage", "confirm", {})[0] == 404
+    assert api(app, ref, "teleport", {})[0] == 404
+    assert api(app, ref, "decline", {})[0] == 400  # reason required
+    assert api(app, ref, "decline", {"reason": 5})[0] == 400
+    assert api(app, ref, "propose", {"slot": "next tuesday"})[0] == 400
+    assert api(app, ref, "propose", {"slot": booking["start"]})[0] == 409  # its own slot
+    assert api(app, ref, "propose", {"slot": "2026-11-21T10:00+09:00"})[0] == 409  # a Saturday
+    assert api(app, ref, "confirm", ["not", "an", "object"])[0] == 400
+    assert api(app, ref, "confirm", {"url": "http://plain.example"})[0] == 400
+    assert api(app, ref, "attended", {})[0] == 409  # before the start
+    status, answer = api(app, ref, "cancel")
+    assert status == 200 and answer["booking"]["status"] == "cancelled"
+    assert api(app, ref, "cancel")[0] == 409
+    assert service.bookings.get(ref)["office_confirmation"] == "pending"
+    assert entries(service, "confirmed") == []
+
+
+def test_api_meeting_and_follow_up_and_marks(service, app, clock):
+    booking, ref = make_request(service, "noto")
+    status, answer = api(app, ref, "meeting", {"url": "https://zoom.example/j/1"})
+    assert status == 200 and answer["booking"]["meeting_sent_at"] == NOW
+    clock.instant = parse_instant(booking["start"]) + timedelta(minutes=5)
+    assert api(app, ref, "no-show", {})[1]["booking"]["status"] == "no_show"
+    assert api(app, ref, "attended", {})[1]["booking"]["status"] == "attended"
+    slot = calendar.bookable_slots(service.offices["noto"], clock.now(), {})[0]
+    status, made = api(app, ref, "follow_up", {"slot": slot.start.isoformat(), "key": "k1"})
+    assert status == 200 and made["booking"]["follow_up_of"] == ref
+    assert api(app, ref, "follow_up", {"slot": slot.start.isoformat(), "key": "k1"}) == (200, made)

@@ -54,6 +54,18 @@ CONFIRMATION_REFUSALS = {
 }
 
 
+class NotFound(StaffActionError):
+    """The booking does not exist (the API's 404)."""
+
+
+class BadRequest(StaffActionError):
+    """What staff gave is malformed or missing (the API's 400)."""
+
+
+class Refused(StaffActionError):
+    """The booking's state (or the slot's) does not allow the action now (the API's 409)."""
+
+
 @dataclass(frozen=True)
 class Done:
     """What a request action did: the booking as it now is, whether this call changed it (False: a
@@ -112,23 +124,23 @@ class StaffActions:
         except ValueError:
             booking = None
         if booking is None:
-            raise StaffActionError("予約が見つかりません（保存期間を過ぎたか、予約番号が正しくありません）。")
+            raise NotFound("予約が見つかりません（保存期間を過ぎたか、予約番号が正しくありません）。")
         return booking
 
     def mark(self, ref: str, status: str) -> dict[str, Any]:
         """Record that the user attended or did not show up; only once the consultation has started."""
         if status not in ("attended", "no_show"):
-            raise StaffActionError("記録できる状態は「出席」と「無断欠席」だけです。")
+            raise BadRequest("記録できる状態は「出席」と「無断欠席」だけです。")
         booking = self.booking(ref)
         start = datetime.fromisoformat(booking["start"])
         if start > self.now():
-            raise StaffActionError("相談の開始時刻より前には、出席・無断欠席を記録できません。")
+            raise Refused("相談の開始時刻より前には、出席・無断欠席を記録できません。")
         changes = {"status": status, "marked_at": self.now().isoformat(), "marked_by": "staff"}
         updated = self.store.update(ref, changes, when=lambda b: b.get("status") in MARKABLE)
         if updated is None:
-            raise StaffActionError("予約が見つかりません。")
+            raise NotFound("予約が見つかりません。")
         if updated.get("status") != status:
-            raise StaffActionError(f"この予約は「{STATUS_LABELS.get(updated.get('status'), '?')}」のため記録できません。")
+            raise Refused(f"この予約は「{STATUS_LABELS.get(updated.get('status'), '?')}」のため記録できません。")
         if status == "no_show" and booking.get("status") != "no_show":
             self._notice("no_show", updated, "無断欠席を記録")
         log.info("staff_mark office=%s booking=%s status=%s", updated["office"], updated["id"], status)
@@ -138,16 +150,16 @@ class StaffActions:
         """Cancel a future booking for the user (the slot is freed) and tell them by push."""
         booking = self.booking(ref)
         if booking.get("status") != "booked":
-            raise StaffActionError(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のためキャンセルできません。")
+            raise Refused(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のためキャンセルできません。")
         if datetime.fromisoformat(booking["start"]) <= self.now():
-            raise StaffActionError("開始時刻を過ぎた予約はキャンセルできません。出席または無断欠席を記録してください。")
+            raise Refused("開始時刻を過ぎた予約はキャンセルできません。出席または無断欠席を記録してください。")
         at = self.now().isoformat()
         cancelled = self.store.cancel(ref, at=at, by="staff")
         if cancelled is None:
-            raise StaffActionError("予約が見つかりません。")
+            raise NotFound("予約が見つかりません。")
         # Cancelling again keeps the first record: tell the user only when this request cancelled it.
         if cancelled.get("cancelled_by") != "staff" or cancelled.get("cancelled_at") != at:
-            raise StaffActionError("この予約はすでにキャンセルされています。")
+            raise Refused("この予約はすでにキャンセルされています。")
         office = self.office(cancelled)
         name = office.short_name if office else cancelled["office"]
         text = T.STAFF_CANCELLED.format(office=name, when=when_label(cancelled), ref=cancelled["id"])
@@ -163,16 +175,16 @@ class StaffActions:
         meeting = self._meeting_lines(meeting_id, passcode, url, required=True)
         booking = self.booking(ref)
         if booking.get("status") not in ("booked", "attended"):
-            raise StaffActionError(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のため送信できません。")
+            raise Refused(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のため送信できません。")
         if datetime.fromisoformat(booking["end"]) <= self.now():
-            raise StaffActionError("終了した相談の接続情報は送信できません。")
+            raise Refused("終了した相談の接続情報は送信できません。")
         office = self.office(booking)
         name = office.short_name if office else booking["office"]
         tool = office.video_tool if office else ""
         lines = [T.STAFF_MEETING.format(office=name, when=when_label(booking), tool=tool), *meeting, T.STAFF_MEETING_HINT]
         updated = self.store.update(ref, {"meeting_sent_at": self.now().isoformat(), "meeting_sent_by": "staff"})
         if updated is None:
-            raise StaffActionError("予約が見つかりません。")
+            raise NotFound("予約が見つかりません。")
         self._push(updated, "\n".join(lines))
         self._notice("meeting_sent", updated, "接続情報を送信", tool=tool)
         log.info("staff_meeting_sent office=%s booking=%s", updated["office"], updated["id"])
@@ -195,16 +207,16 @@ class StaffActions:
         original = self.booking(ref)
         office = self.office(original)
         if office is None:
-            raise StaffActionError("この予約の事業所の設定が見つかりません。")
+            raise Refused("この予約の事業所の設定が見つかりません。")
         if not nonce or len(nonce) > 64:
-            raise StaffActionError("画面が古くなっています。予約の画面を開き直してください。")
+            raise BadRequest("画面が古くなっています。予約の画面を開き直してください。")
         slot = next((s for s in self.follow_up_slots(original) if s.key == slot_key), None)
         booking_id = follow_up_id(ref, slot_key, nonce)
         if slot is None:
             existing = self._existing(office.id, slot_key, booking_id)
             if existing is not None:  # the same form again after the slot filled up with it
                 return existing, False
-            raise StaffActionError("その日時は予約できません（締切・満席・休業日）。別の日時を選んでください。")
+            raise Refused("その日時は予約できません（締切・満席・休業日）。別の日時を選んでください。")
         booking = {
             "id": booking_id,
             "office": office.id,
@@ -221,7 +233,7 @@ class StaffActions:
         booking.update({key: original[key] for key in COPIED_FIELDS if key in original})
         claim = self.service.bookings.claim(booking, office.schedule.capacity)
         if not claim.ok:
-            raise StaffActionError("その日時はちょうど埋まりました。別の日時を選んでください。")
+            raise Refused("その日時はちょうど埋まりました。別の日時を選んでください。")
         if claim.already:
             return booking, False
         text = T.STAFF_FOLLOW_UP.format(office=office.short_name, when=when_label(booking), ref=booking_id)
@@ -238,7 +250,7 @@ class StaffActions:
         booking = self.booking(ref)
         office = self.office(booking)
         if office is None:
-            raise StaffActionError("この予約の事業所の設定が見つかりません。")
+            raise Refused("この予約の事業所の設定が見つかりません。")
         return booking, office
 
     def _check_open(self, booking: dict[str, Any], repeat: str | None = None) -> bool:
@@ -248,18 +260,18 @@ class StaffActions:
         if repeat is not None and confirmation == repeat:
             return False
         if status != "booked":
-            raise StaffActionError(f"この予約は「{STATUS_LABELS.get(status, '?')}」のため操作できません。")
+            raise Refused(f"この予約は「{STATUS_LABELS.get(status, '?')}」のため操作できません。")
         if confirmation not in OPEN_REQUEST:
-            raise StaffActionError(CONFIRMATION_REFUSALS.get(confirmation, "この申込みは操作できない状態です。"))
+            raise Refused(CONFIRMATION_REFUSALS.get(confirmation, "この申込みは操作できない状態です。"))
         if datetime.fromisoformat(booking["start"]) <= self.now():
-            raise StaffActionError("開始時刻を過ぎた申込みは操作できません。")
+            raise Refused("開始時刻を過ぎた申込みは操作できません。")
         return True
 
     def _act(self, refs: list[str], decide: Callable[[list[dict[str, Any] | None]], Plan | None]) -> Any:
         try:
             return self.store.act(refs, decide)
         except SlotFull:
-            raise StaffActionError("その日時はちょうど埋まりました。別の日時を選んでください。") from None
+            raise Refused("その日時はちょうど埋まりました。別の日時を選んでください。") from None
 
     def confirm(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "") -> Done:
         """Confirm a request: 「予約が確定しました」 pushed with the date, time, tool and checklist, and the
@@ -271,7 +283,7 @@ class StaffActions:
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             current = found[0]
             if current is None:
-                raise StaffActionError("予約が見つかりません。")
+                raise NotFound("予約が見つかりません。")
             if not self._check_open(current, repeat="confirmed"):
                 return Plan(result=Done(current, False))
             changes = {"office_confirmation": "confirmed", "confirmed_at": at, "confirmed_by": "staff"}
@@ -298,16 +310,16 @@ class StaffActions:
         told the reason and what to do instead (phone, email, the counter, another booking)."""
         reason = " ".join((reason or "").split())
         if not reason:
-            raise StaffActionError("お断りの理由を選ぶか、入力してください。")
+            raise BadRequest("お断りの理由を選ぶか、入力してください。")
         if len(reason) > REASON_MAX:
-            raise StaffActionError(f"お断りの理由は{REASON_MAX}文字以内で入力してください。")
+            raise BadRequest(f"お断りの理由は{REASON_MAX}文字以内で入力してください。")
         booking, office = self._request(ref)
         at = self.now().isoformat()
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             current = found[0]
             if current is None:
-                raise StaffActionError("予約が見つかりません。")
+                raise NotFound("予約が見つかりません。")
             if not self._check_open(current, repeat="declined"):
                 return Plan(result=Done(current, False))
             declined = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": "staff",
@@ -337,7 +349,7 @@ class StaffActions:
         self._check_open(booking)
         slot = next((s for s in self.proposal_slots(booking) if s.key == slot_key), None)
         if slot is None:
-            raise StaffActionError("その日時は提案できません（締切・満席・休業日・元の日時）。別の日時を選んでください。")
+            raise Refused("その日時は提案できません（締切・満席・休業日・元の日時）。別の日時を選んでください。")
         at = self.now().isoformat()
         deadline = calendar.deadline(office, slot.start.date())
         held = {
@@ -351,7 +363,7 @@ class StaffActions:
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             current, existing = found
             if current is None:
-                raise StaffActionError("予約が見つかりません。")
+                raise NotFound("予約が見つかりません。")
             if existing is not None or (current.get("proposal") or {}).get("ref") == held_ref:
                 return Plan(result=Done(current, False))
             self._check_open(current)
@@ -374,13 +386,13 @@ class StaffActions:
         """The meeting details as pushed (validated); [] when none were given and none are required."""
         meeting_id, passcode, url = (" ".join(v.split())[:MEETING_FIELD_MAX + 1] for v in (meeting_id, passcode, url))
         if any(len(v) > MEETING_FIELD_MAX for v in (meeting_id, passcode, url)):
-            raise StaffActionError(f"ミーティングID・パスコード・URLは{MEETING_FIELD_MAX}文字以内で入力してください。")
+            raise BadRequest(f"ミーティングID・パスコード・URLは{MEETING_FIELD_MAX}文字以内で入力してください。")
         if not (meeting_id or url):
             if required or passcode:
-                raise StaffActionError("「ミーティングID」か「参加URL」のどちらかを入力してください。")
+                raise BadRequest("「ミーティングID」か「参加URL」のどちらかを入力してください。")
             return []
         if url and not url.startswith("https://"):
-            raise StaffActionError("「参加URL」は https:// で始まるURLを入力してください。")
+            raise BadRequest("「参加URL」は https:// で始まるURLを入力してください。")
         templates = ((T.STAFF_MEETING_ID, meeting_id), (T.STAFF_MEETING_PASSCODE, passcode), (T.STAFF_MEETING_URL, url))
         return [template.format(value=value) for template, value in templates if value]
 

@@ -31,6 +31,7 @@ from bot.profiles.models import OfficeProfile
 from bot.service import BotService, user_hash
 from bot.settings import Settings
 from bot.staff.aftercare import is_overdue
+from bot.staff.api import register_api
 from bot.staff.actions import STATUS_LABELS, StaffActions, find_office, upcoming_for, when_label
 from bot.staff.export import bookings_csv, bookings_ics, feed_key
 from bot.store.bookings import booking_ref
@@ -466,6 +467,8 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
         bookings = [b for day in days for b in service.bookings.store.on_day(office, day.isoformat())]
         body = bookings_ics(profile, bookings, now())
         return Response(body, mimetype="text/calendar", headers={"Content-Type": "text/calendar; charset=utf-8"})
+
+    register_api(bp, actions, api_error)
 
     @bp.get("/api/bookings")
     def api_bookings() -> Response:
