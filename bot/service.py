@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.store import (
     BookingStore, ClaimResult, ConversationStore, HandoffStore, Outbox, Plan, RedisClient, SlotStore, connect,
 )
+from bot.store.bookings import PERSONAL_FIELDS
 
 log = logging.getLogger("hwbot.service")
 
@@ -113,8 +114,9 @@ class StoreBookings:
             if answer == "accepted":
                 if not waiting or at >= deadline:
                     return None
-                moved = {**held, "status": "booked", "office_confirmation": "confirmed", "confirmed_at": stamp,
-                         "confirmed_by": "user", "moved_from": request_ref}
+                personal = {key: request[key] for key in PERSONAL_FIELDS if key in request}
+                moved = {**held, **personal, "status": "booked", "office_confirmation": "confirmed",
+                         "confirmed_at": stamp, "confirmed_by": "user", "moved_from": request_ref}
                 moved.pop("held_for", None)
                 old = {**request, "status": "cancelled", "cancelled_at": stamp, "cancelled_by": "moved",
                        "moved_to": ref}

@@ -278,7 +278,9 @@ def test_request_then_propose_then_accept(office, service, staff, messaging_spec
     stored = service.bookings.get(ref)
     assert stored["office_confirmation"] == "proposed" and stored["proposal"]["slot"] == slot
     held_ref = stored["proposal"]["ref"]
-    assert service.bookings.get(held_ref)["status"] == "held"
+    held = service.bookings.get(held_ref)
+    assert held["status"] == "held" and held["user"] == USER
+    assert not set(held) & {"name", "number", "email", "phone"}  # personal data stays on the request
     assert service.bookings.booked_counts(office, [booking["slot"], slot]) == {booking["slot"]: 1, slot: 1}
     assert set(buttons) == {"この日時でお願いする", "都合が悪い"}
     text = push_texts(service)[0]
@@ -293,6 +295,7 @@ def test_request_then_propose_then_accept(office, service, staff, messaging_spec
     assert "予約が確定しました" in driver.last_text()
     moved = service.bookings.get(held_ref)
     assert moved["status"] == "booked" and moved["office_confirmation"] == "confirmed" and moved["moved_from"] == ref
+    assert (moved["name"], moved["phone"], moved["consent"]) == (booking["name"], booking["phone"], booking["consent"])
     old = service.bookings.get(ref)
     assert old["status"] == "cancelled" and old["moved_to"] == held_ref
     assert service.bookings.booked_counts(office, [booking["slot"], slot]) == {slot: 1}
@@ -523,3 +526,17 @@ def test_api_meeting_and_follow_up_and_marks(service, app, clock):
     status, made = api(app, ref, "follow_up", {"slot": slot.start.isoformat(), "key": "k1"})
     assert status == 200 and made["booking"]["follow_up_of"] == ref
     assert api(app, ref, "follow_up", {"slot": slot.start.isoformat(), "key": "k1"}) == (200, made)
+
+
+def test_a_request_cancelled_while_a_proposal_waits_frees_the_held_slot(service, staff, clock):
+    from bot.staff.aftercare import Proposals
+
+    booking, ref = make_request(service, "noto")
+    slot, buttons = propose(service, staff, ref)
+    service.bookings.cancel(ref, at=NOW, by="user")
+    assert service.bookings.booked_counts("noto", [slot]) == {slot: 1}
+    assert Proposals(service)(clock.now()) == []  # not a lapse: no notice, no push
+    assert service.bookings.booked_counts("noto", [slot]) == {}
+    assert entries(service, "proposal_lapsed") == [] and len(entries(service, "push")) == 1
+    ChatDriver(service, user=USER).send("postback", buttons["この日時でお願いする"])
+    assert service.bookings.get(ref)["status"] == "cancelled"

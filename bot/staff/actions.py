@@ -27,7 +27,7 @@ from bot.errors import StaffActionError, UnknownOfficeError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService
 from bot.store import Plan, SlotFull
-from bot.store.bookings import booking_ref
+from bot.store.bookings import PERSONAL_FIELDS, booking_ref
 
 log = logging.getLogger("hwbot.staff")
 
@@ -358,7 +358,9 @@ class StaffActions:
             "office_confirmation": "proposed", "created_at": at, "booked_by": booking.get("booked_by", "user"),
             "held_for": ref, "proposal": {"at": at, "deadline": deadline.isoformat()},
         }
-        held.update({key: booking[key] for key in COPIED_FIELDS if key in booking})
+        # Personal fields stay on the request only (data deletion finds it by the user's index); they
+        # join the held booking when the user accepts it.
+        held.update({key: booking[key] for key in COPIED_FIELDS if key in booking and key not in PERSONAL_FIELDS})
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             current, existing = found

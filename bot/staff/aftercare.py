@@ -198,12 +198,22 @@ class Proposals:
         for profile in self.service.offices.values():
             # The held slot's day is after its deadline: look from today to the end of the window.
             for held in bookings_between(self.service, profile.id, today, calendar.window_end(profile, now)):
+                if held.get("status") != "held":
+                    continue
                 deadline = parse_when((held.get("proposal") or {}).get("deadline"))
-                if held.get("status") == "held" and deadline is not None and deadline <= now:
+                if deadline is not None and deadline <= now:
                     result = self.lapse(profile, held, now)
                     if result is not None:
                         lapsed.append(result)
+                elif not self.waited_for(held):
+                    # The request was cancelled meanwhile (by the user or staff): free the slot now.
+                    self.service.bookings.end_proposal(booking_ref(held), answer="orphaned", at=now, entries=[])
         return lapsed
+
+    def waited_for(self, held: dict[str, Any]) -> bool:
+        request = self.service.bookings.get(held.get("held_for", ""))
+        return (request is not None and request.get("status") == "booked"
+                and (request.get("proposal") or {}).get("ref") == booking_ref(held))
 
     def lapse(self, profile: OfficeProfile, held: dict[str, Any], now: datetime) -> tuple[dict[str, Any], list[Reply]] | None:
         ref = booking_ref(held)
