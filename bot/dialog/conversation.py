@@ -73,6 +73,9 @@ class Outcome:
     replies: list[Reply] = field(default_factory=list)
     notices: list[StaffNotice] = field(default_factory=list)
     erase_user: bool = False
+    # Notices already in the outbox, appended by the same atomic step as a booking change (the answer
+    # to a proposal): shown in transcripts and scripted dialogs, never saved again.
+    sent_notices: list[StaffNotice] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

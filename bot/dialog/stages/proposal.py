@@ -49,7 +49,9 @@ def _answer(turn: Turn, ref: str, accept: bool) -> None:
     result = turn.bookings.answer_proposal(ref, accept=accept, at=turn.now, notice=notice)
     if result is None:
         turn.say(Text(T.PROPOSAL_STALE))
-    elif accept:
+        return aside_done(turn)
+    turn.outcome.sent_notices.append(notice)
+    if accept:
         turn.say(Text(T.PROPOSAL_ACCEPTED.format(booking=booking_line(turn, result))))
     else:
         turn.say(Text(T.PROPOSAL_DECLINED.format(booking=booking_line(turn, result).removeprefix("・"))))
