@@ -267,11 +267,21 @@ class StaffActions:
             raise Refused("開始時刻を過ぎた申込みは操作できません。")
         return True
 
-    def _act(self, refs: list[str], decide: Callable[[list[dict[str, Any] | None]], Plan | None]) -> Any:
+    def _current(self, booking: dict[str, Any] | None, repeat: str) -> tuple[dict[str, Any], Plan | None]:
+        """The booking as the step reads it, and the plan of a repeat (nothing to write) if it is one."""
+        if booking is None:
+            raise NotFound("予約が見つかりません。")
+        if not self._check_open(booking, repeat=repeat):
+            return booking, Plan(result=Done(booking, False))
+        return booking, None
+
+    def _act(self, what: str, refs: list[str], decide: Callable[[list[dict[str, Any] | None]], Plan | None]) -> Done:
         try:
-            return self.store.act(refs, decide)
+            done = self.store.act(refs, decide)
         except SlotFull:
             raise Refused("その日時はちょうど埋まりました。別の日時を選んでください。") from None
+        log.info("staff_%s office=%s booking=%s acted=%d", what, done.booking["office"], done.booking["id"], done.acted)
+        return done
 
     def confirm(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "") -> Done:
         """Confirm a request: 「予約が確定しました」 pushed with the date, time, tool and checklist, and the
@@ -281,11 +291,9 @@ class StaffActions:
         at = self.now().isoformat()
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
-            current = found[0]
-            if current is None:
-                raise NotFound("予約が見つかりません。")
-            if not self._check_open(current, repeat="confirmed"):
-                return Plan(result=Done(current, False))
+            current, repeated = self._current(found[0], repeat="confirmed")
+            if repeated:
+                return repeated
             changes = {"office_confirmation": "confirmed", "confirmed_at": at, "confirmed_by": "staff"}
             if meeting:
                 changes.update(meeting_sent_at=at, meeting_sent_by="staff")
@@ -297,9 +305,7 @@ class StaffActions:
             return Plan(bookings={ref: confirmed}, hold=(ref,), capacity=office.schedule.capacity,
                         entries=entries, result=Done(confirmed, True, replies))
 
-        done = self._act([ref], decide)
-        log.info("staff_confirm office=%s booking=%s acted=%d", booking["office"], booking["id"], done.acted)
-        return done
+        return self._act("confirm", [ref], decide)
 
     def decline_reasons(self, booking: dict[str, Any]) -> list[str]:
         office = self.office(booking)
@@ -317,11 +323,9 @@ class StaffActions:
         at = self.now().isoformat()
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
-            current = found[0]
-            if current is None:
-                raise NotFound("予約が見つかりません。")
-            if not self._check_open(current, repeat="declined"):
-                return Plan(result=Done(current, False))
+            current, repeated = self._current(found[0], repeat="declined")
+            if repeated:
+                return repeated
             declined = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": "staff",
                         "office_confirmation": "declined", "decline_reason": reason}
             replies = declined_replies(office, declined, reason)
@@ -330,9 +334,7 @@ class StaffActions:
                        self._notice_entry("declined", declined, "申込みをお断り")]
             return Plan(bookings={ref: declined}, free=(ref,), entries=entries, result=Done(declined, True, replies))
 
-        done = self._act([ref], decide)
-        log.info("staff_decline office=%s booking=%s acted=%d", booking["office"], booking["id"], done.acted)
-        return done
+        return self._act("decline", [ref], decide)
 
     def proposal_slots(self, booking: dict[str, Any]) -> list[calendar.Slot]:
         """The slots staff may propose instead: the office's bookable slots but the request's own."""
@@ -364,11 +366,9 @@ class StaffActions:
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             current, existing = found
-            if current is None:
-                raise NotFound("予約が見つかりません。")
-            if existing is not None or (current.get("proposal") or {}).get("ref") == held_ref:
-                return Plan(result=Done(current, False))
-            self._check_open(current)
+            if existing is not None or (current or {}).get("proposal", {}).get("ref") == held_ref:
+                return Plan(result=Done(current or existing, False))
+            current, _ = self._current(current, repeat="")
             proposed = {**current, "office_confirmation": "proposed",
                         "proposal": {"ref": held_ref, "slot": slot.key, "at": at, "deadline": deadline.isoformat()}}
             label = f"{calendar.format_day(deadline.date())} {deadline:%H:%M}"
@@ -380,9 +380,7 @@ class StaffActions:
                         expire_in=self.service.bookings.expire_in(held), entries=entries,
                         result=Done(proposed, True, replies))
 
-        done = self._act([ref, held_ref], decide)
-        log.info("staff_propose office=%s booking=%s acted=%d", booking["office"], booking["id"], done.acted)
-        return done
+        return self._act("propose", [ref, held_ref], decide)
 
     def _meeting_lines(self, meeting_id: str, passcode: str, url: str, *, required: bool) -> list[str]:
         """The meeting details as pushed (validated); [] when none were given and none are required."""
