@@ -281,6 +281,8 @@ def test_request_then_propose_then_accept(office, service, staff, messaging_spec
     held = service.bookings.get(held_ref)
     assert held["status"] == "held" and held["user"] == USER
     assert not set(held) & {"name", "number", "email", "phone"}  # personal data stays on the request
+    assert "仮押さえ" in staff.page(held_ref) and "この申込みを確定する" not in staff.page(held_ref)
+    assert "利用者の返事を待っています" in staff.page(ref)
     assert service.bookings.booked_counts(office, [booking["slot"], slot]) == {booking["slot"]: 1, slot: 1}
     assert set(buttons) == {"この日時でお願いする", "都合が悪い"}
     text = push_texts(service)[0]
@@ -540,3 +542,38 @@ def test_a_request_cancelled_while_a_proposal_waits_frees_the_held_slot(service,
     assert entries(service, "proposal_lapsed") == [] and len(entries(service, "push")) == 1
     ChatDriver(service, user=USER).send("postback", buttons["この日時でお願いする"])
     assert service.bookings.get(ref)["status"] == "cancelled"
+
+
+def test_in_the_simulator_a_proposal_reaches_the_phone_through_the_worker_and_is_accepted(redis_client, offices):
+    """`make run`'s wiring: the API over HTTP, the worker pushing to the stand-in LINE API, the phone's tap
+    through the signed webhook."""
+    from urllib.parse import quote
+
+    from bot.channels.line.api import LineMessaging
+    from bot.simulator import SIMULATOR_TOKEN, USERS
+    from bot.staff.console import SIMULATOR_STAFF_TOKEN
+    from bot.staff.worker import Worker
+    from bot.testing.simulator import LiveServer, SimPhone, http
+    from tests.test_simulator import book_at_noto as book_in_the_phone
+
+    settings = load_settings(line_channel_secret=None, line_channel_access_token=None, line_api_host="https://api.line.me")
+    service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
+    with LiveServer(create_app(settings, service=service)) as live:
+        user = USERS[0]["id"]
+        phone = SimPhone(live.url, user)
+        book_in_the_phone(phone)
+        assert "申込み中・事業所の確認待ち" in phone.last_text()
+        [booking] = service.bookings.for_user(user)
+        ref = BookingStore.ref(booking)
+        worker = Worker(service, settings, line=LineMessaging(live.url + "/sim/line", SIMULATOR_TOKEN))
+        slot = next(s for s in calendar.bookable_slots(offices["noto"], service.clock.now(), {booking["slot"]: 1})
+                    if s.key != booking["slot"])
+        status, answer = http("POST", f"{live.url}/staff/api/bookings/{quote(ref, safe='')}/propose",
+                              {"slot": slot.start.isoformat()}, headers={"Authorization": f"Bearer {SIMULATOR_STAFF_TOKEN}"})
+        assert status == 200, answer
+        assert worker.run_once(service.clock.now()).get("delivered", 0) >= 1
+        assert "別の日時をご提案します" in phone.last_text()
+        phone.tap("この日時でお願いする")
+        assert "予約が確定しました" in phone.last_text()
+        [moved] = [b for b in service.bookings.for_user(user) if b["status"] == "booked"]
+        assert moved["slot"] == slot.key and moved["office_confirmation"] == "confirmed"
