@@ -577,3 +577,75 @@ def test_in_the_simulator_a_proposal_reaches_the_phone_through_the_worker_and_is
         assert "予約が確定しました" in phone.last_text()
         [moved] = [b for b in service.bookings.for_user(user) if b["status"] == "booked"]
         assert moved["slot"] == slot.key and moved["office_confirmation"] == "confirmed"
+
+
+def test_through_the_webhook_with_a_line_channel_every_request_validates(redis_client, offices, messaging_spec):
+    """A request booked through POST /callback, a proposal from the API pushed by the worker to a stand-in
+    LINE API, the user's tap on the push posted back, then a confirm: every call to LINE validates."""
+    from urllib.parse import quote
+
+    from bot.channels.line.api import LineMessaging
+    from bot.channels.line.webhook import event_json, sign, webhook_body
+    from bot.staff.worker import Worker
+    from bot.testing.line_standin import LineStandIn
+    from bot.testing.simulator import actions_of
+    from tests.test_line_spec import SCHEMAS
+
+    user = "U" + "d" * 32
+    with LineStandIn() as line:
+        settings = load_settings(line_channel_secret="s", line_channel_access_token="t", line_api_host=line.url,
+                                 staff_token=TOKEN)
+        service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
+        client = create_app(settings, service=service).test_client()
+        worker = Worker(service, settings, line=LineMessaging(line.url, "t"))
+
+        def send(kind: str, text: str = "") -> None:
+            body = webhook_body(event_json(user, kind, text))
+            answer = client.post("/callback", data=body.encode(), content_type="application/json",
+                                 headers={"X-Line-Signature": sign(body, "s")})
+            assert answer.status_code == 200
+
+        def tap(label: str, path: str = "/v2/bot/message/reply") -> None:
+            [last] = [r for r in line.requests if r.path == path][-1:]
+            actions = [action for message in last.body["messages"] for shown, action in actions_of(message)
+                       if shown == label and action.get("type") == "postback"]
+            assert actions, f"no button {label!r}"
+            send("postback", actions[0]["data"])
+
+        def staff(ref: str, action: str, body: dict) -> dict:
+            answer = client.post(f"/staff/api/bookings/{quote(ref, safe='')}/{action}", json=body,
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+            assert answer.status_code == 200, answer.get_json()
+            return answer.get_json()["booking"]
+
+        send("follow")
+        tap("ハローワーク能登")
+        for text in NOTO_USER:
+            send("text", text)
+        for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい", "10:00〜10:30",
+                      "同意する", "この内容で予約する"):
+            tap(label)
+        [booking] = service.bookings.for_user(user)
+        free = [s for s in calendar.bookable_slots(offices["noto"], service.clock.now(), {booking["slot"]: 1})
+                if s.key != booking["slot"]]
+        staff(BookingStore.ref(booking), "propose", {"slot": free[0].start.isoformat()})
+        worker.run_once(service.clock.now())
+        tap("都合が悪い", path="/v2/bot/message/push")
+        assert service.bookings.get(BookingStore.ref(booking))["office_confirmation"] == "pending"
+        staff(BookingStore.ref(booking), "propose", {"slot": free[1].start.isoformat()})
+        worker.run_once(service.clock.now())
+        tap("この日時でお願いする", path="/v2/bot/message/push")
+        [moved] = [b for b in service.bookings.for_user(user) if b["status"] == "booked"]
+        assert moved["slot"] == free[1].key and moved["office_confirmation"] == "confirmed"
+        send("text", "予約の確認")
+
+    pushes = [r for r in line.requests if r.path == "/v2/bot/message/push"]
+    assert len(pushes) == 2
+    problems = []
+    for request in line.requests:
+        schema = SCHEMAS.get(request.path)
+        assert schema, f"unexpected call {request.path}"
+        problems += [f"{request.path}: {e}" for e in validate_request(messaging_spec, schema, request.body)]
+        if "messages" in request.body:
+            problems += [f"{request.path}: {e}" for e in check_limits(request.body["messages"])]
+    assert problems == []
