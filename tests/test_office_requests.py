@@ -649,3 +649,15 @@ def test_through_the_webhook_with_a_line_channel_every_request_validates(redis_c
         if "messages" in request.body:
             problems += [f"{request.path}: {e}" for e in check_limits(request.body["messages"])]
     assert problems == []
+
+
+def test_staff_cancelling_a_request_with_a_proposal_frees_both_slots_in_one_step(service, staff):
+    booking, ref = make_request(service, "noto")
+    slot, buttons = propose(service, staff, ref)
+    assert "予約をキャンセルしました" in staff.act("cancel", ref)
+    assert service.bookings.booked_counts("noto", [booking["slot"], slot]) == {}
+    held = service.bookings.get(service.bookings.get(ref)["proposal"]["ref"])
+    assert held["status"] == "cancelled"
+    ChatDriver(service, user=USER).send("postback", buttons["この日時でお願いする"])
+    assert service.bookings.booked_counts("noto", [slot]) == {}
+    assert len(entries(service, "cancellation")) == 1

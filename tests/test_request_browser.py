@@ -18,12 +18,7 @@ from bot.store import BookingStore
 from bot.testing.driver import ManualClock
 from bot.testing.simulator import LiveServer
 from bot.web import create_app
-from tests.test_browser import Page
-
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium.*"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
+from tests.test_browser import Page, pytestmark  # noqa: F401 (selenium's warnings are not ours to fix)
 
 
 @pytest.fixture

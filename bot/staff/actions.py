@@ -23,7 +23,7 @@ from bot.clock import JST
 from bot.dialog import Reply
 from bot.dialog import texts as T
 from bot.dialog.pushes import confirmed_replies, declined_replies, proposal_replies
-from bot.errors import StaffActionError, UnknownOfficeError
+from bot.errors import ConflictError, StaffActionError, UnknownOfficeError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService
 from bot.store import Plan, SlotFull
@@ -41,6 +41,7 @@ COPIED_FIELDS = ("user", "name", "number", "email", "phone", "topic", "interpret
 MARKABLE = ("booked", "attended", "no_show")
 MEETING_FIELD_MAX = 300
 REASON_MAX = 200
+_CHANGED_ATTEMPTS = 3
 # Retry keys of the pushes and ids of the notices of the request actions: the same action on the
 # same booking gives the same id, so a repeat is recognisable downstream too.
 NAMESPACE = uuid.UUID("9d3a4c1e-6b2f-4e8a-a5d7-3f1c0b8e2d64")
@@ -128,67 +129,100 @@ class StaffActions:
         return booking
 
     def mark(self, ref: str, status: str) -> dict[str, Any]:
-        """Record that the user attended or did not show up; only once the consultation has started."""
+        """Record that the user attended or did not show up; only once the consultation has started.
+
+        One atomic step with the `no_show` notice (the first time it is marked so)."""
         if status not in ("attended", "no_show"):
             raise BadRequest("記録できる状態は「出席」と「無断欠席」だけです。")
-        booking = self.booking(ref)
-        start = datetime.fromisoformat(booking["start"])
-        if start > self.now():
-            raise Refused("相談の開始時刻より前には、出席・無断欠席を記録できません。")
-        changes = {"status": status, "marked_at": self.now().isoformat(), "marked_by": "staff"}
-        updated = self.store.update(ref, changes, when=lambda b: b.get("status") in MARKABLE)
-        if updated is None:
-            raise NotFound("予約が見つかりません。")
-        if updated.get("status") != status:
-            raise Refused(f"この予約は「{STATUS_LABELS.get(updated.get('status'), '?')}」のため記録できません。")
-        if status == "no_show" and booking.get("status") != "no_show":
-            self._notice("no_show", updated, "無断欠席を記録")
+        self.booking(ref)
+        at = self.now().isoformat()
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            current = self._found(found[0])
+            if datetime.fromisoformat(current["start"]) > self.now():
+                raise Refused("相談の開始時刻より前には、出席・無断欠席を記録できません。")
+            if current.get("status") not in MARKABLE:
+                raise Refused(f"この予約は「{STATUS_LABELS.get(current.get('status'), '?')}」のため記録できません。")
+            marked = {**current, "status": status, "marked_at": at, "marked_by": "staff"}
+            entries = []
+            if status == "no_show" and current.get("status") != "no_show":
+                entries.append(self._notice_entry("no_show", marked, "無断欠席を記録"))
+            return Plan(bookings={ref: marked}, entries=entries, result=marked)
+
+        updated: dict[str, Any] = self.store.act([ref], decide)  # type: ignore[assignment]
         log.info("staff_mark office=%s booking=%s status=%s", updated["office"], updated["id"], status)
         return updated
 
     def cancel(self, ref: str) -> dict[str, Any]:
-        """Cancel a future booking for the user (the slot is freed) and tell them by push."""
-        booking = self.booking(ref)
-        if booking.get("status") != "booked":
-            raise Refused(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のためキャンセルできません。")
-        if datetime.fromisoformat(booking["start"]) <= self.now():
-            raise Refused("開始時刻を過ぎた予約はキャンセルできません。出席または無断欠席を記録してください。")
+        """Cancel a future booking for the user (the slot is freed) and tell them by push, in one step.
+
+        A slot held for a time proposed to this request is freed in the same step."""
         at = self.now().isoformat()
-        cancelled = self.store.cancel(ref, at=at, by="staff")
-        if cancelled is None:
-            raise NotFound("予約が見つかりません。")
-        # Cancelling again keeps the first record: tell the user only when this request cancelled it.
-        if cancelled.get("cancelled_by") != "staff" or cancelled.get("cancelled_at") != at:
-            raise Refused("この予約はすでにキャンセルされています。")
-        office = self.office(cancelled)
-        name = office.short_name if office else cancelled["office"]
-        text = T.STAFF_CANCELLED.format(office=name, when=when_label(cancelled), ref=cancelled["id"])
-        if office and office.phone_label():
-            text += f"\n電話: {office.phone_label()}"
-        self._push(cancelled, text)
-        self._notice("cancellation", cancelled, "担当者がキャンセル", by="staff")
-        log.info("staff_cancel office=%s booking=%s", cancelled["office"], cancelled["id"])
-        return cancelled
+        for _ in range(_CHANGED_ATTEMPTS):
+            held_ref = (self.booking(ref).get("proposal") or {}).get("ref")
+            try:
+                cancelled = self.store.act([ref, held_ref] if held_ref else [ref], self._cancelling(ref, held_ref, at))
+            except ConflictError:
+                continue
+            log.info("staff_cancel office=%s booking=%s", cancelled["office"], cancelled["id"])
+            return cancelled
+        raise Refused("予約が変更されました。画面を開き直してください。")
+
+    def _cancelling(self, ref: str, held_ref: str | None, at: str) -> Callable[[list[dict[str, Any] | None]], Plan]:
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            current = self._found(found[0])
+            if current.get("status") != "booked":
+                raise Refused(f"この予約は「{STATUS_LABELS.get(current.get('status'), '?')}」のためキャンセルできません。")
+            if datetime.fromisoformat(current["start"]) <= self.now():
+                raise Refused("開始時刻を過ぎた予約はキャンセルできません。出席または無断欠席を記録してください。")
+            if (current.get("proposal") or {}).get("ref") != held_ref:
+                raise ConflictError("the proposal changed meanwhile")
+            cancelled = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": "staff"}
+            office = self.office(cancelled)
+            name = office.short_name if office else cancelled["office"]
+            text = T.STAFF_CANCELLED.format(office=name, when=when_label(cancelled), ref=cancelled["id"])
+            if office and office.phone_label():
+                text += f"\n電話: {office.phone_label()}"
+            plan = Plan(bookings={ref: cancelled}, free=(ref,), result=cancelled, entries=[
+                self._text_entry(cancelled, text, "cancel"),
+                self._notice_entry("cancellation", cancelled, "担当者がキャンセル", by="staff")])
+            held = found[1] if held_ref else None
+            if held is not None and held.get("status") == "held":
+                plan.bookings[held_ref] = {**held, "status": "cancelled", "cancelled_at": at, "cancelled_by": "staff"}
+                plan.free += (held_ref,)
+            return plan
+
+        return decide
 
     def send_meeting(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "") -> dict[str, Any]:
-        """Push the meeting details to the user; the booking records when (never the passcode)."""
+        """Push the meeting details to the user; the booking records when (never the passcode). One step."""
         meeting = self._meeting_lines(meeting_id, passcode, url, required=True)
-        booking = self.booking(ref)
-        if booking.get("status") not in ("booked", "attended"):
-            raise Refused(f"この予約は「{STATUS_LABELS.get(booking.get('status'), '?')}」のため送信できません。")
-        if datetime.fromisoformat(booking["end"]) <= self.now():
-            raise Refused("終了した相談の接続情報は送信できません。")
-        office = self.office(booking)
-        name = office.short_name if office else booking["office"]
-        tool = office.video_tool if office else ""
-        lines = [T.STAFF_MEETING.format(office=name, when=when_label(booking), tool=tool), *meeting, T.STAFF_MEETING_HINT]
-        updated = self.store.update(ref, {"meeting_sent_at": self.now().isoformat(), "meeting_sent_by": "staff"})
-        if updated is None:
-            raise NotFound("予約が見つかりません。")
-        self._push(updated, "\n".join(lines))
-        self._notice("meeting_sent", updated, "接続情報を送信", tool=tool)
+        self.booking(ref)
+        at = self.now().isoformat()
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            current = self._found(found[0])
+            if current.get("status") not in ("booked", "attended"):
+                raise Refused(f"この予約は「{STATUS_LABELS.get(current.get('status'), '?')}」のため送信できません。")
+            if datetime.fromisoformat(current["end"]) <= self.now():
+                raise Refused("終了した相談の接続情報は送信できません。")
+            office = self.office(current)
+            name = office.short_name if office else current["office"]
+            tool = office.video_tool if office else ""
+            lines = [T.STAFF_MEETING.format(office=name, when=when_label(current), tool=tool), *meeting, T.STAFF_MEETING_HINT]
+            updated = {**current, "meeting_sent_at": at, "meeting_sent_by": "staff"}
+            return Plan(bookings={ref: updated}, result=updated, entries=[
+                self._text_entry(updated, "\n".join(lines), f"meeting|{uuid.uuid4().hex}"),
+                self._notice_entry("meeting_sent", updated, "接続情報を送信", tool=tool)])
+
+        updated: dict[str, Any] = self.store.act([ref], decide)  # type: ignore[assignment]
         log.info("staff_meeting_sent office=%s booking=%s", updated["office"], updated["id"])
         return updated
+
+    def _found(self, booking: dict[str, Any] | None) -> dict[str, Any]:
+        if booking is None:
+            raise NotFound("予約が見つかりません。")
+        return booking
 
     def follow_up_slots(self, booking: dict[str, Any]) -> list[calendar.Slot]:
         """The office's bookable slots now, with live counts (the dialog's rules)."""
@@ -269,8 +303,7 @@ class StaffActions:
 
     def _current(self, booking: dict[str, Any] | None, repeat: str) -> tuple[dict[str, Any], Plan | None]:
         """The booking as the step reads it, and the plan of a repeat (nothing to write) if it is one."""
-        if booking is None:
-            raise NotFound("予約が見つかりません。")
+        booking = self._found(booking)
         if not self._check_open(booking, repeat=repeat):
             return booking, Plan(result=Done(booking, False))
         return booking, None
@@ -409,6 +442,11 @@ class StaffActions:
 
     def _push(self, booking: dict[str, Any], text: str) -> None:
         self.service.queue_push(booking["user"], [{"type": "text", "text": text}], retry_key=uuid.uuid4().hex)
+
+    def _text_entry(self, booking: dict[str, Any], text: str, what: str) -> dict[str, Any]:
+        key = str(uuid.uuid5(NAMESPACE, f"{what}|{booking_ref(booking)}"))
+        return {"id": key, "kind": "push", "to": booking["user"], "messages": [{"type": "text", "text": text}],
+                "at": self.now().isoformat()}
 
     def _notice(self, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:
         self.service.outbox.add(self._notice_entry(kind, booking, what, **extra))
