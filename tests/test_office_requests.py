@@ -661,3 +661,23 @@ def test_staff_cancelling_a_request_with_a_proposal_frees_both_slots_in_one_step
     ChatDriver(service, user=USER).send("postback", buttons["この日時でお願いする"])
     assert service.bookings.booked_counts("noto", [slot]) == {}
     assert len(entries(service, "cancellation")) == 1
+
+
+def test_the_answer_to_a_proposal_works_while_waiting_for_staff_and_midway_and_the_same_slot_again(service, staff):
+    booking, ref = make_request(service, "noto")
+    _, buttons = propose(service, staff, ref)
+    driver = ChatDriver(service, user=USER)
+    driver.say("担当者と話したい")
+    driver.send("postback", buttons["都合が悪い"])
+    assert "担当者にお伝えしました" in driver.last_text() and "担当者におつなぎしています" in driver.last_text()
+    assert service.bookings.get(ref)["office_confirmation"] == "pending"
+    driver.say("自動応答に戻る")
+    first = service.bookings.get(ref)["last_proposal"]
+    slot, buttons = propose(service, staff, ref)  # the same slot again, after the decline: a new hold
+    assert slot == first["slot"] and service.bookings.get(ref)["proposal"]["ref"] != first["ref"]
+    assert len(entries(service, "push")) == 2 and len({e["id"] for e in entries(service, "push")}) == 2
+    driver.say("予約する")
+    driver.tap("ハローワーク豊岡")  # midway through booking another office
+    assert "お名前" in driver.last_text()
+    driver.send("postback", buttons["この日時でお願いする"])
+    assert "予約が確定しました" in driver.last_text() and "お名前" in driver.last_text()  # then the same question

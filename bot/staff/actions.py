@@ -90,10 +90,10 @@ def follow_up_id(ref: str, slot: str, nonce: str) -> str:
     return base64.b32encode(digest).decode()[:8]
 
 
-def held_id(ref: str, slot: str) -> str:
-    """The id of the slot held for a proposal: the same request and slot give the same id (a double
-    click holds once)."""
-    digest = hashlib.sha256(f"held|{ref}|{slot}".encode()).digest()
+def held_id(ref: str, slot: str, count: int) -> str:
+    """The id of the slot held for the request's `count`-th proposal (counted from 0): a double click
+    holds once, a later proposal of the same slot (after a decline or a lapse) gets its own."""
+    digest = hashlib.sha256(f"held|{ref}|{slot}|{count}".encode()).digest()
     return "P" + base64.b32encode(digest).decode()[:7]
 
 
@@ -320,7 +320,7 @@ class StaffActions:
         """Confirm a request: 「予約が確定しました」 pushed with the date, time, tool and checklist, and the
         meeting details when given (the booking records when they were sent, never the passcode)."""
         meeting = self._meeting_lines(meeting_id, passcode, url, required=False)
-        booking, office = self._request(ref)
+        _, office = self._request(ref)
         at = self.now().isoformat()
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
@@ -352,7 +352,7 @@ class StaffActions:
             raise BadRequest("お断りの理由を選ぶか、入力してください。")
         if len(reason) > REASON_MAX:
             raise BadRequest(f"お断りの理由は{REASON_MAX}文字以内で入力してください。")
-        booking, office = self._request(ref)
+        _, office = self._request(ref)
         at = self.now().isoformat()
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
@@ -376,19 +376,25 @@ class StaffActions:
     def propose(self, ref: str, slot_key: str) -> Done:
         """Propose another time: the new slot is held for this request (a `held` booking, counted in
         the slot) until the user answers or the slot's booking deadline passes, and the user gets a
-        push with 「この日時でお願いする」 / 「都合が悪い」. Proposing the same slot again does nothing."""
+        push with 「この日時でお願いする」 / 「都合が悪い」. Proposing the slot already proposed does nothing."""
         booking, office = self._request(ref)
-        held_ref = f"{office.id}|{slot_key}|{held_id(ref, slot_key)}"
-        if (booking.get("proposal") or {}).get("ref") == held_ref and booking.get("office_confirmation") == "proposed":
+
+        def repeat(current: dict[str, Any] | None) -> bool:
+            return (current or {}).get("office_confirmation") == "proposed" and \
+                (current or {}).get("proposal", {}).get("slot") == slot_key
+
+        if repeat(booking):
             return Done(booking, False)
         self._check_open(booking)
+        count = int(booking.get("proposals", 0))
+        held_ref = f"{office.id}|{slot_key}|{held_id(ref, slot_key, count)}"
         slot = next((s for s in self.proposal_slots(booking) if s.key == slot_key), None)
         if slot is None:
             raise Refused("その日時は提案できません（締切・満席・休業日・元の日時）。別の日時を選んでください。")
         at = self.now().isoformat()
         deadline = calendar.deadline(office, slot.start.date())
         held = {
-            "id": held_id(ref, slot_key), "office": office.id, "slot": slot.key,
+            "id": held_id(ref, slot_key, count), "office": office.id, "slot": slot.key,
             "start": slot.start.isoformat(), "end": slot.end.isoformat(), "status": "held",
             "office_confirmation": "proposed", "created_at": at, "booked_by": booking.get("booked_by", "user"),
             "held_for": ref, "proposal": {"at": at, "deadline": deadline.isoformat()},
@@ -399,14 +405,16 @@ class StaffActions:
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             current, existing = found
-            if existing is not None or (current or {}).get("proposal", {}).get("ref") == held_ref:
-                return Plan(result=Done(current or existing, False))
+            if repeat(current):
+                return Plan(result=Done(current, False))
             current, _ = self._current(current, repeat="")
-            proposed = {**current, "office_confirmation": "proposed",
+            if existing is not None or int(current.get("proposals", 0)) != count:
+                raise Refused("申込みが変更されました。画面を開き直してください。")
+            proposed = {**current, "office_confirmation": "proposed", "proposals": count + 1,
                         "proposal": {"ref": held_ref, "slot": slot.key, "at": at, "deadline": deadline.isoformat()}}
             label = f"{calendar.format_day(deadline.date())} {deadline:%H:%M}"
             replies = proposal_replies(office, proposed, held, label)
-            entries = [self._push_entry(proposed, replies, f"propose|{slot.key}"),
+            entries = [self._push_entry(proposed, replies, f"propose|{count}|{slot.key}"),
                        self._notice_entry("proposed", proposed, "別の日時を提案", proposed_slot=slot.key,
                                           deadline=deadline.isoformat())]
             return Plan(bookings={ref: proposed, held_ref: held}, hold=(held_ref,), capacity=office.schedule.capacity,
