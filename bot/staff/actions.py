@@ -1,9 +1,10 @@
 """What staff do to a booking from the console, without Flask.
 
 Each action changes the booking in Redis, tells the user by push where they must know, and appends a
-staff notice to the outbox (kinds `cancellation`, `no_show`, `meeting_sent`, `follow_up`) whose fields
-carry references and times only, never personal data. A refused action raises StaffActionError with a
-Japanese message for the console's flash.
+staff notice to the outbox (kinds `cancellation`, `no_show`, `meeting_sent`, `follow_up`, and for
+requests `confirmed`, `declined`, `proposed`), all in one atomic step (`BookingStore.act`); notice
+fields carry references and times only, never personal data. A refused action raises StaffActionError
+(NotFound, BadRequest, Refused: the API's 404, 400, 409) with a Japanese message for the console's flash.
 """
 
 from __future__ import annotations
@@ -265,18 +266,30 @@ class StaffActions:
             "follow_up_of": ref,
         }
         booking.update({key: original[key] for key in COPIED_FIELDS if key in original})
-        claim = self.service.bookings.claim(booking, office.schedule.capacity)
-        if not claim.ok:
-            raise Refused("その日時はちょうど埋まりました。別の日時を選んでください。")
-        if claim.already:
-            return booking, False
+        if not booking.get("user"):
+            raise Refused("利用者のLINEの情報が残っていないため、次回の予約を取れません。")
+        new_ref = booking_ref(booking)
         text = T.STAFF_FOLLOW_UP.format(office=office.short_name, when=when_label(booking), ref=booking_id)
         if office.phone_label():
             text += f"\n電話: {office.phone_label()}"
-        self._push(booking, text)
-        self._notice("follow_up", booking, "次回の予約（担当者）", follow_up_of=ref)
-        log.info("staff_follow_up office=%s booking=%s of=%s", office.id, booking_id, original["id"])
-        return booking, True
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            if found[0] is not None:  # the same form again: booked already
+                return Plan(result=(found[0], False))
+            entries = [self._text_entry(booking, text, "follow_up"),
+                       self._notice_entry("follow_up", booking, "次回の予約（担当者）", follow_up_of=ref)]
+            # The booking, its slot, the user's index, the push and the notice: one step.
+            return Plan(bookings={new_ref: booking}, hold=(new_ref,), capacity=office.schedule.capacity,
+                        expire_in=self.service.bookings.expire_in(booking), index=((booking["user"], new_ref, True),),
+                        entries=entries, result=(booking, True))
+
+        try:
+            made, new = self.store.act([new_ref], decide)  # type: ignore[misc]
+        except SlotFull:
+            raise Refused("その日時はちょうど埋まりました。別の日時を選んでください。") from None
+        if new:
+            log.info("staff_follow_up office=%s booking=%s of=%s", office.id, booking_id, original["id"])
+        return made, new
 
     # -- requests the office confirms: confirm, decline, propose another time ------------------------
 
@@ -448,16 +461,10 @@ class StaffActions:
         except ValueError:
             return None
 
-    def _push(self, booking: dict[str, Any], text: str) -> None:
-        self.service.queue_push(booking["user"], [{"type": "text", "text": text}], retry_key=uuid.uuid4().hex)
-
     def _text_entry(self, booking: dict[str, Any], text: str, what: str) -> dict[str, Any]:
         key = str(uuid.uuid5(NAMESPACE, f"{what}|{booking_ref(booking)}"))
         return {"id": key, "kind": "push", "to": booking["user"], "messages": [{"type": "text", "text": text}],
                 "at": self.now().isoformat()}
-
-    def _notice(self, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:
-        self.service.outbox.add(self._notice_entry(kind, booking, what, **extra))
 
     def _notice_entry(self, kind: str, booking: dict[str, Any], what: str, **extra: str) -> dict[str, Any]:
         """A staff notice with references and times only (no name, 求職番号, phone, email or user id)."""
