@@ -20,9 +20,10 @@ from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
 from bot.store import (
-    BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, PushCounter, RedisClient,
-    SlotStore, connect,
+    BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, Plan, PushCounter,
+    RedisClient, SlotStore, connect,
 )
+from bot.store.bookings import PERSONAL_FIELDS
 from bot.store.handoffs import new_thread_id
 
 log = logging.getLogger("hwbot.service")
@@ -37,6 +38,8 @@ EXPIRY_GRACE = timedelta(hours=6)
 STATISTICS_DAYS = 365
 # Staff hear that a waiting user wrote again at most this often per thread (or after each staff reply).
 WROTE_AGAIN_EVERY = timedelta(minutes=10)
+# Ids of the staff notices of a user's answer to a proposal: one per proposal and answer.
+PROPOSAL_NAMESPACE = uuid.UUID("0c5e2f8b-7d1a-4b9e-8f3c-2a6d4e1b9c70")
 
 
 def user_hash(user: str, key: str) -> str:
@@ -56,21 +59,20 @@ class StoreBookings:
     def booked_counts(self, office: str, slot_keys: list[str]) -> dict[str, int]:
         return self.slots.booked_counts(office, slot_keys)
 
+    def expire_in(self, booking: dict[str, Any]) -> int:
+        """Seconds the booking's key lives: past retention, so the retention task strips it first."""
+        end = datetime.fromisoformat(booking["end"])
+        keep = max(timedelta(days=STATISTICS_DAYS), self.retention + timedelta(days=30))
+        # Relative to the app's clock, so a rehearsal (HWBOT_NOW) or a test keeps its record as long.
+        return max(int((end + keep - self.clock.now()).total_seconds()), 1)
+
     def claim(self, booking: dict[str, Any], capacity: int) -> ClaimResult:
-        return self.store.claim(booking, capacity, expire_in=self._expire_in(booking["end"]))
+        return self.store.claim(booking, capacity, expire_in=self.expire_in(booking))
 
     def move(self, ref: str, slot: str, capacity: int, *, new_id: str, at: str, changes: dict[str, Any]) -> MoveResult:
         """The user moves their booking `ref` to `slot`; `changes` must hold the new `start` and `end`."""
-        expire_in = self._expire_in(changes["end"])
-        return self.store.move(ref, slot, capacity, new_id=new_id, at=at, by="user", changes=changes, expire_in=expire_in)
-
-    def _expire_in(self, end: str) -> int:
-        """Seconds a booking ending at `end` is kept: past retention, for the anonymous statistics."""
-        # A margin past retention so the retention task always strips the record before it expires.
-        keep = max(timedelta(days=STATISTICS_DAYS), self.retention + timedelta(days=30))
-        # Relative to the app's clock, so a rehearsal (HWBOT_NOW) or a test keeps its record as long.
-        expire_in = int((datetime.fromisoformat(end) + keep - self.clock.now()).total_seconds())
-        return max(expire_in, 1)
+        return self.store.move(ref, slot, capacity, new_id=new_id, at=at, by="user", changes=changes,
+                               expire_in=self.expire_in(changes))
 
     def for_user(self, user: str) -> list[dict[str, Any]]:
         return self.store.for_user(user)
@@ -89,6 +91,61 @@ class StoreBookings:
 
     def delete_personal(self, ref: str) -> None:
         self.store.delete_personal(ref)
+
+    def answer_proposal(
+        self, ref: str, *, accept: bool, at: datetime, notice: StaffNotice
+    ) -> dict[str, Any] | None:
+        entry = notice_entry(notice, at, entry_id=uuid.uuid5(PROPOSAL_NAMESPACE, f"{notice.kind}|{ref}").hex)
+        return self.end_proposal(ref, answer="accepted" if accept else "declined", at=at, entries=[entry])
+
+    def end_proposal(
+        self, ref: str, *, answer: str, at: datetime, entries: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """End the proposal whose held slot is `ref`, with `entries` (notice, push) in the same step.
+
+        `accepted` (before its deadline): the held booking becomes the booking, confirmed, and the
+        request is cancelled as moved (its slot freed). `declined` / `lapsed`: the held slot is freed
+        and the request, if still waiting for this answer, waits for staff again. Returns the booking
+        the user now has (None when the proposal was already answered, lapsed or is unknown).
+        """
+        request_ref = self._held_for(ref)
+        if request_ref is None:
+            return None
+        stamp = at.isoformat()
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            held, request = found
+            if held is None or held.get("status") != "held":
+                return None
+            deadline = datetime.fromisoformat((held.get("proposal") or {}).get("deadline", stamp))
+            waiting = (request is not None and request.get("status") == "booked"
+                       and (request.get("proposal") or {}).get("ref") == ref)
+            if answer == "accepted":
+                if not waiting or at >= deadline:
+                    return None
+                personal = {key: request[key] for key in PERSONAL_FIELDS if key in request}
+                moved = {**held, **personal, "status": "booked", "office_confirmation": "confirmed",
+                         "confirmed_at": stamp, "confirmed_by": "user", "moved_from": request_ref}
+                moved.pop("held_for", None)
+                old = {**request, "status": "cancelled", "cancelled_at": stamp, "cancelled_by": "moved",
+                       "moved_to": ref}
+                return Plan(bookings={ref: moved, request_ref: old}, free=(request_ref,),
+                            index=((held["user"], ref, True),), entries=entries, result=moved)
+            gone = {**held, "status": "cancelled", "cancelled_at": stamp, "cancelled_by": answer}
+            changed = {ref: gone}
+            result = request
+            if waiting and request is not None:
+                proposal = {**request["proposal"], "answer": answer, "answered_at": stamp}
+                result = {**{k: v for k, v in request.items() if k != "proposal"},
+                          "office_confirmation": "pending", "last_proposal": proposal}
+                changed[request_ref] = result
+            return Plan(bookings=changed, free=(ref,), entries=entries, result=result)
+
+        return self.store.act([ref, request_ref], decide)  # type: ignore[return-value]
+
+    def _held_for(self, ref: str) -> str | None:
+        held = self.get(ref)
+        return held.get("held_for") if held else None
 
 
 def notice_entry(notice: StaffNotice, at: datetime, *, entry_id: str | None = None) -> dict[str, Any]:

@@ -77,6 +77,9 @@ class Outcome:
     # What a user waiting for staff wrote, for the handoff thread (the service keeps it):
     # ("text", the text) or ("media", the LINE message type: sticker, image, …).
     thread: list[tuple[str, str]] = field(default_factory=list)
+    # Notices already in the outbox, appended by the same atomic step as a booking change (the answer
+    # to a proposal): shown in transcripts and scripted dialogs, never saved again.
+    sent_notices: list[StaffNotice] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,13 @@ class Bookings(Protocol):
     def update(self, ref: str, changes: dict[str, Any]) -> dict[str, Any] | None: ...
 
     def delete_personal(self, ref: str) -> None: ...
+
+    def answer_proposal(
+        self, ref: str, *, accept: bool, at: datetime, notice: StaffNotice
+    ) -> dict[str, Any] | None:
+        """The user's answer to the held slot `ref` staff proposed, with its staff notice, in one step:
+        the booking as it now is (accepted: the moved one; declined: the request), None when stale."""
+        ...
 
 
 def booking_ref(booking: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""What the bot says on its own after a booking (reminders, terms changes), channel-neutral.
+"""What the bot says on its own after a booking (reminders, terms changes, staff's answer to a
+request: confirmed, declined, another time proposed, a proposal lapsed), channel-neutral.
 
 The scheduled tasks (`bot.staff.aftercare`) render these for LINE; the buttons they carry come back
 to the dialog as postbacks valid at any step (`stages.consent.RECONSENT_ACTION`, the 予約の確認 command).
@@ -13,12 +14,14 @@ from bot.dialog.buttons import ANY, cancel_text, command_option, phone_links, po
 from bot.dialog.conversation import booking_ref, booking_when
 from bot.dialog.replies import Ask, Link, Option, Reply, Text
 from bot.dialog.stages.consent import RECONSENT_ACTION
+from bot.dialog.stages.my_bookings import booking_state
+from bot.dialog.stages.proposal import ACCEPT_ACTION, DECLINE_ACTION
 from bot.profiles import OfficeProfile
 from bot.profiles.models import TermsChange
 
 
 def _booking_label(profile: OfficeProfile, booking: dict[str, Any]) -> str:
-    return f"{profile.short_name} {booking_when(booking)}（予約番号 {booking['id']}）"
+    return f"{profile.short_name} {booking_when(booking)}（予約番号 {booking['id']}・{booking_state(booking)}）"
 
 
 def reminder_replies(profile: OfficeProfile, booking: dict[str, Any]) -> list[Reply]:
@@ -26,7 +29,7 @@ def reminder_replies(profile: OfficeProfile, booking: dict[str, Any]) -> list[Re
     text = T.REMINDER.format(
         booking=_booking_label(profile, booking), tool=profile.video_tool, length=profile.length_text
     )
-    checklist = T.REMINDER_CHECKLIST.format(items="\n".join(f"□ {item}" for item in profile.after_booking.checklist))
+    checklist = T.REMINDER_CHECKLIST.format(items=_checklist(profile))
     body = f"{text}\n\n{checklist}\n\n{cancel_text(profile)}"
     return [Text(body, links=phone_links(profile)), Ask(T.REMINDER_ACTIONS, (command_option("bookings"),))]
 
@@ -62,3 +65,47 @@ def reconsent_replies(profile: OfficeProfile, booking: dict[str, Any], terms_url
         Text(f"{text}\n\n{cancel_text(profile)}", links=links),
         Ask(_reconsent_ask(profile), (reconsent_option(profile, booking), command_option("bookings"))),
     ]
+
+
+def _checklist(profile: OfficeProfile) -> str:
+    return "\n".join(f"□ {item}" for item in profile.after_booking.checklist)
+
+
+def confirmed_replies(profile: OfficeProfile, booking: dict[str, Any], meeting: tuple[str, ...] = ()) -> list[Reply]:
+    """Staff confirmed the request: 「予約が確定しました」, date and time, tool, checklist (and the meeting details)."""
+    text = T.CONFIRMED_PUSH.format(
+        office=profile.short_name, when=booking_when(booking), tool=profile.video_tool,
+        length=profile.length_text, ref=booking["id"],
+    )
+    parts = [text, *(["\n".join(meeting)] if meeting else []), T.CONFIRMED_CHECKLIST.format(items=_checklist(profile)),
+             profile.cancellation.text]
+    return [Text("\n\n".join(parts), links=phone_links(profile)), Ask(T.CONFIRMED_ACTIONS, (command_option("bookings"),))]
+
+
+def declined_replies(profile: OfficeProfile, booking: dict[str, Any], reason: str) -> list[Reply]:
+    """Staff declined the request: the reason and what to do instead (phone, email, the counter, another booking)."""
+    text = T.DECLINED_PUSH.format(office=profile.short_name, when=booking_when(booking), ref=booking["id"], reason=reason)
+    instead = []
+    if profile.phone_label():
+        instead.append(T.DECLINED_PHONE.format(phone=profile.phone_label()))
+    if profile.contact.email:
+        instead.append(T.DECLINED_EMAIL.format(email=profile.contact.email))
+    instead += [T.DECLINED_COUNTER.format(office=profile.short_name), T.DECLINED_OTHER]
+    body = f"{text}\n\n" + T.DECLINED_INSTEAD.format(items="\n".join(f"・{item}" for item in instead))
+    return [Text(body, links=phone_links(profile)), Ask(T.DECLINED_ACTIONS, (command_option("book"), command_option("bookings")))]
+
+
+def proposal_replies(profile: OfficeProfile, booking: dict[str, Any], held: dict[str, Any], deadline: str) -> list[Reply]:
+    """Staff propose another time for the request: the new time, until when to answer, and the two answers."""
+    text = T.PROPOSAL_PUSH.format(
+        office=profile.short_name, old=booking_when(booking), ref=booking["id"], when=booking_when(held), deadline=deadline
+    )
+    ref = booking_ref(held)
+    options = (Option(T.PROPOSAL_ACCEPT, postback(ANY, ACCEPT_ACTION, ref)),
+               Option(T.PROPOSAL_DECLINE, postback(ANY, DECLINE_ACTION, ref)))
+    return [Text(text, links=phone_links(profile)), Ask(T.PROPOSAL_ASK, options)]
+
+
+def lapsed_replies(profile: OfficeProfile, booking: dict[str, Any], held: dict[str, Any]) -> list[Reply]:
+    """The user did not answer a proposal by its deadline: it is withdrawn; the request stays."""
+    return [Text(T.PROPOSAL_LAPSED.format(office=profile.short_name, when=booking_when(held), ref=booking["id"]))]

@@ -87,6 +87,18 @@ CHOOSE_CHANGE = "変更する項目を選んでください。"
 BOOKED_TITLE = "ご予約を受け付けました"
 BOOKED_TITLE_CONFIRMED = "ご予約が完了しました"
 BOOKED_PENDING = "ハローワークからのご連絡をもって予約確定となります。"
+# Which state a booking is in, as the booked card, 予約の確認, reminders and the console say it
+# (by `office_confirmation`; a missing value is an older booking: confirmed).
+STATE_LABEL = "状態"
+STATE_REQUESTED = "申込み中・事業所の確認待ち"
+STATE_CONFIRMED = "確定"
+CONFIRMATION_STATES = {
+    "pending": STATE_REQUESTED,
+    "proposed": "申込み中・別の日時をご提案中",
+    "awaiting_consent": "申込み中・新しい規約への同意待ち",
+    "confirmed": STATE_CONFIRMED,
+    "not_needed": STATE_CONFIRMED,
+}
 ALREADY_BOOKED = (
     "{office}には、すでに次のご予約があります。\n{bookings}\n"
     "別の日時をご希望の場合は、いまのご予約をキャンセルしてからお申し込みください。"
@@ -269,4 +281,35 @@ STAFF_MEETING_HINT = "開始時刻の数分前に、静かで周りに人のい�
 STAFF_FOLLOW_UP = (
     "【{office}】次回のオンライン職業相談のご予約を承りました。\n日時: {when}\n予約番号: {ref}\n"
     "接続方法は、改めてご案内します。キャンセルやご不明な点は{office}へお問い合わせください。"
+)
+
+# -- requests the office confirms: what staff's confirm / decline / proposal tells the user -----------------
+# ({office} is the short name, {when} the date and time, {ref} the booking number)
+CONFIRMED_PUSH = "【{office}】予約が確定しました。\n日時: {when}\n方法: {tool}（{length}）\n予約番号: {ref}"
+CONFIRMED_CHECKLIST = "【ご準備】\n{items}"
+CONFIRMED_ACTIONS = "ご予約の確認・キャンセルは、下のボタンからどうぞ。"
+DECLINED_PUSH = (
+    "【{office}】{when} のオンライン職業相談のお申込み（予約番号 {ref}）は、申し訳ありませんが、お受けできませんでした。\n"
+    "理由: {reason}"
+)
+DECLINED_INSTEAD = "【ほかの方法】\n{items}"
+DECLINED_PHONE = "お電話でのご相談・ご予約: {phone}"
+DECLINED_EMAIL = "メールでのお申込み: {email}"
+DECLINED_COUNTER = "{office}の窓口へお越しいただいてのご相談"
+DECLINED_OTHER = "別の日時や、ほかのハローワークへのお申込み（下の「予約する」から）"
+DECLINED_ACTIONS = "あらためてお申し込みいただく場合は、下のボタンからどうぞ。"
+PROPOSAL_PUSH = (
+    "【{office}】お申込み（{old}、予約番号 {ref}）について、ハローワークから別の日時をご提案します。\n"
+    "ご提案の日時: {when}\n"
+    "{deadline}までにお返事がない場合、このご提案は取り消されます。"
+)
+PROPOSAL_ASK = "この日時でよろしければ「この日時でお願いする」を、ご都合が悪い場合は「都合が悪い」を押してください。"
+PROPOSAL_ACCEPT = "この日時でお願いする"
+PROPOSAL_DECLINE = "都合が悪い"
+PROPOSAL_ACCEPTED = "ありがとうございます。次の日時で予約が確定しました。\n{booking}"
+PROPOSAL_DECLINED = "ご都合が悪いことを担当者にお伝えしました。お申込み（{booking}）について、ハローワークからあらためてご連絡します。"
+PROPOSAL_STALE = "このご提案へのお返事は受け付けられません（すでにお返事をいただいたか、期限を過ぎました）。"
+PROPOSAL_LAPSED = (
+    "【{office}】ご提案した日時（{when}）は、お返事の期限を過ぎたため取り消しました。"
+    "お申込み（予約番号 {ref}）について、ハローワークからあらためてご連絡します。"
 )

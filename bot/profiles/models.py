@@ -307,6 +307,11 @@ class AfterBooking(Model):
     # The office adjusts the schedule and confirms the booking (all five offices: OFFICES.md "After
     # booking"): the bot's booking is a request until then.
     confirmed_by_office: bool = False
+    # Business days the office takes to answer a request; past them (or at noon of the last business
+    # day before the consultation) staff get a `request_overdue` notice. None: only the noon rule.
+    reply_business_days: int | None = Field(default=None, ge=0, le=30)
+    # Reasons staff pick from when declining a request (they can also type one).
+    decline_reasons: list[Text] = []
 
 
 class StaffNotify(Model):

@@ -1,4 +1,4 @@
-"""Scheduled work after booking: reminders, terms re-consent, retention.
+"""Scheduled work after booking: reminders, terms re-consent, lapsed proposals, overdue requests, retention.
 
 `scheduled_tasks(service)` returns callables `(now) -> None`; the worker calls each one every cycle
 and each throttles itself. Due bookings are found by scanning the offices' day indexes
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from bot import calendar
@@ -20,11 +20,12 @@ from bot.channels.line.render import to_messages
 from bot.clock import JST
 from bot.dialog import Reply, StaffNotice
 from bot.dialog.conversation import booking_ref, booking_when, parse_when
-from bot.dialog.pushes import reconsent_replies, reminder_replies
+from bot.dialog.pushes import lapsed_replies, reconsent_replies, reminder_replies
 from bot.errors import HwbotError
 from bot.profiles import OfficeProfile
 from bot.profiles.models import TermsChange
-from bot.service import BotService
+from bot.service import BotService, notice_entry
+from bot.store import Plan
 from bot.store.bookings import ANONYMISED_FIELDS, PERSONAL_FIELDS
 
 log = logging.getLogger("hwbot.aftercare")
@@ -183,6 +184,137 @@ class Reconsent:
         return replies, notice
 
 
+class Proposals:
+    """A time staff proposed that the user has not answered by the slot's booking deadline lapses: the
+    held slot is freed, the request waits for staff again, staff and the user are told (one step)."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> list[tuple[dict[str, Any], list[Reply]]]:
+        """Lapse every due proposal; returns (request, replies pushed) of those lapsed now."""
+        lapsed = []
+        today = now.astimezone(JST).date()
+        for profile in self.service.offices.values():
+            # The held slot's day is after its deadline: look from today to the end of the window.
+            for held in bookings_between(self.service, profile.id, today, calendar.window_end(profile, now)):
+                if held.get("status") != "held":
+                    continue
+                deadline = parse_when((held.get("proposal") or {}).get("deadline"))
+                if deadline is not None and deadline <= now:
+                    result = self.lapse(profile, held, now)
+                    if result is not None:
+                        lapsed.append(result)
+                elif not self.waited_for(held):
+                    # The request was cancelled meanwhile (by the user or staff): free the slot now.
+                    self.service.bookings.end_proposal(booking_ref(held), answer="orphaned", at=now, entries=[])
+        return lapsed
+
+    def waited_for(self, held: dict[str, Any]) -> bool:
+        request = self.service.bookings.get(held.get("held_for", ""))
+        return (request is not None and request.get("status") == "booked"
+                and (request.get("proposal") or {}).get("ref") == booking_ref(held))
+
+    def lapse(self, profile: OfficeProfile, held: dict[str, Any], now: datetime) -> tuple[dict[str, Any], list[Reply]] | None:
+        ref = booking_ref(held)
+        request = self.service.bookings.get(held.get("held_for", "")) or held
+        replies = lapsed_replies(profile, request, held)
+        messages = to_messages(replies, base_url=self.service.settings.public_url or "")
+        notice = StaffNotice(
+            kind="proposal_lapsed",
+            office=profile.id,
+            summary=f"提案した日時が期限切れ: {profile.short_name} {booking_when(held)}",
+            fields={"ref": ref, "booking_id": held["id"], "slot": held["slot"], "request": held.get("held_for", "")},
+        )
+        entries = [notice_entry(notice, now, entry_id=uuid.uuid5(NAMESPACE, f"proposal_lapsed|{ref}").hex)]
+        if request.get("status") == "booked" and held.get("user"):  # the request still waits: tell the user
+            entries.append({"id": retry_key("proposal_lapsed", ref), "kind": "push", "to": held["user"],
+                            "messages": messages, "at": now.isoformat()})
+        result = self.service.bookings.end_proposal(ref, answer="lapsed", at=now, entries=entries)
+        if result is None:
+            return None
+        log.info("proposal_lapsed office=%s booking=%s", profile.id, held["id"])
+        return result, replies
+
+
+def business_days_after(profile: OfficeProfile, day: date, count: int) -> date:
+    """The `count`-th business day after `day` (count=0: `day` itself)."""
+    current = day
+    while count > 0:
+        current += timedelta(days=1)
+        if calendar.is_open(profile, current):
+            count -= 1
+    return current
+
+
+def overdue_at(profile: OfficeProfile, booking: dict[str, Any]) -> datetime | None:
+    """When an unconfirmed request becomes overdue: the office's reply time (`reply_business_days`
+    after the request, at closing time) or noon of the last business day before the consultation,
+    whichever comes first."""
+    start = parse_when(booking.get("start"))
+    created = parse_when(booking.get("created_at"))
+    if start is None:
+        return None
+    start = start.astimezone(JST)
+    last_day = calendar.business_days_before(profile, start.date(), 1)
+    due = datetime.combine(last_day, time(12, 0), tzinfo=JST)
+    days = profile.after_booking.reply_business_days
+    if days is not None and created is not None:
+        reply_day = business_days_after(profile, created.astimezone(JST).date(), days)
+        due = min(due, datetime.combine(reply_day, profile.hours.close, tzinfo=JST))
+    return due
+
+
+def is_overdue(profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> bool:
+    """A request still waiting for the office past its reply time (the console's banner, the notice)."""
+    if booking.get("status") != "booked" or booking.get("office_confirmation") != "pending":
+        return False
+    start = parse_when(booking.get("start"))
+    due = overdue_at(profile, booking)
+    return start is not None and due is not None and due <= now < start
+
+
+class Overdue:
+    """A request the office has not acted on in its reply time gives staff a notice, once."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> list[dict[str, Any]]:
+        """Notify every newly overdue request; returns those notified now."""
+        noticed = []
+        today = now.astimezone(JST).date()
+        for profile in self.service.offices.values():
+            if not profile.after_booking.confirmed_by_office:
+                continue
+            for booking in bookings_between(self.service, profile.id, today, calendar.window_end(profile, now)):
+                if is_overdue(profile, booking, now) and not booking.get("overdue_noticed_at"):
+                    if self.notify(profile, booking, now):
+                        noticed.append(booking)
+        return noticed
+
+    def notify(self, profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> bool:
+        ref = booking_ref(booking)
+        notice = StaffNotice(
+            kind="request_overdue",
+            office=profile.id,
+            summary=f"確認待ちの申込み: {profile.short_name} {booking_when(booking)}",
+            fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"]},
+        )
+        entry = notice_entry(notice, now, entry_id=uuid.uuid5(NAMESPACE, f"request_overdue|{ref}").hex)
+
+        def decide(found: list[dict[str, Any] | None]) -> Plan | None:
+            current = found[0]
+            if current is None or current.get("overdue_noticed_at") or not is_overdue(profile, current, now):
+                return None
+            return Plan(bookings={ref: {**current, "overdue_noticed_at": now.isoformat()}}, entries=[entry], result=True)
+
+        done = bool(self.service.bookings.store.act([ref], decide))
+        if done:
+            log.info("request_overdue office=%s booking=%s", profile.id, booking["id"])
+        return done
+
+
 class Retention:
     """Personal fields go `HWBOT_RETENTION_DAYS` after the appointment (and at `erase_after`)."""
 
@@ -236,6 +368,8 @@ def scheduled_tasks(service: BotService) -> list[Callable[[datetime], None]]:
     return [
         Throttled("reminders", timedelta(minutes=1), Reminders(service)),
         Throttled("reconsent", timedelta(minutes=10), Reconsent(service)),
+        Throttled("proposals", timedelta(minutes=1), Proposals(service)),
+        Throttled("overdue", timedelta(minutes=5), Overdue(service)),
         Throttled("retention", timedelta(hours=1), Retention(service)),
         Throttled("thread_retention", timedelta(hours=1), ThreadRetention(service)),
     ]

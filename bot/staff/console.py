@@ -30,6 +30,8 @@ from bot.errors import StaffActionError, StoreError, UnknownOfficeError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService, user_hash
 from bot.settings import Settings
+from bot.staff.aftercare import is_overdue
+from bot.staff.api import register_api
 from bot.staff.actions import STATUS_LABELS, StaffActions, find_office, upcoming_for, when_label
 from bot.staff import threads
 from bot.staff.export import bookings_csv, bookings_ics, feed_key
@@ -44,7 +46,22 @@ MAX_EXPORT_DAYS = 366
 ICS_DAYS_BACK = 30
 FOLLOW_UP_CHOICES = 60
 HANDOFF_REASONS = threads.REASONS
-CONFIRMATION_LABELS = {"pending": "事業所の確認待ち", "not_needed": "不要（予約で確定）", "confirmed": "確認済み"}
+CONFIRMATION_LABELS = {
+    "pending": "申込み中・事業所の確認待ち",
+    "proposed": "申込み中・別の日時を提案中（利用者の返事待ち）",
+    "awaiting_consent": "申込み中・新しい規約への同意待ち",
+    "confirmed": "確定（事業所が確認済み）",
+    "not_needed": "確定（確認不要）",
+    "declined": "お断り済み",
+}
+
+
+def confirmation_label(booking: dict[str, Any]) -> str:
+    """申込み中・事業所の確認待ち / 確定 … of a booked booking ('' for other statuses)."""
+    if booking.get("status") != "booked":
+        return ""
+    value = booking.get("office_confirmation") or "not_needed"
+    return CONFIRMATION_LABELS.get(value, str(value))
 
 
 def staff_token(settings: Settings) -> str | None:
@@ -93,6 +110,8 @@ def booking_row(profile: OfficeProfile | None, booking: dict[str, Any]) -> dict[
         "time": f"{start:%H:%M}〜{end:%H:%M}",
         "status": booking.get("status", ""),
         "status_label": STATUS_LABELS.get(booking.get("status", ""), booking.get("status", "")),
+        "confirmation": confirmation_label(booking),
+        "confirmation_key": booking.get("office_confirmation", ""),
         "topic": booking.get("topic", ""),
         "interpreter": dict(INTERPRETER_CHOICES).get(booking.get("interpreter", ""), booking.get("interpreter", "")),
         "category": category_label(profile, booking),
@@ -272,15 +291,25 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
             day = today
         bookings = service.bookings.store.on_day(profile.id, day.isoformat())
         rows = [booking_row(profile, booking) for booking in bookings]
+        overdue = overdue_requests(profile) if profile.after_booking.confirmed_by_office else []
         first = day.replace(day=1)
         return render_template(
             "staff/index.html", profile=profile, day=day, today=today, rows=rows,
             day_label=calendar.format_day(day), closed=calendar.closure_reason(profile, day),
             prev_day=(day - timedelta(days=1)).isoformat(), next_day=(day + timedelta(days=1)).isoformat(),
-            dead=len(service.outbox.dead_letters()), waiting=len(service.handoffs.waiting()),
+            dead=len(service.outbox.dead_letters()), waiting=len(service.handoffs.waiting()), overdue=overdue,
             feed=url_for("staff.ics", office=profile.id, key=feed_key(token or "", profile.id), _external=True),
             export_from=first.isoformat(), export_to=(first + timedelta(days=40)).replace(day=1) - timedelta(days=1),
         )
+
+    def overdue_requests(profile: OfficeProfile) -> list[tuple[str, str, str]]:
+        """(ref, booking number, when) of the office's requests past its reply time, earliest first."""
+        found = []
+        for day in calendar.iter_days(now().date(), calendar.window_end(profile, now())):
+            for booking in service.bookings.store.on_day(profile.id, day.isoformat()):
+                if is_overdue(profile, booking, now()):
+                    found.append((booking_ref(booking), booking["id"], when_label(booking)))
+        return found
 
     def load(ref: str) -> dict[str, Any] | None:
         try:
@@ -300,13 +329,19 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
         end = datetime.fromisoformat(record["end"])
         status = record.get("status")
         started = start <= now()
-        follow_ups = actions.follow_up_slots(record)[:FOLLOW_UP_CHOICES] if status != "cancelled" else []
+        follow_ups = actions.follow_up_slots(record)[:FOLLOW_UP_CHOICES] if status not in ("cancelled", "held") else []
+        request_open = (status == "booked" and not started
+                        and record.get("office_confirmation") in ("pending", "awaiting_consent"))
         return render_template(
             "staff/booking.html", b=record, ref=ref, profile=profile, when=when_label(record),
             fields=booking_record(profile, record, who(record["user"])),
             status_label=STATUS_LABELS.get(status, status),
             can_mark=started and status in ("booked", "attended", "no_show"),
             can_cancel=status == "booked" and not started,
+            request_open=request_open,
+            proposals=[(slot.key, slot.label()) for slot in follow_ups if slot.key != record["slot"]],
+            decline_reasons=actions.decline_reasons(record),
+            confirmation=confirmation_label(record),
             can_send=status in ("booked", "attended") and end > now(),
             follow_ups=[(slot.key, slot.label()) for slot in follow_ups], nonce=uuid.uuid4().hex,
             day=start.astimezone(JST).date().isoformat(),
@@ -327,6 +362,17 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
                 actions.send_meeting(ref, meeting_id=request.form.get("meeting_id", ""),
                                      passcode=request.form.get("passcode", ""), url=request.form.get("url", ""))
                 flash("接続情報を利用者にLINEで送信しました。", "ok")
+            elif action == "confirm":
+                done = actions.confirm(ref, meeting_id=request.form.get("meeting_id", ""),
+                                       passcode=request.form.get("passcode", ""), url=request.form.get("url", ""))
+                flash("申込みを確定し、利用者にLINEでお知らせします。" if done.acted else "この申込みはすでに確定しています。", "ok")
+            elif action == "decline":
+                reason = request.form.get("reason_text", "").strip() or request.form.get("reason", "")
+                done = actions.decline(ref, reason)
+                flash("申込みをお断りし、利用者に理由をLINEでお知らせします。" if done.acted else "この申込みはすでにお断りしています。", "ok")
+            elif action == "propose":
+                done = actions.propose(ref, request.form.get("slot", ""))
+                flash("別の日時を提案し、利用者にLINEでお知らせします。" if done.acted else "この日時はすでに提案しています。", "ok")
             elif action == "follow_up":
                 made, new = actions.book_follow_up(ref, request.form.get("slot", ""), request.form.get("nonce", ""))
                 flash(f"次回の予約（{when_label(made)}、予約番号 {made['id']}）を"
@@ -421,6 +467,8 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
         bookings = [b for day in days for b in service.bookings.store.on_day(office, day.isoformat())]
         body = bookings_ics(profile, bookings, now())
         return Response(body, mimetype="text/calendar", headers={"Content-Type": "text/calendar; charset=utf-8"})
+
+    register_api(bp, actions, api_error)
 
     @bp.get("/api/bookings")
     def api_bookings() -> Response:

@@ -2,7 +2,7 @@
 
 from redis import Redis as RedisClient
 
-from bot.store.bookings import BookingStore, ClaimResult, MoveResult
+from bot.store.bookings import BookingStore, ClaimResult, MoveResult, Plan, SlotFull
 from bot.store.connection import RoundTripCounter, connect, embedded_redis, stop_embedded
 from bot.store.conversations import ConversationStore
 from bot.store.handoffs import HandoffStore
@@ -17,9 +17,11 @@ __all__ = [
     "HandoffStore",
     "MoveResult",
     "Outbox",
+    "Plan",
     "PushCounter",
     "RedisClient",
     "RoundTripCounter",
+    "SlotFull",
     "SlotStore",
     "connect",
     "day_tag",

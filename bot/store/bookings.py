@@ -36,11 +36,12 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
 from bot.errors import ConflictError, StoreError
+from bot.store.conversations import OUTBOX_KEY, OUTBOX_MAXLEN, encode_notice
 from bot.store.slots import day_tag, slot_redis_key
 
 PERSONAL_FIELDS = ("name", "number", "email", "phone")
@@ -125,6 +126,79 @@ return {1}
 # Fields of the old record that do not belong to the moved booking: its cancellation, and what was
 # done for the old time (the reminder sent, the meeting details sent, attendance).
 MOVE_DROPPED = ("cancelled_at", "cancelled_by", "moved_to", "reminder_sent_at", "meeting_sent_at", "marked_at", "marked_by")
+
+# One office step (staff confirm/decline/propose, the user's answer to a proposal, a lapse), in one
+# script. ARGV[1] number of checks, then checks, then writes; each names its key by index into KEYS.
+#   check "cas" ki expected   the key holds `expected` ('' = must not exist)
+#   check "cap" ki member cap member already in the set, or the set holds fewer than `cap`
+#   write "set" ki value ttl  SET (KEEPTTL when ttl is '', else EX ttl)
+#   write "sadd"/"srem" ki member
+#   write "xadd" ki maxlen n field value ...   (n = 2 * fields)
+# Returns {1} when written, {0, 'cas', ki} when a booking changed meanwhile, {0, 'full'}.
+_STEP_LUA = """
+local i = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local code, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  if code == 'cas' then
+    local current = redis.call('GET', key)
+    if (current or '') ~= ARGV[i + 2] then
+      return {0, 'cas', ARGV[i + 1]}
+    end
+    i = i + 3
+  else
+    if redis.call('SISMEMBER', key, ARGV[i + 2]) == 0 and redis.call('SCARD', key) >= tonumber(ARGV[i + 3]) then
+      return {0, 'full'}
+    end
+    i = i + 4
+  end
+end
+while i <= #ARGV do
+  local code, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  if code == 'set' then
+    if ARGV[i + 3] == '' then
+      redis.call('SET', key, ARGV[i + 2], 'KEEPTTL')
+    else
+      redis.call('SET', key, ARGV[i + 2], 'EX', ARGV[i + 3])
+    end
+    i = i + 4
+  elseif code == 'sadd' then
+    redis.call('SADD', key, ARGV[i + 2])
+    i = i + 3
+  elseif code == 'srem' then
+    redis.call('SREM', key, ARGV[i + 2])
+    i = i + 3
+  else
+    local n = tonumber(ARGV[i + 3])
+    redis.call('XADD', key, 'MAXLEN', '~', ARGV[i + 2], '*', unpack(ARGV, i + 4, i + 3 + n))
+    i = i + 4 + n
+  end
+end
+return {1}
+"""
+
+
+@dataclass
+class Plan:
+    """What one office step writes, decided from the bookings as they are (`BookingStore.act`).
+
+    `bookings`: ref -> the booking as it must be; a ref that did not exist is created (with
+    `expire_in`, in its day index). `free`: refs whose id leaves its slot; `hold`: refs whose id takes
+    its slot (refused when full). `index`: (user, ref, add?) changes of user indexes. `entries`:
+    outbox entries (staff notices, pushes) appended in the same step. `result` is handed back.
+    """
+
+    bookings: dict[str, dict] = field(default_factory=dict)
+    free: tuple[str, ...] = ()
+    hold: tuple[str, ...] = ()
+    capacity: int = 1
+    expire_in: int | None = None
+    index: tuple[tuple[str, str, bool], ...] = ()
+    entries: list[dict] = field(default_factory=list)
+    result: object = None
+
+
+class SlotFull(StoreError):
+    """`BookingStore.act`: a slot the plan holds is full."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +299,7 @@ class BookingStore:
         self._claim = client.register_script(_CLAIM_LUA)
         self._rewrite = client.register_script(_REWRITE_LUA)
         self._move = client.register_script(_MOVE_LUA)
+        self._step = client.register_script(_STEP_LUA)
 
     ref = staticmethod(booking_ref)
 
@@ -427,6 +502,63 @@ class BookingStore:
             return {**kept, "anonymised_at": current.get("anonymised_at", at)}
 
         return self._change(ref, stripped)
+
+    def act(self, refs: list[str], decide: Callable[[list[dict | None]], Plan | None]) -> object:
+        """One atomic step over the bookings `refs` name: `decide` sees them as stored (None: absent)
+        and returns a `Plan` (or None: nothing to do); the plan is written only if none of them changed
+        meanwhile (compare-and-set by value, retried with a fresh read), together with its outbox
+        entries. Returns the plan's `result` (None when `decide` returned None); SlotFull when a held
+        slot is full. The keys may span hash tags (two office days, the user index, the outbox): fine
+        on the single Redis server deployed, like a turn's save.
+        """
+        keys: list[str] = []
+
+        def key_index(key: str) -> str:
+            if key not in keys:
+                keys.append(key)
+            return str(keys.index(key) + 1)
+
+        with _redis_errors("cannot change booking"):
+            for _ in range(_CAS_ATTEMPTS):
+                keys.clear()
+                raws = [self.client.get(booking_key(*parse_ref(ref))) for ref in refs]
+                plan = decide([None if raw is None else _decode(raw) for raw in raws])
+                if plan is None:
+                    return None
+                checks: list[tuple[object, ...]] = []
+                writes: list[object] = []
+                read = dict(zip(refs, raws))
+                for ref, raw in read.items():
+                    checks.append(("cas", key_index(booking_key(*parse_ref(ref))), raw or ""))
+                for ref in plan.hold:
+                    office, slot, booking_id = parse_ref(ref)
+                    checks.append(("cap", key_index(slot_redis_key(office, slot)), booking_id, plan.capacity))
+                for ref, booking in plan.bookings.items():
+                    office, slot, booking_id = parse_ref(ref)
+                    if booking_ref(booking) != ref:
+                        raise ValueError("a plan cannot change a booking's office, slot or id")
+                    new = ref not in read or read[ref] is None
+                    ttl = "" if not new else (plan.expire_in or "")
+                    if new and ref not in read:
+                        checks.append(("cas", key_index(booking_key(office, slot, booking_id)), ""))
+                    writes += ["set", key_index(booking_key(office, slot, booking_id)), _encode(booking), ttl]
+                    if new:
+                        writes += ["sadd", key_index(day_index_key(office, slot[:10])), booking_id]
+                for code, refs_ in (("srem", plan.free), ("sadd", plan.hold)):
+                    for ref in refs_:
+                        office, slot, booking_id = parse_ref(ref)
+                        writes += [code, key_index(slot_redis_key(office, slot)), booking_id]
+                for user, ref, add in plan.index:
+                    writes += ["sadd" if add else "srem", key_index(user_index_key(user)), ref]
+                for entry in plan.entries:
+                    flat = encode_notice(entry)
+                    writes += ["xadd", key_index(OUTBOX_KEY), OUTBOX_MAXLEN, len(flat), *flat]
+                answer = self._step(keys=keys, args=[len(checks), *(item for check in checks for item in check), *writes])
+                if answer[0] == 1:
+                    return plan.result
+                if answer[1] == "full":
+                    raise SlotFull("the slot is full")
+        raise ConflictError("booking kept changing; gave up")
 
     def _get_many(self, keys: list[str]) -> list[dict | None]:
         """GET the keys in one round trip (a pipeline; it may span hash tags: no transaction)."""

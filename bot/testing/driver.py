@@ -108,7 +108,7 @@ class ChatDriver(ChatSession):
                 ]
                 if labels:
                     lines.append("    [" + "] [".join(labels) + "]")
-            for notice in exchange.outcome.notices:
+            for notice in exchange.outcome.notices + exchange.outcome.sent_notices:
                 lines.append(f"  staff: {notice.kind}: {notice.summary}")
         return "\n".join(lines)
 

@@ -20,15 +20,19 @@ from bot.clock import JST, parse_instant
 from bot.service import BotService
 from bot.dialog import Conversation, Outcome, SlotPicker
 from bot.profiles import Offices
+from bot.dialog import StaffNotice
 from bot.dialog.replies import Text
 from bot.dialog.texts import STAFF_RESUMED
-from bot.staff.aftercare import Reconsent
+from bot.errors import StaffActionError
+from bot.staff.actions import StaffActions
+from bot.staff.aftercare import Overdue, Proposals, Reconsent
 from bot.staff.threads import ThreadActions
 from bot.testing.driver import ChatDriver, DriverError, ManualClock, labelled_options
 
 ACTIONS = (
     "say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user", "staff_marks",
-    "terms_revised", "staff_replies", "staff_closes",
+    "terms_revised", "staff_replies", "staff_closes", "staff_confirms", "staff_proposes", "staff_declines",
+    "worker_runs",
 )  # fmt: skip
 
 
@@ -58,6 +62,10 @@ class Step(BaseModel):
     terms_revised: TermsRevision | None = None
     staff_replies: str | None = None  # staff answer the user's open handoff thread (a push to the user)
     staff_closes: bool | None = None  # staff close the thread: the bot resumes and tells the user
+    staff_confirms: bool | None = None  # staff confirm the user's latest open request (console)
+    staff_proposes: str | None = None  # staff propose that slot "YYYY-MM-DDTHH:MM" for it instead
+    staff_declines: str | None = None  # staff decline it with this reason
+    worker_runs: bool | None = None  # the worker's scheduled tasks run now (lapsed proposals, overdue requests)
     expect: list[str] | str = []
     expect_not: list[str] | str = []
     buttons: list[str] | None = None  # the exact buttons offered, in order (slot buttons excluded)
@@ -200,6 +208,10 @@ def run_script(
                 _ask_reconsent(service, driver, clock)
             elif name in ("staff_replies", "staff_closes"):
                 _staff_answers(service, driver, str(value) if name == "staff_replies" else None)
+            elif name in ("staff_confirms", "staff_proposes", "staff_declines"):
+                _staff_acts(service, driver, name, value)
+            elif name == "worker_runs":
+                _worker_runs(service, driver, clock)
             elif name == "user":
                 driver = drivers.setdefault(str(value), ChatDriver(service, user=str(value)))
                 log.append(f"(利用者を {value} に切り替え)")
@@ -221,7 +233,8 @@ def run_script(
             if offered != step.buttons:
                 failures.append(f"step {number}: buttons were {offered}, expected {step.buttons}")
         if step.notices is not None:
-            kinds = [notice.kind for notice in driver.exchanges[-1].outcome.notices]
+            outcome = driver.exchanges[-1].outcome
+            kinds = [notice.kind for notice in outcome.notices + outcome.sent_notices]
             if kinds != step.notices:
                 failures.append(f"step {number}: staff notices were {kinds}, expected {step.notices}")
     if not failures:
@@ -323,6 +336,38 @@ def _staff_answers(service: BotService, driver: ChatDriver, text: str | None) ->
     actions.reply(thread, text, nonce="")
     outcome.replies.extend(actions.reply_replies(service.handoffs.meta(thread), text))
     driver.exchanges.append(Exchange(f"(担当者が返信) {text}", outcome))
+def _staff_acts(service: BotService, driver: ChatDriver, name: str, value: Any) -> None:
+    """Staff act on the user's latest open request as the console does; the push is this step's answer."""
+    requests = [b for b in driver.bookings()
+                if b.get("status") == "booked" and b.get("office_confirmation") in ("pending", "awaiting_consent")]
+    if not requests:
+        raise DriverError(f"{name} needs a request waiting for the office")
+    ref = service.bookings.store.ref(requests[-1])
+    actions = StaffActions(service)
+    try:
+        if name == "staff_confirms":
+            done, kind, label = actions.confirm(ref), "confirmed", "(担当者が申込みを確定)"
+        elif name == "staff_proposes":
+            done, kind, label = actions.propose(ref, str(value)), "proposed", f"(担当者が {value} を提案)"
+        else:
+            done, kind, label = actions.decline(ref, str(value)), "declined", "(担当者が申込みをお断り)"
+    except StaffActionError as exc:
+        raise DriverError(f"{name}: {exc}") from None
+    outcome = Outcome(Conversation(user=driver.user), replies=list(done.replies))
+    outcome.notices.append(StaffNotice(kind=kind, office=done.booking["office"], summary=label))
+    driver.exchanges.append(Exchange(label, outcome))
+
+
+def _worker_runs(service: BotService, driver: ChatDriver, clock: ManualClock) -> None:
+    """The worker's request tasks run now; what they pushed to this user is this step's answer."""
+    outcome = Outcome(Conversation(user=driver.user))
+    for request, replies in Proposals(service)(clock.now()):
+        if request.get("user") == driver.user:
+            outcome.replies.extend(replies)
+        outcome.notices.append(StaffNotice(kind="proposal_lapsed", office=request["office"], summary="提案の期限切れ"))
+    for booking in Overdue(service)(clock.now()):
+        outcome.notices.append(StaffNotice(kind="request_overdue", office=booking["office"], summary="確認待ちの申込み"))
+    driver.exchanges.append(Exchange("(ワーカーの定期処理)", outcome))
 
 
 def _check_end(script: Script, driver: ChatDriver) -> list[str]:

@@ -16,6 +16,7 @@ from bot.dialog.stages import (
     identify,
     menu,
     my_bookings,
+    proposal,
     reschedule,
     slots,
 )
@@ -32,6 +33,7 @@ REGISTRY = Registry(
         reschedule.STAGE,  # changing the date of a booking
         erase.STAGE,  # data deletion, blocking the bot
         consent.STAGE,  # re-consent to new terms, the reminder opt-in (buttons of pushes)
+        proposal.STAGE,  # the answer to another time staff proposed for a request (buttons of a push)
         handoff.STAGE,  # talking to staff, waiting for them
     ]
 )

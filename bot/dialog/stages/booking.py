@@ -13,7 +13,7 @@ from bot.dialog.core import Handlers, Stage, Step, Turn
 from bot.dialog.replies import Ask, BookedCard, ConfirmCard, Option, TermsCard, Text
 from bot.dialog.stages.categories import category
 from bot.dialog.stages.consent import REMINDER_ACTION
-from bot.dialog.stages.my_bookings import booking_line, list_bookings, upcoming
+from bot.dialog.stages.my_bookings import booking_line, booking_state, list_bookings, upcoming
 from bot.dialog.stages.slots import live_slot, slot_label
 from bot.profiles import OfficeProfile
 
@@ -151,7 +151,8 @@ def _book(turn: Turn) -> None:
     claim = turn.bookings.claim(booking, profile.schedule.capacity)
     if not claim.ok:
         return _slot_lost(turn, slot_key, taken=True)
-    rows = [("予約番号", booking["id"])] + [row for row in _rows(turn) if row[0] not in PERSONAL_ROWS]
+    rows = [("予約番号", booking["id"]), (T.STATE_LABEL, booking_state(booking))]
+    rows += [row for row in _rows(turn) if row[0] not in PERSONAL_ROWS]
     chosen = category(turn, answers.get("category", ""))
     turn.notify(
         "booking",

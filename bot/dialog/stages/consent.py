@@ -28,7 +28,7 @@ def _own_upcoming(turn: Turn, ref: str) -> dict[str, Any] | None:
     return booking if start is not None and start > turn.now else None
 
 
-def _aside_done(turn: Turn) -> None:
+def aside_done(turn: Turn) -> None:
     """After a button from a push: back to what the user was doing."""
     if turn.conv.paused:
         return turn.say(paused_reminder(turn))
@@ -42,10 +42,10 @@ def reconsent(turn: Turn, value: str) -> None:
     office = turn.dialog.offices.get(booking["office"]) if booking else None
     if booking is None or office is None or version != office.terms.version.isoformat():
         turn.say(Text(T.RECONSENT_STALE))
-        return _aside_done(turn)
+        return aside_done(turn)
     if (booking.get("consent") or {}).get("version") == version:
         turn.say(Text(T.RECONSENT_ALREADY))
-        return _aside_done(turn)
+        return aside_done(turn)
     asked = booking.get("reconsent") or {}
     changes: dict[str, Any] = {
         "consent": {"version": version, "at": turn.now.isoformat()},
@@ -56,7 +56,7 @@ def reconsent(turn: Turn, value: str) -> None:
     turn.bookings.update(ref, changes)
     booking_notice(turn, "reconsent_given", booking, "新しい利用規約に同意", version=version)
     turn.say(Text(T.RECONSENT_THANKS))
-    _aside_done(turn)
+    aside_done(turn)
 
 
 def opt_in_reminder(turn: Turn, ref: str) -> None:
@@ -65,10 +65,10 @@ def opt_in_reminder(turn: Turn, ref: str) -> None:
     office = turn.dialog.offices.get(booking["office"]) if booking else None
     if booking is None or office is None:
         turn.say(Text(T.REMINDER_STALE))
-        return _aside_done(turn)
+        return aside_done(turn)
     turn.bookings.update(ref, {"reminder": "yes"})
     turn.say(Text(T.REMINDER_SET.format(time=f"{office.staff.reminder_time:%H:%M}")))
-    _aside_done(turn)
+    aside_done(turn)
 
 
 STAGE = Stage(

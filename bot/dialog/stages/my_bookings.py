@@ -33,10 +33,15 @@ def upcoming(turn: Turn, office: str | None = None) -> list[dict[str, Any]]:
     return result
 
 
+def booking_state(booking: dict[str, Any]) -> str:
+    """申込み中・事業所の確認待ち / 確定 (…): which state a booking is in, as the user reads it."""
+    return T.CONFIRMATION_STATES.get(booking.get("office_confirmation") or "not_needed", T.STATE_REQUESTED)
+
+
 def booking_line(turn: Turn, booking: dict[str, Any]) -> str:
     office = turn.dialog.offices.get(booking["office"])
     name = office.short_name if office else booking["office"]
-    return f"・{name} {booking_when(booking)}（予約番号 {booking['id']}）"
+    return f"・{name} {booking_when(booking)}（予約番号 {booking['id']}・{booking_state(booking)}）"
 
 
 def booking_notice(turn: Turn, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:

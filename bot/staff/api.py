@@ -1,0 +1,88 @@
+"""The staff JSON API's actions on one booking: `POST /staff/api/bookings/<ref>/<action>`.
+
+The same rules and effects as the console's buttons (`bot.staff.actions`), with a Bearer token (checked
+by the blueprint's guard, as `GET /staff/api/bookings`). A body is a JSON object; the answer is
+`{"booking": {... every stored field and "ref"}}` (200; a repeat of what was already done changes
+nothing and answers the same) or `{"error": "..."}` with 400 (malformed body or field), 404 (no such
+booking or action) or 409 (the booking's state or the slot does not allow it).
+
+    confirm     {"meeting_id"?, "passcode"?, "url"?}   confirm a request (with the meeting details)
+    propose     {"slot": "2026-12-07T14:00+09:00"}      propose another time (the slot is held)
+    decline     {"reason": "..."}                        decline a request with a reason
+    cancel      {}                                       cancel (the slot is freed, the user is told)
+    attended, no_show   {}                               mark the consultation (after its start)
+    meeting     {"meeting_id"?, "passcode"?, "url"?}     push the meeting details
+    follow_up   {"slot": "...", "key": "..."}            book the next consultation; `key` makes a retry book once
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from bot.calendar import slot_key
+from bot.clock import parse_instant
+from bot.errors import StaffActionError
+from bot.staff.actions import BadRequest, NotFound, StaffActions
+from bot.store.bookings import booking_ref
+
+log = logging.getLogger("hwbot.staff")
+
+STATUS = {NotFound: 404, BadRequest: 400}
+
+
+def _text(body: dict[str, Any], name: str, *, required: bool = False) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise BadRequest(f"{name}: must be a string")
+    if required and not value.strip():
+        raise BadRequest(f"{name}: required")
+    return value
+
+
+def _slot(body: dict[str, Any]) -> str:
+    """The slot key (`YYYY-MM-DDTHH:MM`, Japan time) of an ISO instant; a naive one is Japan time."""
+    try:
+        return slot_key(parse_instant(_text(body, "slot", required=True)))
+    except ValueError:
+        raise BadRequest("slot: must be an ISO date-time such as 2026-12-07T14:00+09:00") from None
+
+
+def register_api(bp: Blueprint, actions: StaffActions, error: Callable[[int, str], Response]) -> None:
+    """Add the action routes to the staff blueprint (whose guard checks the Bearer token)."""
+
+    def run(action: str, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "confirm":
+            return actions.confirm(ref, meeting_id=_text(body, "meeting_id"), passcode=_text(body, "passcode"),
+                                   url=_text(body, "url")).booking
+        if action == "propose":
+            return actions.propose(ref, _slot(body)).booking
+        if action == "decline":
+            return actions.decline(ref, _text(body, "reason", required=True)).booking
+        if action == "cancel":
+            return actions.cancel(ref)
+        if action in ("attended", "no_show"):
+            return actions.mark(ref, action)
+        if action == "meeting":
+            return actions.send_meeting(ref, meeting_id=_text(body, "meeting_id"), passcode=_text(body, "passcode"),
+                                        url=_text(body, "url"))
+        if action == "follow_up":
+            made, _ = actions.book_follow_up(ref, _slot(body), _text(body, "key", required=True))
+            return made
+        raise NotFound(f"action: unknown action {action!r}")
+
+    @bp.post("/api/bookings/<ref>/<action>")
+    def api_act(ref: str, action: str) -> Response:
+        body = request.get_json(silent=True) if request.get_data() else {}
+        if not isinstance(body, dict):
+            return error(400, "body: must be a JSON object")
+        try:
+            actions.booking(ref)  # 404 before anything else
+            booking = run(action.replace("-", "_"), ref, body)
+        except StaffActionError as exc:
+            return error(next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 409), str(exc))
+        log.info("staff_api action=%s office=%s booking=%s", action, booking.get("office"), booking.get("id"))
+        return jsonify({"booking": {**booking, "ref": booking_ref(booking)}})
