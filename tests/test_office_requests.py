@@ -17,7 +17,7 @@ from bot import calendar
 from bot.clock import parse_instant
 from bot.dialog import texts as T
 from bot.dialog.stages.my_bookings import booking_state
-from bot.profiles import load_offices
+from bot.profiles import Offices, load_offices
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.staff.aftercare import Reminders
@@ -38,6 +38,16 @@ def request_offices(offices) -> list[str]:
 
 
 REQUEST_OFFICES = request_offices(load_offices(PROFILES_DIR))
+
+
+@pytest.fixture
+def offices(offices, make_profile):
+    """The five offices and `plain`, a copy of Hamamatsu whose bookings need no confirmation: every
+    real office confirms its requests (their documents say so), but the profile field allows it."""
+    plain = make_profile("hamamatsu", id="plain", after_booking__confirmed_by_office=False)
+    texts = {office: offices.terms_text(office) for office in offices}
+    return Offices({**{office: offices[office] for office in offices}, "plain": plain},
+                   {**texts, "plain": texts["hamamatsu"]})
 
 
 @pytest.fixture
