@@ -86,7 +86,7 @@ def test_a_move_keeps_the_booking_data_links_both_records_and_tells_staff_withou
     shown = str(message)
     assert not any(value in shown for value in NOTO_USER) and "U1" not in shown
     # The user is told the new date and number, and that the office confirms it.
-    assert f"11月26日(木) 14:00〜14:30（予約番号 {new['id']}）" in driver.last_text()
+    assert f"11月26日(木) 14:00〜14:30（予約番号 {new['id']}・申込み中・事業所の確認待ち）" in driver.last_text()
     assert "ハローワークからのご連絡をもって確定します" in driver.last_text()
     assert driver.conversation_state() == "idle"
 
