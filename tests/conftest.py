@@ -19,6 +19,16 @@ from line_openapi import SPEC_DIR, spec_missing
 PROFILES_DIR = REPO_ROOT / "office_profiles"
 
 
+def pytest_configure(config):
+    """A run stopped with SIGTERM (a `timeout`, a CI runner giving up) stops like Ctrl-C: pytest then
+    tears the session down, and the servers it started stop with it instead of outliving it."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_redis_server_left():
     """Fail the run when a redis-server started during it outlives it (then stop those servers).

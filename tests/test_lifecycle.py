@@ -321,3 +321,35 @@ def test_the_procfile_web_command_stops_cleanly_and_leaves_no_server(tmp_path):
     text = log.read_text(errors="replace")
     assert "Logging error" not in text and "Traceback" not in text, text  # gunicorn's own lines intact
     assert redis_servers(cwd=var) == {}
+
+
+def test_a_test_run_stopped_with_sigterm_stops_its_redis(tmp_path):
+    # A child pytest with this suite's conftest (as a plugin) and one test that holds the embedded
+    # Redis until it is signalled, as `timeout make test` or a CI runner giving up would stop it.
+    ready = tmp_path / "ready"
+    (tmp_path / "test_probe.py").write_text(
+        "import threading\n"
+        "def test_hold(redis_client):\n"
+        "    redis_client.set('probe', '1')\n"
+        f"    open({str(ready)!r}, 'w').close()\n"
+        "    threading.Event().wait(120)\n",
+        encoding="utf-8",
+    )
+    env = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "tests"), env.get("PYTHONPATH")]))
+    log = tmp_path / "child.log"
+    with log.open("ab") as output:
+        child = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+                                  "test_probe.py"], cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: ready.exists() or child.poll() is not None, "the probe test")
+        servers = redis_servers(descendants_of=child.pid)
+        assert len(servers) == 1, log.read_text(errors="replace")
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=STOP_WITHIN_S)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+    assert "KeyboardInterrupt: stopped by SIGTERM" in log.read_text(errors="replace")
+    assert not set(servers) & set(redis_servers()), "the run's redis-server outlived it"
