@@ -13,6 +13,7 @@ from bot.profiles.models import OfficeProfile
 from bot.settings import REPO_ROOT, load_settings
 from bot.testing.browser import ensure_chromium, headless_chromium
 from bot.testing.line_spec import load_spec
+from bot.testing.line_standin import LineStandIn
 from bot.testing.redis import TestRedis, adopt_orphans, reap_exited_servers, redis_servers
 from line_openapi import SPEC_DIR, spec_missing
 
@@ -59,6 +60,14 @@ def _redis_server(_no_redis_server_left):
 def redis_client(_redis_server):
     """A real Redis with an empty database."""
     return _redis_server.fresh()
+
+
+@pytest.fixture
+def line():
+    """The stand-in LINE Messaging API (a local HTTP server); like LINE, it refuses a push whose
+    X-Line-Retry-Key it has already accepted (409)."""
+    with LineStandIn(dedupe_retry_keys=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,6 @@ from bot.service import BotService
 from bot.settings import load_settings
 from bot.store import connect
 from bot.testing.driver import ChatDriver, ManualClock, labelled_options
-from bot.testing.line_standin import LineStandIn
 from bot.web import create_app
 
 SECRET = "fault-channel-secret"
@@ -42,12 +41,6 @@ REPLY = "/v2/bot/message/reply"
 NOW = "2026-11-20T10:00"
 ANSWERS = ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678")
 TAPS = ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい")
-
-
-@pytest.fixture
-def line():
-    with LineStandIn() as standin:
-        yield standin
 
 
 def line_settings(line, **extra):

@@ -27,7 +27,6 @@ from bot.staff.worker import Worker
 from bot.store.handoffs import messages_key, thread_key, user_threads_key
 from bot.testing.driver import ChatDriver, ManualClock
 from bot.testing.line_spec import check_limits, validate_request
-from bot.testing.line_standin import LineStandIn
 from bot.testing.simulator import LiveServer, SimPhone, http
 from bot.web import create_app
 
@@ -39,12 +38,6 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 QUESTION = "オンライン相談の前に履歴書を送る必要はありますか？"
 ANSWER_1 = "ご質問ありがとうございます。履歴書は当日画面でお見せいただければ大丈夫です。"
 ANSWER_2 = "ほかにご不明な点はありますか。"
-
-
-@pytest.fixture
-def line():
-    with LineStandIn(dedupe_retry_keys=True) as server:
-        yield server
 
 
 @pytest.fixture

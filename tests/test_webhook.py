@@ -14,7 +14,6 @@ from bot.dialog import Inbound
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.testing.driver import ChatDriver, ManualClock
-from bot.testing.line_standin import LineStandIn
 from bot.web import create_app
 
 SECRET = "test-channel-secret"
@@ -22,12 +21,6 @@ TOKEN = "test-channel-token"
 USER = "U" + "a" * 32
 REPLY = "/v2/bot/message/reply"
 PUSH = "/v2/bot/message/push"
-
-
-@pytest.fixture
-def line():
-    with LineStandIn() as standin:
-        yield standin
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from bot.store.conversations import OUTBOX_KEY
 from bot.store.outbox import GROUP, RETRY_KEY, Outbox, done_key
 from bot.testing.driver import ManualClock
 from bot.testing.line_spec import check_limits, validate_request
-from bot.testing.line_standin import LineStandIn
 from bot.testing.slack_standin import SlackStandIn, block_errors
 
 NOW = parse_instant("2026-11-20T10:00:00+09:00")
@@ -42,12 +41,6 @@ def notice(booking_id: str = "AB12", office: str = "noto", kind: str = "booking"
 @pytest.fixture
 def slack():
     with SlackStandIn() as server:
-        yield server
-
-
-@pytest.fixture
-def line():
-    with LineStandIn(dedupe_retry_keys=True) as server:
         yield server
 
 
