@@ -27,3 +27,17 @@ def test_there_are_scripts_for_every_office():
     names = " ".join(path.stem for path in SCRIPTS)
     for office in ("noto", "hamamatsu", "izumo", "toyooka", "sakata"):
         assert office in names
+
+
+REQUEST_SCRIPTS = ("request_confirm", "request_decline", "request_propose_accept", "request_propose_decline",
+                   "request_propose_lapse")
+
+
+def test_every_office_that_confirms_its_requests_has_the_request_scripts(offices):
+    """Issue 11: request → confirm, decline, propose → accept, decline, lapse, per office where it applies."""
+    names = {path.stem for path in SCRIPTS}
+    confirming = [office for office in offices if offices[office].after_booking.confirmed_by_office]
+    assert confirming
+    missing = [f"{office}_{kind}" for office in confirming for kind in REQUEST_SCRIPTS
+               if f"{office}_{kind}" not in names]
+    assert missing == []

@@ -410,32 +410,45 @@ def with_reply_days(service: BotService, profiles_copy, office: str, days: int |
     return BotService(service.settings, client=service.client, offices=load_offices(profiles_copy), clock=service.clock)
 
 
-def test_a_request_past_the_office_reply_time_notifies_staff_once_and_shows_a_banner(service, profiles_copy, clock):
+@pytest.mark.parametrize("office, days, requested, due", [
+    # Requested on Fri 11/20; Mon 11/23 (勤労感謝の日) is a national holiday.
+    ("noto", 2, "2026-11-20T10:00", "2026-11-25T17:15"),
+    ("izumo", 3, "2026-11-20T10:00", "2026-11-26T17:15"),
+    # Requested on Mon 12/28; the offices are closed 12/29-1/3 (年末年始).
+    ("noto", 2, "2026-12-28T10:00", "2027-01-05T17:15"),
+    ("izumo", 3, "2026-12-28T10:00", "2027-01-06T17:15"),
+])
+def test_a_request_past_the_office_reply_time_notifies_staff_once_and_shows_a_banner(office, days, requested, due,
+                                                                                      service, clock):
+    """The reply time of the office's terms (Noto art. 6 (3): 2 business days, Izumo art. 6 (2): 3), counted
+    in business days after the request, ends at closing time: the notice comes then, not a minute before."""
     from bot.staff.aftercare import Overdue, overdue_at
 
-    noto = with_reply_days(service, profiles_copy, "noto", 2)
-    profile = noto.offices["noto"]
+    profile = service.offices[office]
+    assert profile.after_booking.reply_business_days == days
+    clock.instant = parse_instant(requested)
+    due = parse_instant(due)
     slots = calendar.bookable_slots(profile, clock.now(), {})
-    index = next(i for i, slot in enumerate(slots) if slot.key >= "2026-12-03")
-    booking, ref = make_request(noto, "noto", index=index)
-    # Requested on Fri 11/20; Mon 11/23 is a national holiday: the 2nd business day is Wed 11/25.
-    assert overdue_at(profile, booking) == parse_instant("2026-11-25T17:15")
-    member = Staff(create_app(noto.settings, service=noto).test_client())
-    clock.instant = parse_instant("2026-11-25T17:14")
-    assert Overdue(noto)(clock.now()) == []
-    assert "overdue-banner" not in member.client.get("/staff?office=noto").get_data(as_text=True)
-    clock.instant = parse_instant("2026-11-25T17:15")
-    [noticed] = Overdue(noto)(clock.now())
+    # A consultation late enough that the reply time comes before noon of the business day before it.
+    index = next(i for i, slot in enumerate(slots)
+                 if calendar.business_days_before(profile, slot.start.date(), 1) > due.date())
+    booking, ref = make_request(service, office, index=index)
+    assert overdue_at(profile, booking) == due
+    clock.instant = due - timedelta(minutes=1)
+    assert Overdue(service)(clock.now()) == [] and entries(service, "request_overdue") == []
+    member = Staff(create_app(service.settings, service=service).test_client())
+    assert "overdue-banner" not in member.client.get(f"/staff?office={office}").get_data(as_text=True)
+    clock.instant = due
+    [noticed] = Overdue(service)(clock.now())
     assert noticed["id"] == booking["id"]
-    [notice] = entries(noto, "request_overdue")
+    [notice] = entries(service, "request_overdue")
     assert json.loads(notice["fields"])["ref"] == ref
     assert_no_personal_data(notice)
-    assert Overdue(noto)(clock.now() + timedelta(hours=2)) == [] and len(entries(noto, "request_overdue")) == 1
-    member = Staff(create_app(noto.settings, service=noto).test_client())
-    page = member.client.get("/staff?office=noto").get_data(as_text=True)
+    assert Overdue(service)(clock.now() + timedelta(hours=2)) == [] and len(entries(service, "request_overdue")) == 1
+    page = member.client.get(f"/staff?office={office}").get_data(as_text=True)
     assert "overdue-banner" in page and booking["id"] in page
     member.act("confirm", ref)
-    assert "overdue-banner" not in member.client.get("/staff?office=noto").get_data(as_text=True)
+    assert "overdue-banner" not in member.client.get(f"/staff?office={office}").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("office", REQUEST_OFFICES)
