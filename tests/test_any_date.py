@@ -12,8 +12,8 @@ out here because Chromium stalls under libfaketime (its pages take their time fr
 
 from __future__ import annotations
 
+import glob
 import os
-import shutil
 import subprocess
 import sys
 
@@ -37,31 +37,36 @@ MODULES = (
 SHIM = REPO_ROOT / "tests" / "anydate"  # sitecustomize working around libfaketime's time.sleep bug
 
 
-def _faketime() -> str:
-    found = shutil.which("faketime")
-    if found is None and apt_install("faketime"):
-        found = shutil.which("faketime")
-    if found is None:
-        pytest.skip("Debian's faketime is not installed and could not be (apt-get install faketime)")
-    return found
+def _libfaketime() -> str:
+    """The preload library of Debian's libfaketime (installed with `faketime` when missing).
+
+    It is preloaded directly rather than through the `faketime` wrapper, whose shared-memory semaphore
+    collides with another run's now and then ("sem_open: File exists").
+    """
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found and apt_install("faketime"):
+        found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        pytest.skip("Debian's libfaketime is not installed and could not be (apt-get install faketime)")
+    return found[0]
 
 
 @pytest.mark.skipif("faketime" in os.environ.get("LD_PRELOAD", ""), reason="already under libfaketime")
 @pytest.mark.parametrize("when", DATES)
 def test_the_date_sensitive_modules_pass_on_another_day(when):
-    faketime = _faketime()
     env = {
         **os.environ,
+        "LD_PRELOAD": _libfaketime(),
+        "FAKETIME": f"@{when}",  # starts at that instant, and runs on
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # a faked monotonic clock makes timed waits hang
         "PYTHONPATH": os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")])),
     }
     env.pop("REDIS_URL", None)  # the child starts its own embedded Redis, under the same fake clock
-    fake = [faketime, "-f", f"@{when}", sys.executable]
     # The child's clock really is on that day (libfaketime loaded, the shim working).
-    seen = subprocess.run([*fake, "-c", "import datetime, time; time.sleep(0.01); print(datetime.date.today())"],
+    seen = subprocess.run([sys.executable, "-c", "import datetime, time; time.sleep(0.01); print(datetime.date.today())"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert seen.stdout.strip() == when[:10], seen.stderr
-    command = [*fake, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MODULES]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MODULES]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
     assert done.returncode == 0, f"the suite fails when the machine's date is {when} (UTC):\n{tail}"
