@@ -32,7 +32,8 @@ from bot.service import BotService, user_hash
 from bot.settings import Settings
 from bot.staff.aftercare import is_overdue
 from bot.staff.api import register_api
-from bot.staff.actions import STATUS_LABELS, StaffActions, find_office, upcoming_for, when_label
+from bot.staff.actions import (CONFIRMATION_LABELS, STATUS_LABELS, StaffActions, confirmation_label, find_office,
+                               upcoming_for, when_label)
 from bot.staff import threads
 from bot.staff.export import bookings_csv, bookings_ics, feed_key
 from bot.store.bookings import booking_ref
@@ -46,24 +47,6 @@ MAX_EXPORT_DAYS = 366
 ICS_DAYS_BACK = 30
 FOLLOW_UP_CHOICES = 60
 HANDOFF_REASONS = threads.REASONS
-CONFIRMATION_LABELS = {
-    "pending": "申込み中・事業所の確認待ち",
-    "proposed": "申込み中・別の日時を提案中（利用者の返事待ち）",
-    "awaiting_consent": "申込み中・新しい規約への同意待ち",
-    "confirmed": "確定（事業所が確認済み）",
-    "not_needed": "確定（確認不要）",
-    "declined": "お断り済み",
-}
-
-
-def confirmation_label(booking: dict[str, Any]) -> str:
-    """申込み中・事業所の確認待ち / 確定 … of a booked booking ('' for other statuses)."""
-    if booking.get("status") != "booked":
-        return ""
-    value = booking.get("office_confirmation") or "not_needed"
-    return CONFIRMATION_LABELS.get(value, str(value))
-
-
 def staff_token(settings: Settings) -> str | None:
     """The token the console accepts, or None when it must stay closed."""
     if settings.staff_token:
