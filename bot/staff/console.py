@@ -33,7 +33,7 @@ from bot.settings import Settings
 from bot.staff.aftercare import is_overdue
 from bot.staff.api import register_api
 from bot.staff.actions import (CONFIRMATION_LABELS, STATUS_LABELS, StaffActions, confirmation_label, find_office,
-                               upcoming_for, when_label)
+                               office_label, upcoming_for, when_label)
 from bot.staff import threads
 from bot.staff.export import bookings_csv, bookings_ics, feed_key
 from bot.store.bookings import booking_ref
@@ -371,10 +371,9 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
     def handoffs() -> str:
         items = []
         for user, info in service.handoffs.waiting().items():
-            profile = find_office(service.offices, info.get("office", ""))
             items.append({
                 "who": who(user),
-                "office": profile.short_name if profile else info.get("office", ""),
+                "office": office_label(service.offices, info.get("office", "")),
                 "reason": HANDOFF_REASONS.get(info.get("reason", ""), info.get("reason", "")),
                 "step": info.get("step", ""),
                 "since": _when(info.get("at", "")),
@@ -403,11 +402,10 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
     def outbox() -> str:
         entries = []
         for stream_id, entry in service.outbox.dead_letters():
-            profile = find_office(service.offices, entry.get("office", ""))
             entries.append({
                 "id": stream_id,
                 "kind": entry.get("kind", ""),
-                "office": profile.short_name if profile else entry.get("office", ""),
+                "office": "" if entry.get("kind") == "push" else office_label(service.offices, entry.get("office", "")),
                 "summary": entry.get("summary", "") or ("利用者へのLINE送信" if entry.get("kind") == "push" else ""),
                 "at": _when(entry.get("at", "")),
                 "error": entry.get("error", "") or entry.get("last_error", ""),

@@ -50,6 +50,8 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "request_overdue": ("確認待ちの申込みがあります", "返信の目安を過ぎました。確定・別の日時の提案・お断りのいずれかをお願いします。"),
 }
 CONFIRM_NOTE = "この事務所では、事務所からの確認連絡で予約が確定します。"
+# The office of a notice made before the user chose one (`office: ""`, a multi-office setup).
+NO_OFFICE = "窓口未選択"
 
 # Why a handoff was asked for (the dialog's reason codes).
 HANDOFF_REASONS = {
@@ -135,7 +137,7 @@ def compose(notice: dict[str, Any], profile: OfficeProfile | None, public_url: s
     kind = str(notice.get("kind") or "")
     fields = notice.get("fields") if isinstance(notice.get("fields"), dict) else {}
     title, note = KINDS.get(kind, (None, None))
-    rows: list[tuple[str, str]] = [("事務所", profile.name if profile else str(notice.get("office") or "?"))]
+    rows: list[tuple[str, str]] = [("事務所", profile.name if profile else str(notice.get("office") or NO_OFFICE))]
     if fields.get("slot"):
         rows.append(("日時", _when(str(fields["slot"]), profile)))
     for key, label in LABELS.items():
