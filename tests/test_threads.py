@@ -365,8 +365,14 @@ def test_a_closed_threads_keys_expire_by_themselves_should_the_task_never_run(se
         assert days - 60 < service.client.ttl(key) <= days
 
 
-def test_a_user_still_waits_after_their_conversation_expired(service, clock):
-    driver = waiting_user(service)
+@pytest.mark.parametrize("chosen", [True, False])
+def test_a_user_still_waits_after_their_conversation_expired(chosen, service, clock):
+    if chosen:
+        driver = waiting_user(service)
+    else:  # asked for staff at the office choice: no office
+        driver = ChatDriver(service, user=USER)
+        driver.say("こんにちは")
+        driver.say("担当者と話したい")
     thread = thread_of(service)
     clock.advance(timedelta(hours=8))
     service.conversations.delete(USER)  # Redis dropped the idle conversation

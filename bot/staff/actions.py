@@ -27,7 +27,6 @@ from bot.dialog.pushes import confirmed_replies, declined_replies, proposal_repl
 from bot.errors import ConflictError, StaffActionError, UnknownOfficeError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService
-from bot.staff.notify import NO_OFFICE
 from bot.store import Plan, SlotFull
 from bot.store.bookings import PERSONAL_FIELDS, booking_ref
 
@@ -128,7 +127,7 @@ def find_office(offices: Mapping[str, OfficeProfile], office_id: str) -> OfficeP
 def office_label(offices: Mapping[str, OfficeProfile], office_id: str) -> str:
     """The office as the console names it: its short name, 窓口未選択 before the user chose one."""
     if not office_id:
-        return NO_OFFICE
+        return T.NO_OFFICE
     profile = find_office(offices, office_id)
     return profile.short_name if profile else office_id
 

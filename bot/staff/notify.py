@@ -18,6 +18,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot import calendar
 from bot.clock import JST
+from bot.dialog.texts import NO_OFFICE
 from bot.errors import DeliveryError
 from bot.profiles import OfficeProfile
 
@@ -50,8 +51,6 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "request_overdue": ("確認待ちの申込みがあります", "返信の目安を過ぎました。確定・別の日時の提案・お断りのいずれかをお願いします。"),
 }
 CONFIRM_NOTE = "この事務所では、事務所からの確認連絡で予約が確定します。"
-# The office of a notice made before the user chose one (`office: ""`, a multi-office setup).
-NO_OFFICE = "窓口未選択"
 
 # Why a handoff was asked for (the dialog's reason codes).
 HANDOFF_REASONS = {
