@@ -457,6 +457,21 @@ def test_a_notice_before_an_office_is_chosen_reaches_each_channel_of_the_offices
         assert worker.service.pushes.month(f"{NOW:%Y-%m}") == {"user": 0, "group": 2}
 
 
+def test_a_notice_before_an_office_is_chosen_links_an_offices_console_without_a_public_url(
+    make_worker, make_profile, offices, slack
+):
+    from bot.profiles import Offices
+
+    profiles = {"izumo": make_profile("izumo"),
+                "noto": make_profile("noto", staff={"console_url": "https://console.example"})}
+    worker = make_worker(public_url=None, offices=Offices(profiles, {o: offices.terms_text(o) for o in profiles}))
+    worker.outbox.add({**notice(office=""), "kind": "handoff", "fields": {"reason": "user_request", "thread": "ab12"}})
+    assert worker.run_once(NOW) == {"delivered": 1}
+    [message] = slack.messages  # both offices use SLACK_WEBHOOK_URL: one post
+    shown = json.dumps(message, ensure_ascii=False)
+    assert "https://console.example/staff/handoffs/ab12" in shown and "窓口未選択" in shown
+
+
 def test_a_notice_before_an_office_is_chosen_with_no_channel_anywhere_is_not_dead_lettered(make_worker, redis_client):
     worker = make_worker(slack_webhook_url=None)
     worker.outbox.add({**notice(office=""), "kind": "handoff", "fields": {"reason": "user_request", "thread": "ab12"}})
