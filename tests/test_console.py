@@ -15,7 +15,8 @@ from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.staff.console import session_secret
-from bot.staff.export import feed_key
+from bot.staff.actions import StaffActions
+from bot.staff.export import feed_key, feed_state
 from bot.store import BookingStore
 from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock, book_at_noto
 from bot.web import create_app
@@ -345,6 +346,7 @@ def test_csv_export_is_utf8_with_bom_for_excel(staff, booked):
     assert len(rows) == 1
     assert rows[0]["予約番号"] == booking["id"] and rows[0]["お名前"] == "山田 花子" and rows[0]["状態"] == "予約中"
     assert rows[0]["規約の版"] == booking["consent"]["version"]
+    assert rows[0]["事業所の確認"] == "申込み中・事業所の確認待ち"
     bad = staff.client.get("/staff/export.csv?office=noto&from=2026-11-30&to=2026-11-01", follow_redirects=True)
     assert "終了日は開始日以降" in bad.get_data(as_text=True)
 
@@ -365,8 +367,74 @@ def test_ics_feed_has_no_personal_data_and_marks_cancellations(app, staff, booke
     cancelled = events[f"オンライン職業相談 予約番号 {booking['id']}"]
     assert str(cancelled["STATUS"]) == "CANCELLED"
     assert cancelled.decoded("DTSTART") == parse_instant("2026-11-25T10:00")
-    assert str(events[f"オンライン職業相談 予約番号 {other['id']}"]["STATUS"]) == "CONFIRMED"
+    assert str(events[f"【申込み中】オンライン職業相談 予約番号 {other['id']}"]["STATUS"]) == "TENTATIVE"
     assert feed_key(TOKEN, "noto") in staff.client.get("/staff?office=noto").get_data(as_text=True)
+
+
+def feed_events(app) -> dict[str, icalendar.Event]:
+    """Noto's ICS feed as a calendar app reads it: event by booking id."""
+    response = app.test_client().get(f"/staff/ics/noto.ics?key={feed_key(TOKEN, 'noto')}")
+    assert response.status_code == 200
+    return {str(e["UID"]).split(".")[0]: e for e in icalendar.Calendar.from_ical(response.get_data()).walk("VEVENT")}
+
+
+def test_ics_feed_shows_requests_and_held_slots_as_tentative_until_confirmed(app, staff, booked, service):
+    booking, ref = booked
+    second = book_at_noto(ChatDriver(service, user="U-other"), "11月25日(水) 11:00〜11:30")
+    second_ref = BookingStore.ref(second)
+    events = feed_events(app)
+    assert {str(e["STATUS"]) for e in events.values()} == {"TENTATIVE"}
+    assert str(events[booking["id"]]["SUMMARY"]) == f"【申込み中】オンライン職業相談 予約番号 {booking['id']}"
+    assert "事業所の確認: 申込み中・事業所の確認待ち" in str(events[booking["id"]]["DESCRIPTION"])
+
+    assert "申込みを確定し" in staff.act("confirm", second_ref).get_data(as_text=True)
+    actions = StaffActions(service)
+    slot = actions.proposal_slots(service.bookings.get(ref))[0]
+    held = actions.propose(ref, slot.key).booking
+    held_id = held["proposal"]["ref"].split("|")[-1]
+    events = feed_events(app)
+    assert set(events) == {booking["id"], second["id"], held_id}
+    confirmed = events[second["id"]]
+    assert str(confirmed["STATUS"]) == "CONFIRMED"
+    assert str(confirmed["SUMMARY"]) == f"オンライン職業相談 予約番号 {second['id']}"
+    assert "確定（事業所が確認済み）" in str(confirmed["DESCRIPTION"])
+    request = events[booking["id"]]
+    assert str(request["STATUS"]) == "TENTATIVE" and str(request["SUMMARY"]).startswith("【申込み中】")
+    assert "別の日時を提案中" in str(request["DESCRIPTION"])
+    hold = events[held_id]
+    assert str(hold["STATUS"]) == "TENTATIVE" and str(hold["SUMMARY"]) == f"【提案中】オンライン職業相談 予約番号 {held_id}"
+    assert hold.decoded("DTSTART") == slot.start
+    assert f"提案先の申込み: 予約番号 {booking['id']}" in str(hold["DESCRIPTION"])
+    text = app.test_client().get(f"/staff/ics/noto.ics?key={feed_key(TOKEN, 'noto')}").get_data(as_text=True)
+    for value in PERSONAL:
+        assert value not in text
+    body = staff.client.get("/staff/export.csv?office=noto&from=2026-11-20&to=2026-11-30").get_data()
+    rows = {row["予約番号"]: row for row in csv.DictReader(io.StringIO(body.decode("utf-8-sig")))}
+    assert rows[booking["id"]]["事業所の確認"] == "申込み中・別の日時を提案中（利用者の返事待ち）"
+    assert rows[second["id"]]["事業所の確認"] == "確定（事業所が確認済み）"
+    assert (rows[held_id]["状態"], rows[held_id]["事業所の確認"]) == ("提案中の仮押さえ", "")
+
+    # The user accepts the proposal: the held slot is the booking, confirmed; the request is gone.
+    [push] = [json.loads(e["messages"]) for e in notices(service, "push") if e["to"] == "U-console"]
+    accept = next(item["action"]["data"] for message in push for item in (message.get("quickReply") or {}).get("items", [])
+                  if item["action"]["label"] == "この日時でお願いする")
+    ChatDriver(service, user="U-console").send("postback", accept)
+    events = feed_events(app)
+    assert str(events[held_id]["STATUS"]) == "CONFIRMED" and str(events[held_id]["SUMMARY"]).startswith("オンライン")
+    assert str(events[booking["id"]]["STATUS"]) == "CANCELLED"
+
+
+def test_feed_state_of_each_booking_state():
+    def state(status: str, confirmation: str | None = None) -> tuple[str, str]:
+        booking = {"status": status} if confirmation is None else {"status": status, "office_confirmation": confirmation}
+        return feed_state(booking)
+
+    assert state("booked", "pending") == state("booked", "awaiting_consent") == ("TENTATIVE", "申込み中")
+    assert state("booked", "proposed") == ("TENTATIVE", "申込み中")
+    assert state("held", "proposed") == ("TENTATIVE", "提案中")
+    assert state("booked", "confirmed") == state("booked", "not_needed") == state("booked") == ("CONFIRMED", "")
+    assert state("attended", "confirmed") == state("no_show") == ("CONFIRMED", "")
+    assert state("cancelled", "declined") == state("cancelled", "pending") == ("CANCELLED", "")
 
 
 def test_api_bookings_answers_json_with_the_right_codes(app, booked):

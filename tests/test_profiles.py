@@ -207,3 +207,9 @@ def test_an_unknown_office_id_is_none_with_get_and_an_error_by_index(offices):
     assert offices.get("noto").short_name == "ハローワーク能登"
     with pytest.raises(UnknownOfficeError, match="closed_office"):
         offices["closed_office"]
+
+
+def test_in_offices_answers_for_any_id_without_raising(offices):
+    """`in` is asked with "" (a user who has not chosen an office) and stale ids: an answer, never an error."""
+    assert "noto" in offices
+    assert "" not in offices and "nowhere" not in offices and None not in offices

@@ -131,6 +131,13 @@ def test_a_full_booking_at_noto_by_tapping_and_the_staff_pane_shows_it(phone, se
     assert phone.staff(after=staff["last"])["items"] == []
 
 
+def test_a_handoff_before_an_office_is_chosen_shows_as_no_office_in_the_staff_pane(phone):
+    phone.say("こんにちは")
+    phone.say("担当者と話したい")
+    [notice] = [item for item in phone.staff()["items"] if item["kind"] == "handoff"]
+    assert notice["office"] == "" and notice["office_name"] == "窓口未選択"
+
+
 def test_pushes_are_not_shown_in_the_staff_pane(phone, service):
     service.queue_push(USER, [{"type": "text", "text": "リマインダー"}], retry_key=str(uuid.uuid4()))
     assert phone.staff()["items"] == []

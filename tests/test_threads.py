@@ -164,6 +164,31 @@ def test_a_thread_of_several_messages_each_way_closed_by_staff(service, staff, w
     assert "すでに終了" in reply_in_console(staff, thread, "追伸").get_data(as_text=True)
 
 
+@pytest.mark.parametrize("ask", ["担当者と話したい", "stuck"])
+def test_a_user_who_has_not_chosen_an_office_yet_reaches_staff_without_an_office(ask, service, staff, worker, line, clock):
+    """Multi-office: the handoff at the office choice has no office; the console says 窓口未選択 and the
+    reply comes from 「ハローワーク 担当者」."""
+    driver = ChatDriver(service, user=USER)
+    driver.say("こんにちは")
+    for text in ([ask] if ask != "stuck" else ["ふじさん"] * 3):
+        driver.say(text)
+    assert "担当者にお伝えしました" in driver.last_text()
+    info = service.handoffs.info(USER)
+    assert info["office"] == "" and info["reason"] == ("stuck" if ask == "stuck" else "user_request")
+    thread = info["thread"]
+    driver.say(QUESTION)
+    listing = staff.get("/staff/handoffs").get_data(as_text=True)
+    assert "<td>窓口未選択</td>" in listing and f"/staff/handoffs/{thread}" in listing
+    page = staff.get(f"/staff/handoffs/{thread}").get_data(as_text=True)
+    assert "利用者との会話（窓口未選択）" in page and "【ハローワーク 担当者より】" in page and QUESTION in page
+    reply_in_console(staff, thread, ANSWER_1)
+    assert ThreadActions(service).open_threads()[0]["office"] == ""
+    assert worker.run_once(clock.now())["delivered"] >= 1
+    assert [r.body["messages"][0]["text"] for r in line.sent(PUSH) if r.body["to"] == USER] == [
+        f"【ハローワーク 担当者より】\n{ANSWER_1}"]
+    assert worker.outbox.dead_letters() == []
+
+
 def test_a_thread_closed_by_the_user(service, app, clock):
     driver = waiting_user(service)
     thread = thread_of(service)
@@ -333,8 +358,14 @@ def test_a_closed_threads_keys_expire_by_themselves_should_the_task_never_run(se
         assert days - 60 < service.client.ttl(key) <= days
 
 
-def test_a_user_still_waits_after_their_conversation_expired(service, clock):
-    driver = waiting_user(service)
+@pytest.mark.parametrize("chosen", [True, False])
+def test_a_user_still_waits_after_their_conversation_expired(chosen, service, clock):
+    if chosen:
+        driver = waiting_user(service)
+    else:  # asked for staff at the office choice: no office
+        driver = ChatDriver(service, user=USER)
+        driver.say("こんにちは")
+        driver.say("担当者と話したい")
     thread = thread_of(service)
     clock.advance(timedelta(hours=8))
     service.conversations.delete(USER)  # Redis dropped the idle conversation

@@ -387,3 +387,86 @@ def test_worker_once_prints_what_it_did(redis_client, redis_url, slack):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1]) == {"delivered": 1}
     assert len(slack.messages) == 1
+
+
+def test_a_notice_before_an_office_is_chosen_reaches_each_channel_of_the_offices_once(
+    make_worker, make_profile, offices, slack, line, spec, clock, redis_client, monkeypatch
+):
+    """Multi-office: 担当者と話したい at the office choice makes a notice with `office: ""`; it goes to every
+    channel the offices configure (a Slack URL or a LINE group once), never to the dead letters."""
+    from bot.profiles import Offices
+    from bot.service import WROTE_AGAIN_EVERY
+    from bot.testing.driver import ChatDriver
+
+    personal = "山田花子です。電話は090-1234-5678です。"
+    with SlackStandIn() as other:
+        monkeypatch.setenv("IZUMO_SLACK_WEBHOOK_URL", slack.url)  # the default webhook under another name
+        monkeypatch.setenv("SAKATA_SLACK_WEBHOOK_URL", other.url)
+        notify = {
+            "hamamatsu": {"line_group_id": GROUP_ID},  # SLACK_WEBHOOK_URL and a group
+            "izumo": {"slack_webhook_env": "IZUMO_SLACK_WEBHOOK_URL"},
+            "noto": {"line_group_id": GROUP_ID},  # the same webhook and group again
+            "sakata": {"slack_webhook_env": "SAKATA_SLACK_WEBHOOK_URL"},
+            "toyooka": {"slack_webhook_env": None},
+        }
+        profiles = {office: make_profile(office, staff={"notify": value}) for office, value in notify.items()}
+        worker = make_worker(offices=Offices(profiles, {office: offices.terms_text(office) for office in profiles}))
+        driver = ChatDriver(worker.service, user="U" + "7" * 32)
+        driver.say("こんにちは")
+        driver.say("担当者と話したい")
+        assert "担当者にお伝えしました" in driver.last_text()
+        [entry] = [fields for _, fields in worker.outbox.entries() if fields.get("kind") == "handoff"]
+        assert entry["office"] == ""
+        thread = worker.service.handoffs.info(driver.user)["thread"]
+
+        assert worker.run_once(clock.now()) == {"delivered": 1}
+        assert len(slack.messages) == len(other.messages) == 1
+        [group] = line.sent(PUSH)
+        assert group.body["to"] == GROUP_ID and validate_request(spec, "PushMessageRequest", group.body) == []
+        for message in (slack.messages[0], other.messages[0]):
+            assert block_errors(message) == []
+        shown = json.dumps([slack.messages, other.messages, group.body], ensure_ascii=False)
+        assert "担当者への引き継ぎ依頼" in shown and "窓口未選択" in shown
+        assert f"https://hw.example/staff/handoffs/{thread}" in shown
+        assert worker.outbox.dead_letters() == [] and pending(redis_client) == 0
+
+        # The user writes (personal data) and, later, again: staff hear "wrote again" without the text. The
+        # group fails once: the two Slack webhooks are not posted again when it is retried.
+        driver.say(personal)
+        clock.advance(WROTE_AGAIN_EVERY)
+        driver.say(personal)
+        line.failing[PUSH] = 500
+        assert worker.run_once(clock.now()) == {"failed": 1}
+        del line.failing[PUSH]
+        assert worker.run_once(clock.now() + timedelta(seconds=2)) == {"delivered": 1}
+        assert len(slack.messages) == len(other.messages) == 2 and len(line.sent(PUSH)) == 3
+        assert len({request.headers["X-Line-Retry-Key"] for request in line.sent(PUSH)}) == 2  # the retry kept its key
+        again = json.dumps([slack.messages[1], other.messages[1], line.sent(PUSH)[-1].body], ensure_ascii=False)
+        assert "対応待ちの利用者から新しいメッセージ" in again and "窓口未選択" in again
+        for text in (shown, again):
+            for value in ("山田", "090-1234-5678", driver.user):
+                assert value not in text
+        assert worker.outbox.dead_letters() == [] and pending(redis_client) == 0
+        assert worker.service.pushes.month(f"{NOW:%Y-%m}") == {"user": 0, "group": 2}
+
+
+def test_a_notice_before_an_office_is_chosen_links_an_offices_console_without_a_public_url(
+    make_worker, make_profile, offices, slack
+):
+    from bot.profiles import Offices
+
+    profiles = {"izumo": make_profile("izumo"),
+                "noto": make_profile("noto", staff={"console_url": "https://console.example"})}
+    worker = make_worker(public_url=None, offices=Offices(profiles, {o: offices.terms_text(o) for o in profiles}))
+    worker.outbox.add({**notice(office=""), "kind": "handoff", "fields": {"reason": "user_request", "thread": "ab12"}})
+    assert worker.run_once(NOW) == {"delivered": 1}
+    [message] = slack.messages  # both offices use SLACK_WEBHOOK_URL: one post
+    shown = json.dumps(message, ensure_ascii=False)
+    assert "https://console.example/staff/handoffs/ab12" in shown and "窓口未選択" in shown
+
+
+def test_a_notice_before_an_office_is_chosen_with_no_channel_anywhere_is_not_dead_lettered(make_worker, redis_client):
+    worker = make_worker(slack_webhook_url=None)
+    worker.outbox.add({**notice(office=""), "kind": "handoff", "fields": {"reason": "user_request", "thread": "ab12"}})
+    assert worker.run_once(NOW) == {"nowhere": 1}
+    assert worker.outbox.dead_letters() == [] and pending(redis_client) == 0

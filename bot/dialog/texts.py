@@ -99,6 +99,8 @@ CONFIRMATION_STATES = {
     "confirmed": STATE_CONFIRMED,
     "not_needed": STATE_CONFIRMED,
 }
+# The office of a user who has not chosen one yet, as staff read it (console, notices, simulator).
+NO_OFFICE = "窓口未選択"
 ALREADY_BOOKED = (
     "{office}には、すでに次のご予約があります。\n{bookings}\n"
     "別の日時をご希望の場合は、いまのご予約をキャンセルしてからお申し込みください。"

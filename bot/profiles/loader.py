@@ -160,6 +160,10 @@ class Offices(Mapping[str, OfficeProfile]):
         """The profile, or `default` for an unknown id (Mapping.get only catches KeyError)."""
         return self._profiles.get(office_id, default)
 
+    def __contains__(self, office_id: object) -> bool:
+        """Whether an office has this id (Mapping's own `in` would raise UnknownOfficeError for "")."""
+        return office_id in self._profiles
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._profiles)
 

@@ -35,6 +35,24 @@ log = logging.getLogger("hwbot.staff")
 STATUSES = ("booked", "cancelled", "attended", "no_show", "held")
 STATUS_LABELS = {"booked": "予約中", "cancelled": "キャンセル", "attended": "出席", "no_show": "無断欠席",
                  "held": "提案中の仮押さえ"}
+CONFIRMATION_LABELS = {
+    "pending": "申込み中・事業所の確認待ち",
+    "proposed": "申込み中・別の日時を提案中（利用者の返事待ち）",
+    "awaiting_consent": "申込み中・新しい規約への同意待ち",
+    "confirmed": "確定（事業所が確認済み）",
+    "not_needed": "確定（確認不要）",
+    "declined": "お断り済み",
+}
+
+
+def confirmation_label(booking: dict[str, Any]) -> str:
+    """申込み中・事業所の確認待ち / 確定 … of a booked booking ('' for other statuses)."""
+    if booking.get("status") != "booked":
+        return ""
+    value = booking.get("office_confirmation") or "not_needed"
+    return CONFIRMATION_LABELS.get(value, str(value))
+
+
 # A follow-up copies who the user is and what they consented to; nothing about the slot.
 COPIED_FIELDS = ("user", "name", "number", "email", "phone", "topic", "interpreter", "category",
                  "category_detail", "answers", "consent")
@@ -104,6 +122,14 @@ def find_office(offices: Mapping[str, OfficeProfile], office_id: str) -> OfficeP
         return offices[office_id]
     except (UnknownOfficeError, KeyError):
         return None
+
+
+def office_label(offices: Mapping[str, OfficeProfile], office_id: str) -> str:
+    """The office as the console names it: its short name, 窓口未選択 before the user chose one."""
+    if not office_id:
+        return T.NO_OFFICE
+    profile = find_office(offices, office_id)
+    return profile.short_name if profile else office_id
 
 
 class StaffActions:

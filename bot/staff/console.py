@@ -32,7 +32,8 @@ from bot.service import BotService, user_hash
 from bot.settings import Settings
 from bot.staff.aftercare import is_overdue
 from bot.staff.api import register_api
-from bot.staff.actions import STATUS_LABELS, StaffActions, find_office, upcoming_for, when_label
+from bot.staff.actions import (CONFIRMATION_LABELS, STATUS_LABELS, StaffActions, confirmation_label, find_office,
+                               office_label, upcoming_for, when_label)
 from bot.staff import threads
 from bot.staff.export import bookings_csv, bookings_ics, feed_key
 from bot.store.bookings import booking_ref
@@ -46,24 +47,6 @@ MAX_EXPORT_DAYS = 366
 ICS_DAYS_BACK = 30
 FOLLOW_UP_CHOICES = 60
 HANDOFF_REASONS = threads.REASONS
-CONFIRMATION_LABELS = {
-    "pending": "申込み中・事業所の確認待ち",
-    "proposed": "申込み中・別の日時を提案中（利用者の返事待ち）",
-    "awaiting_consent": "申込み中・新しい規約への同意待ち",
-    "confirmed": "確定（事業所が確認済み）",
-    "not_needed": "確定（確認不要）",
-    "declined": "お断り済み",
-}
-
-
-def confirmation_label(booking: dict[str, Any]) -> str:
-    """申込み中・事業所の確認待ち / 確定 … of a booked booking ('' for other statuses)."""
-    if booking.get("status") != "booked":
-        return ""
-    value = booking.get("office_confirmation") or "not_needed"
-    return CONFIRMATION_LABELS.get(value, str(value))
-
-
 def staff_token(settings: Settings) -> str | None:
     """The token the console accepts, or None when it must stay closed."""
     if settings.staff_token:
@@ -388,10 +371,9 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
     def handoffs() -> str:
         items = []
         for user, info in service.handoffs.waiting().items():
-            profile = find_office(service.offices, info.get("office", ""))
             items.append({
                 "who": who(user),
-                "office": profile.short_name if profile else info.get("office", ""),
+                "office": office_label(service.offices, info.get("office", "")),
                 "reason": HANDOFF_REASONS.get(info.get("reason", ""), info.get("reason", "")),
                 "step": info.get("step", ""),
                 "since": _when(info.get("at", "")),
@@ -420,11 +402,10 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
     def outbox() -> str:
         entries = []
         for stream_id, entry in service.outbox.dead_letters():
-            profile = find_office(service.offices, entry.get("office", ""))
             entries.append({
                 "id": stream_id,
                 "kind": entry.get("kind", ""),
-                "office": profile.short_name if profile else entry.get("office", ""),
+                "office": "" if entry.get("kind") == "push" else office_label(service.offices, entry.get("office", "")),
                 "summary": entry.get("summary", "") or ("利用者へのLINE送信" if entry.get("kind") == "push" else ""),
                 "at": _when(entry.get("at", "")),
                 "error": entry.get("error", "") or entry.get("last_error", ""),

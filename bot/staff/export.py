@@ -15,7 +15,7 @@ import icalendar
 from bot.clock import JST
 from bot.dialog.texts import INTERPRETER_CHOICES
 from bot.profiles.models import OfficeProfile
-from bot.staff.actions import STATUS_LABELS
+from bot.staff.actions import CONFIRMATION_LABELS, STATUS_LABELS, confirmation_label
 
 # (column title, booking field); nested consent fields are read by `_cell`.
 CSV_COLUMNS = (
@@ -27,6 +27,8 @@ CSV_COLUMNS = (
     ("出欠の記録", "marked_at"), ("キャンセル日時", "cancelled_at"), ("キャンセルした人", "cancelled_by"),
 )
 ICS_PRODID = "-//hwbot//staff console//JA"
+# A booked request the office has not confirmed yet: TENTATIVE in the feed, like a slot held for a proposal.
+UNCONFIRMED = ("pending", "proposed", "awaiting_consent")
 
 
 def feed_key(token: str, office: str) -> str:
@@ -42,6 +44,9 @@ def _cell(booking: dict[str, Any], field: str) -> str:
         return STATUS_LABELS.get(str(value), str(value or ""))
     if field == "interpreter":
         return dict(INTERPRETER_CHOICES).get(str(value), str(value or ""))
+    if field == "office_confirmation":
+        # As the console says it; a declined request (cancelled) still says so.
+        return confirmation_label(booking) or (CONFIRMATION_LABELS["declined"] if value == "declined" else "")
     text = "" if value is None else str(value)
     # A cell Excel would run as a formula (=, +, -, @) is quoted as text (CSV injection).
     return "'" + text if text[:1] in ("=", "+", "-", "@") and field not in ("start", "end") else text
@@ -58,6 +63,22 @@ def bookings_csv(bookings: Iterable[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def feed_state(booking: dict[str, Any]) -> tuple[str, str]:
+    """RFC 5545 STATUS of a booking's event and the word its summary starts with ('' for none).
+
+    A request the office has not confirmed is TENTATIVE (申込み中), so is a slot held for a proposal
+    (提案中); a confirmed or not-needed booking (and a past one marked) is CONFIRMED.
+    """
+    status = booking.get("status", "")
+    if status == "cancelled":
+        return "CANCELLED", ""
+    if status == "held":
+        return "TENTATIVE", "提案中"
+    if status == "booked" and booking.get("office_confirmation") in UNCONFIRMED:
+        return "TENTATIVE", "申込み中"
+    return "CONFIRMED", ""
+
+
 def bookings_ics(profile: OfficeProfile, bookings: Iterable[dict[str, Any]], now: datetime,
                  link: str | None = None) -> bytes:
     """An iCalendar feed of the office's bookings: reference, times and status, nothing personal."""
@@ -71,10 +92,16 @@ def bookings_ics(profile: OfficeProfile, bookings: Iterable[dict[str, Any]], now
         event.add("dtstamp", now.astimezone(timezone.utc))
         event.add("dtstart", datetime.fromisoformat(booking["start"]).astimezone(JST))
         event.add("dtend", datetime.fromisoformat(booking["end"]).astimezone(JST))
-        event.add("summary", f"オンライン職業相談 予約番号 {booking['id']}")
+        state, label = feed_state(booking)
+        summary = f"オンライン職業相談 予約番号 {booking['id']}"
+        event.add("summary", f"【{label}】{summary}" if label else summary)
+        event.add("status", state)
         status = booking.get("status", "")
-        event.add("status", "CANCELLED" if status == "cancelled" else "CONFIRMED")
         lines = [f"状態: {STATUS_LABELS.get(status, status)}"]
+        if confirmation := confirmation_label(booking):
+            lines.append(f"事業所の確認: {confirmation}")
+        if status == "held" and booking.get("held_for"):
+            lines.append(f"提案先の申込み: 予約番号 {str(booking['held_for']).split('|')[-1]}")
         if link:
             lines.append(link)
         event.add("description", "\n".join(lines))

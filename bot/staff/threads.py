@@ -28,7 +28,7 @@ from bot.dialog.buttons import command_option
 from bot.dialog.replies import Ask, Reply
 from bot.errors import StaffActionError
 from bot.service import BotService
-from bot.staff.actions import find_office, upcoming_for, when_label
+from bot.staff.actions import find_office, office_label, upcoming_for, when_label
 from bot.store.bookings import booking_ref
 from bot.store.handoffs import valid_thread_id
 
@@ -37,6 +37,8 @@ log = logging.getLogger("hwbot.staff")
 REPLY_MAX = 2000  # characters of one staff reply (LINE's text message takes 5,000)
 # Push retry keys of staff replies: uuid5 of the thread and the form's (or the API call's) nonce.
 NAMESPACE = uuid.UUID("0f4a8d3e-6c1b-4e2f-9a7d-3b5c8e1f2a60")
+# Who a staff reply is from when the user has not chosen an office yet (「【ハローワーク 担当者より】」).
+NO_OFFICE_SENDER = "ハローワーク"
 REASONS = {
     "user_request": "担当者との会話を希望",
     "ineligible": "利用条件に当てはまらず、担当者との会話を希望",
@@ -114,8 +116,7 @@ class ThreadActions:
 
     def reply_replies(self, meta: dict[str, str], text: str) -> list[Reply]:
         """What the user reads: the answer, shown as from the office's staff, and 「自動応答に戻る」."""
-        profile = find_office(self.service.offices, meta.get("office", ""))
-        shown = T.STAFF_REPLY.format(office=profile.short_name if profile else "ハローワーク", text=text)
+        shown = T.STAFF_REPLY.format(office=sender(self.service, meta), text=text)
         return [Ask(shown, (command_option("resume_bot"),))]
 
     def close(self, thread: str) -> None:
@@ -137,6 +138,12 @@ class ThreadActions:
         this = today.replace(day=1)
         last = (this - timedelta(days=1)).replace(day=1)
         return [(f"{month:%Y-%m}", self.service.pushes.month(f"{month:%Y-%m}")) for month in (this, last)]
+
+
+def sender(service: BotService, meta: dict[str, str]) -> str:
+    """Whom a staff reply is from: the office's short name, or ハローワーク before the user chose one."""
+    profile = find_office(service.offices, meta.get("office", ""))
+    return profile.short_name if profile else NO_OFFICE_SENDER
 
 
 def latest(service: BotService, thread: str) -> str:
@@ -167,7 +174,6 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
             meta, user = threads.thread(thread)
         except StaffActionError as exc:
             return render_template("staff/message.html", title="会話が見つかりません", message=str(exc)), 404
-        profile = find_office(service.offices, meta.get("office", ""))
         is_open = not meta.get("closed_at") and (service.handoffs.info(user) or {}).get("thread") == thread
         messages = [{**m, "at": _when(m.get("at", ""))} for m in service.handoffs.messages(thread)]
         bookings = [(b.get("name", ""), b["id"], booking_ref(b), when_label(b))
@@ -176,7 +182,7 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
         entered = [(label, answers[key]) for key, label in ENTERED if answers.get(key)]
         return render_template(
             "staff/thread.html", thread=thread, meta=meta, messages=messages, is_open=is_open,
-            office=profile.short_name if profile else meta.get("office", ""),
+            office=office_label(service.offices, meta.get("office", "")), sender=sender(service, meta),
             reason=REASONS.get(meta.get("reason", ""), meta.get("reason", "")), since=_when(meta.get("since", "")),
             closed_at=_when(meta.get("closed_at", "")), who=who(user), bookings=bookings, entered=entered,
             manager=meta.get("mode") == "manager", nonce=uuid.uuid4().hex, reply_max=REPLY_MAX,

@@ -12,6 +12,7 @@ a crash between Slack's 200 and the marker can repeat a Slack notice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 from bot.channels.line.api import LineApiError, LineMessaging
 from bot.clock import JST
 from bot.errors import DeliveryError, StoreError, UnknownOfficeError
+from bot.profiles import OfficeProfile
 from bot.service import BotService
 from bot.settings import Settings
 from bot.staff.notify import SlackSender, StaffMessage, compose, line_messages
@@ -185,30 +187,33 @@ class Worker:
             log.warning("push_count_failed error=%s", exc.__class__.__name__)
 
     def _notice(self, entry: Entry) -> str:
-        """A staff notice to the office's channels (Slack webhook and/or LINE group)."""
+        """A staff notice to the office's channels (Slack webhook and/or LINE group).
+
+        A notice made before the user chose an office (`office: ""`) goes to every channel the
+        offices configure, each Slack webhook URL and LINE group once.
+        """
         offices = self.service.offices
         office = entry.raw.get("office", "")
-        try:
-            profile = offices[office]
-        except UnknownOfficeError:
-            raise DeliveryError("unknown office", permanent=True) from None
+        profile: OfficeProfile | None = None
+        if office:
+            try:
+                profile = offices[office]
+            except UnknownOfficeError:
+                raise DeliveryError("unknown office", permanent=True) from None
+        profiles = [profile] if profile is not None else list(offices.values())
+        base = self.settings.public_url
+        if profile is None and not base:  # one console serves every office: any office's link to it
+            base = next((p.staff.console_url for p in profiles if p.staff.console_url), None)
         try:
             notice = {**entry.raw, "fields": entry.get("fields") or {}}
-            message = compose(notice, profile, self.settings.public_url)
+            message = compose(notice, profile, base)
         except (ValueError, TypeError, AttributeError):
             raise DeliveryError("malformed notice", permanent=True) from None
-        notify = profile.staff.notify
-        channels: list[tuple[str, Callable[[StaffMessage], None]]] = []
-        url = self.settings.secret_from(notify.slack_webhook_env) if notify.slack_webhook_env else None
-        if url:
-            channels.append(("slack", lambda m: self.slack.send(url, m)))
-        if notify.line_group_id:
-            group = notify.line_group_id
-            channels.append(("line", lambda m: self._line_push(group, line_messages(m), retry_key(entry.id, "line"), "group")))
+        channels = self._channels(entry, profiles, shared=profile is None)
         if not channels:
             if entry.kind not in self._nowhere_logged:
                 self._nowhere_logged.add(entry.kind)
-                log.warning("notice_no_channel kind=%s office=%s", entry.kind, office)
+                log.warning("notice_no_channel kind=%s office=%s", entry.kind, office or "(none)")
             return "nowhere"
         # With two channels, one that went out is not sent again when the other one is retried.
         done = self.outbox.delivered([done_key(entry.id, name) for name, _ in channels]) if len(channels) > 1 else set()
@@ -218,7 +223,34 @@ class Worker:
             send(message)
             if len(channels) > 1:
                 self.outbox.mark_channel(entry, name)
-        return "+".join(name for name, _ in channels)
+        return "+".join(dict.fromkeys(name.split(":")[0] for name, _ in channels))
+
+    def _channels(self, entry: Entry, profiles: list[OfficeProfile],
+                  *, shared: bool) -> list[tuple[str, Callable[[StaffMessage], None]]]:
+        """(name, send) of each distinct channel of `profiles`: a Slack URL or a LINE group once.
+
+        One office's channels are named `slack` and `line`; the shared ones add a digest of their
+        target (the URL is a secret), so each has its own delivered marker and LINE retry key.
+        """
+        channels: list[tuple[str, Callable[[StaffMessage], None]]] = []
+        seen: set[str] = set()
+        for profile in profiles:
+            notify = profile.staff.notify
+            url = self.settings.secret_from(notify.slack_webhook_env) if notify.slack_webhook_env else None
+            if url and url not in seen:
+                seen.add(url)
+                channels.append((_channel("slack", url, shared), lambda m, url=url: self.slack.send(url, m)))
+            group = notify.line_group_id
+            if group and group not in seen:
+                seen.add(group)
+                name = _channel("line", group, shared)
+                key = retry_key(entry.id, name)
+                channels.append((name, lambda m, group=group, key=key: self._line_push(group, line_messages(m), key, "group")))
+        return channels
+
+
+def _channel(kind: str, target: str, shared: bool) -> str:
+    return f"{kind}:{hashlib.sha256(target.encode()).hexdigest()[:12]}" if shared else kind
 
 
 def start_thread(worker: Worker) -> tuple[threading.Thread, threading.Event]:
