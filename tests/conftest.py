@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.clock import parse_instant
 from bot.profiles import Offices, load_offices
 from bot.profiles.models import OfficeProfile
+from bot.service import BotService
 from bot.settings import REPO_ROOT, load_settings
 from bot.testing.browser import ensure_chromium, headless_chromium
+from bot.testing.driver import ManualClock
 from bot.testing.line_spec import load_spec
 from bot.testing.line_standin import LineStandIn
 from bot.testing.redis import TestRedis, adopt_orphans, reap_exited_servers, redis_servers
@@ -60,6 +63,19 @@ def _redis_server(_no_redis_server_left):
 def redis_client(_redis_server):
     """A real Redis with an empty database."""
     return _redis_server.fresh()
+
+
+@pytest.fixture
+def clock():
+    """The suite's usual instant, on a clock that moves only when told: Friday 2026-11-20 10:00 in
+    Japan (Noto open; its first bookable day is Wednesday 11/25, after Monday's holiday)."""
+    return ManualClock(parse_instant("2026-11-20T10:00:00+09:00"))
+
+
+@pytest.fixture
+def service(redis_client, offices, clock):
+    """The bot (simulator settings from the environment) on the test Redis and `clock`."""
+    return BotService(load_settings(), client=redis_client, offices=offices, clock=clock)
 
 
 @pytest.fixture

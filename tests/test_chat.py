@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from click.testing import CliRunner
 
 from bot.channels.console import chat_loop, render
 from bot.channels.session import ChatSession
 from bot.cli import main
-from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
-from bot.testing.driver import NOTO_USER, ManualClock
+from bot.testing.driver import NOTO_USER
 
 NOW = "2026-11-20T10:00:00+09:00"
 FIRST_SLOT = "first slot"
@@ -43,11 +41,6 @@ class Terminal:
             assert found, f"no button {line} on the screen: {shown}"
             return found[-1]
         return line
-
-
-@pytest.fixture
-def service(redis_client, offices):
-    return BotService(load_settings(), client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
 
 
 def test_numbers_tap_buttons_and_a_booking_is_made(service):

@@ -18,7 +18,7 @@ from bot.staff.console import session_secret
 from bot.staff.actions import StaffActions
 from bot.staff.export import feed_key, feed_state
 from bot.store import BookingStore
-from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock, book_at_noto
+from bot.testing.driver import NOTO_USER, ChatDriver, book_at_noto
 from bot.web import create_app
 
 TOKEN = "staff-token-for-tests"
@@ -30,11 +30,6 @@ PERSONAL = (*NOTO_USER, "U-console")
 def settings_for(**overrides):
     base = {"line_channel_secret": "secret", "line_channel_access_token": "token", "staff_token": TOKEN}
     return load_settings(**{**base, **overrides})
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(parse_instant(NOW))
 
 
 @pytest.fixture

@@ -19,16 +19,6 @@ NOW = "2026-11-20T10:00:00+09:00"
 NAME, NUMBER, EMAIL, PHONE = NOTO_USER
 
 
-@pytest.fixture
-def clock():
-    return ManualClock(parse_instant(NOW))
-
-
-@pytest.fixture
-def service(redis_client, offices, clock):
-    return BotService(load_settings(), client=redis_client, offices=offices, clock=clock)
-
-
 to_slots = to_noto_slots
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from bot.clock import parse_instant
 from bot.service import BotService
-from bot.settings import load_settings
 from bot.testing.simulator import LiveServer, SimPhone
 from bot.staff.notify import KINDS, compose, line_messages, plain_text, slack_blocks
 from bot.staff.worker import Worker
@@ -44,12 +43,6 @@ def booked_notice(service: BotService) -> dict:
         driver.tap(label)
     [(_, raw)] = service.outbox.entries()
     return {**raw, "fields": json.loads(raw["fields"])}
-
-
-@pytest.fixture
-def service(redis_client, offices):
-    return BotService(load_settings(), client=redis_client, offices=offices,
-                      clock=ManualClock(parse_instant(NOW)))
 
 
 def test_a_real_booking_notice_shows_what_staff_need_and_no_personal_data(service, offices):

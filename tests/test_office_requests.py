@@ -51,11 +51,6 @@ def offices(offices, make_profile):
 
 
 @pytest.fixture
-def clock():
-    return ManualClock(parse_instant(NOW))
-
-
-@pytest.fixture
 def service(redis_client, offices, clock):
     settings = load_settings(line_channel_secret="secret", line_channel_access_token="token", staff_token=TOKEN)
     return BotService(settings, client=redis_client, offices=offices, clock=clock)

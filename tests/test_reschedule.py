@@ -30,16 +30,6 @@ NEW = "11月26日(木) 14:00〜14:30"
 NEW_KEY = "2026-11-26T14:00"
 
 
-@pytest.fixture
-def clock():
-    return ManualClock(parse_instant(NOW))
-
-
-@pytest.fixture
-def service(redis_client, offices, clock):
-    return BotService(load_settings(), client=redis_client, offices=offices, clock=clock)
-
-
 def start_move(driver: ChatDriver, first: str = FIRST) -> dict:
     booked = book_at_noto(driver, first)
     driver.say("予約の確認")

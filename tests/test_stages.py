@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from bot.clock import parse_instant
 from bot.dialog import Dialog, texts
 from bot.dialog.buttons import command_option
 from bot.dialog.core import Handlers, Registry, Stage, Step, Turn
 from bot.dialog.replies import Ask
 from bot.dialog.stages import REGISTRY, identify
 from bot.dialog.validate import Invalid, free_text
-from bot.service import BotService
-from bot.settings import load_settings
-from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock
+from bot.testing.driver import NOTO_USER, ChatDriver
 
 NOTE_QUESTION = "ご相談したいことを一言でお書きください。"
-
-
-@pytest.fixture
-def service(redis_client, offices):
-    clock = ManualClock(parse_instant("2026-11-20T10:00:00+09:00"))
-    return BotService(load_settings(), client=redis_client, offices=offices, clock=clock)
 
 
 def test_each_office_asks_the_registered_stages_in_booking_order(offices):

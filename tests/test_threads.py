@@ -41,11 +41,6 @@ ANSWER_2 = "ほかにご不明な点はありますか。"
 
 
 @pytest.fixture
-def clock():
-    return ManualClock(parse_instant(NOW))
-
-
-@pytest.fixture
 def service(redis_client, offices, clock, line):
     settings = load_settings(line_channel_secret="secret", line_channel_access_token="token", staff_token=TOKEN,
                              line_api_host=line.url, public_url="https://hw.example")
