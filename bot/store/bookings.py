@@ -98,31 +98,6 @@ end
 return {1}
 """
 
-
-# KEYS[1] old booking JSON, KEYS[2] old slot set (the old day's tag);
-# KEYS[3] new slot set, KEYS[4] new booking JSON, KEYS[5] new day index (the new day's tag).
-# ARGV[1] the old JSON Python read, ARGV[2] the old JSON as cancelled, ARGV[3] old id, ARGV[4] new id,
-# ARGV[5] capacity, ARGV[6] new JSON, ARGV[7] seconds the new booking lives or ''.
-# Returns {1} moved, {0, current JSON} when the old booking changed meanwhile, {0} when it is gone,
-# {2} the new slot is full, {3} the new id exists already (never overwritten, never revived).
-_MOVE_LUA = _UNCHANGED_LUA + """
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  return {3}
-end
-if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[5]) then
-  return {2}
-end
-redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('SET', KEYS[4], ARGV[6])
-if ARGV[7] ~= '' then
-  redis.call('EXPIRE', KEYS[4], ARGV[7])
-end
-redis.call('SADD', KEYS[5], ARGV[4])
-redis.call('SREM', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-return {1}
-"""
-
 # Fields of the old record that do not belong to the moved booking: its cancellation, and what was
 # done for the old time (the reminder sent, the meeting details sent, attendance).
 MOVE_DROPPED = ("cancelled_at", "cancelled_by", "moved_to", "reminder_sent_at", "meeting_sent_at", "marked_at", "marked_by")
@@ -298,7 +273,6 @@ class BookingStore:
         self.client = client
         self._claim = client.register_script(_CLAIM_LUA)
         self._rewrite = client.register_script(_REWRITE_LUA)
-        self._move = client.register_script(_MOVE_LUA)
         self._step = client.register_script(_STEP_LUA)
 
     ref = staticmethod(booking_ref)
@@ -372,48 +346,31 @@ class BookingStore:
         if set(extra) & {*IDENTITY_FIELDS, "status", "moved_from", "moved_at"}:
             raise ValueError("move sets id, slot, status and moved_from itself; office and user stay")
         new_ref = f"{office}|{slot}|{new_id}"
-        keys = [
-            booking_key(office, old_slot, old_id),
-            slot_redis_key(office, old_slot),
-            slot_redis_key(office, slot),
-            booking_key(office, slot, new_id),
-            day_index_key(office, slot[:10]),
-        ]
-        with _redis_errors("cannot move booking"):
-            raw = self.client.get(keys[0])
-            for _ in range(_CAS_ATTEMPTS):
-                if raw is None:
-                    return MoveResult(ok=False, reason="gone")
-                old = _decode(raw)
-                if old.get("status") != "booked":
-                    if old.get("moved_to") == new_ref:
-                        return self._moved_already(new_ref, old)
-                    return MoveResult(ok=False, reason="gone")
-                user_key = user_index_key(str(old.get("user") or ""))  # checked before anything is written
-                moved = {k: v for k, v in old.items() if k not in MOVE_DROPPED}
-                moved.update(extra, id=new_id, slot=slot, status="booked", moved_from=ref, moved_at=at)
-                cancelled = {**old, "status": "cancelled", "cancelled_at": at, "cancelled_by": by, "moved_to": new_ref}
-                args = [raw, _encode(cancelled), old_id, new_id, capacity, _encode(moved), "" if expire_in is None else expire_in]
-                result = self._move(keys=keys, args=args)
-                code = int(result[0])
-                if code == 1:
-                    self.client.sadd(user_key, new_ref)
-                    return MoveResult(ok=True, booking=moved)
-                if code == 2:
-                    return MoveResult(ok=False, reason="full")
-                if code == 3:
-                    return MoveResult(ok=False, reason="exists")
-                raw = result[1] if len(result) > 1 else None
-        raise ConflictError("booking kept changing; gave up")
 
-    def _moved_already(self, new_ref: str, old: dict) -> MoveResult:
-        """A repeated move: the user index gets the new ref again (the first try may have stopped before)."""
-        moved = self.get(new_ref)
-        if moved is None:
-            return MoveResult(ok=False, reason="gone")
-        if old.get("user") is not None:
-            self.client.sadd(user_index_key(str(old["user"])), new_ref)
-        return MoveResult(ok=True, already=True, booking=moved)
+        def decide(found: list[dict | None]) -> Plan:
+            old, existing = found
+            if old is None:
+                return Plan(result=MoveResult(ok=False, reason="gone"))
+            if old.get("status") != "booked":
+                if old.get("moved_to") == new_ref and existing is not None:
+                    # A repeated move: the user index gets the new ref again (the first may have
+                    # been done by the code before this one, which added it in a second step).
+                    index = ((str(old["user"]), new_ref, True),) if old.get("user") is not None else ()
+                    return Plan(index=index, result=MoveResult(ok=True, already=True, booking=existing))
+                return Plan(result=MoveResult(ok=False, reason="gone"))
+            user = _check_part("user", old.get("user"))  # checked before anything is written
+            if existing is not None:
+                return Plan(result=MoveResult(ok=False, reason="exists"))
+            moved = {k: v for k, v in old.items() if k not in MOVE_DROPPED}
+            moved.update(extra, id=new_id, slot=slot, status="booked", moved_from=ref, moved_at=at)
+            cancelled = {**old, "status": "cancelled", "cancelled_at": at, "cancelled_by": by, "moved_to": new_ref}
+            return Plan(bookings={ref: cancelled, new_ref: moved}, free=(ref,), hold=(new_ref,), capacity=capacity,
+                        expire_in=expire_in, index=((user, new_ref, True),), result=MoveResult(ok=True, booking=moved))
+
+        try:
+            return self.act([ref, new_ref], decide)  # type: ignore[return-value]
+        except SlotFull:
+            return MoveResult(ok=False, reason="full")
 
     def get(self, ref: str) -> dict | None:
         """The booking `ref` names, or None."""
