@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+from bot import calendar
 from bot.clock import JST
 from bot.dialog import texts as T
 from bot.dialog.buttons import cancel_text, email_text
@@ -18,7 +19,7 @@ from bot.dialog.pushes import reconsent_replies
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.staff.aftercare import Reconsent, Reminders
-from bot.testing.driver import ChatDriver, ManualClock
+from bot.testing.driver import ChatDriver, ManualClock, to_noto_slots
 from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.scripts import revised_terms
 from bot.web import create_app
@@ -148,3 +149,26 @@ def test_notos_reminder_gives_the_email_address_and_is_a_valid_push(service, mes
     assert validate_request(messaging_spec, "PushMessageRequest", {"to": entry["to"], "messages": messages}) == []
     assert check_limits(messages) == []
     assert "hw-noto@mhlw.go.jp" in json.dumps(messages, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("office", ["noto", "izumo"])
+def test_with_no_slot_left_the_bot_gives_the_other_ways_to_book(office, service):
+    # Every slot of the window full: the user is told, with the phone and, where the office takes
+    # applications by email (Noto), the address and subject.
+    profile = service.offices[office]
+    now = service.clock.now()
+    for slot in calendar.bookable_slots(profile, now, {}):
+        for n in range(profile.schedule.capacity):
+            booking = {"id": f"F{n}{slot.key[-5:].replace(':', '')}{slot.key[5:10].replace('-', '')}", "office": office,
+                       "slot": slot.key, "start": slot.start.isoformat(), "end": slot.end.isoformat(),
+                       "user": "U-other", "status": "booked"}
+            assert service.bookings.claim(booking, profile.schedule.capacity).ok
+    driver = ChatDriver(service, user="U-late")
+    if office == "noto":
+        to_noto_slots(driver)
+    else:
+        for action, value in IZUMO[:10]:  # up to the slot picker
+            getattr(driver, action)(value)
+    text = driver.last_text()
+    assert "いまご予約いただける枠がありません" in text
+    assert ("メールでもお申し込みいただけます：hw-noto@mhlw.go.jp（件名「オンライン相談申込」）" in text) == (office == "noto")

@@ -17,6 +17,7 @@ from bot import calendar
 from bot.clock import parse_instant
 from bot.dialog import texts as T
 from bot.dialog.stages.my_bookings import booking_state
+from bot.dialog.buttons import cancel_text
 from bot.profiles import Offices, load_offices
 from bot.service import BotService
 from bot.settings import load_settings
@@ -181,6 +182,9 @@ def test_request_then_confirm_in_the_console(office, service, staff, messaging_s
     for needle in ("予約が確定しました", calendar.format_day(calendar.slot_at(profile, booking["slot"])[0].date()),
                    profile.video_tool, "【ご準備】", profile.after_booking.checklist[0], booking["id"]):
         assert needle in text, needle
+    # How to cancel, with the office's email address where it takes cancellations by email (Noto).
+    assert all(line in text for line in cancel_text(profile).splitlines())
+    assert ("キャンセルのメール：hw-noto@mhlw.go.jp" in text) == (office == "noto")
     [notice] = entries(service, "confirmed")
     assert json.loads(notice["fields"])["ref"] == ref
     assert_no_personal_data(notice)

@@ -78,7 +78,7 @@ def confirmed_replies(profile: OfficeProfile, booking: dict[str, Any], meeting: 
         length=profile.length_text, ref=booking["id"],
     )
     parts = [text, *(["\n".join(meeting)] if meeting else []), T.CONFIRMED_CHECKLIST.format(items=_checklist(profile)),
-             profile.cancellation.text]
+             cancel_text(profile)]
     return [Text("\n\n".join(parts), links=phone_links(profile)), Ask(T.CONFIRMED_ACTIONS, (command_option("bookings"),))]
 
 

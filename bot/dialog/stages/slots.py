@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from bot import calendar
 from bot.dialog import texts as T
-from bot.dialog.buttons import command_option, phone_links
+from bot.dialog.buttons import command_option, email_text, phone_links
 from bot.dialog.core import Handlers, Stage, Step, Turn
 from bot.dialog.replies import Ask, Option, SlotDay, SlotPicker, Text
 from bot.profiles import OfficeProfile
@@ -88,7 +88,8 @@ def _ask_slot(turn: Turn) -> None:
     extra.append(command_option("back"))
     if not slots:
         deadline = profile.booking.deadline.text
-        turn.say(Text(T.NO_SLOTS.format(deadline=deadline, window=profile.booking.window_months), links=phone_links(profile)))
+        text = T.NO_SLOTS.format(deadline=deadline, window=profile.booking.window_months) + email_text(profile, apply=True)
+        turn.say(Text(text, links=phone_links(profile)))
         turn.say(Ask(T.USE_BUTTONS, tuple(extra + [command_option("handoff"), command_option("quit")])))
         return
     picker_days = []
