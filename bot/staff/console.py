@@ -46,7 +46,6 @@ SESSION_HOURS = 12
 MAX_EXPORT_DAYS = 366
 ICS_DAYS_BACK = 30
 FOLLOW_UP_CHOICES = 60
-HANDOFF_REASONS = threads.REASONS
 def staff_token(settings: Settings) -> str | None:
     """The token the console accepts, or None when it must stay closed."""
     if settings.staff_token:
@@ -374,7 +373,7 @@ def create_blueprint(service: BotService, settings: Settings) -> Blueprint:
             items.append({
                 "who": who(user),
                 "office": office_label(service.offices, info.get("office", "")),
-                "reason": HANDOFF_REASONS.get(info.get("reason", ""), info.get("reason", "")),
+                "reason": threads.REASONS.get(info.get("reason", ""), info.get("reason", "")),
                 "step": info.get("step", ""),
                 "since": _when(info.get("at", "")),
                 "bookings": [(b.get("name", ""), b["id"], booking_ref(b), when_label(b))

@@ -74,8 +74,10 @@ redis.call('SADD', KEYS[3], ARGV[1])
 return 1
 """
 
-# The compare of a compare-and-set by value: KEYS[1] is the booking, ARGV[1] the JSON Python read.
-_UNCHANGED_LUA = """
+# KEYS[1] booking JSON, KEYS[2] slot set (one hash tag).
+# ARGV[1] the JSON Python read, ARGV[2] the JSON to write, ARGV[3] id to remove from the slot or ''.
+# Returns {1} when written, {0, current JSON} when it changed meanwhile, {0} when it is gone.
+_REWRITE_LUA = """
 local current = redis.call('GET', KEYS[1])
 if not current then
   return {0}
@@ -83,12 +85,6 @@ end
 if current ~= ARGV[1] then
   return {0, current}
 end
-"""
-
-# KEYS[1] booking JSON, KEYS[2] slot set (one hash tag).
-# ARGV[1] the JSON Python read, ARGV[2] the JSON to write, ARGV[3] id to remove from the slot or ''.
-# Returns {1} when written, {0, current JSON} when it changed meanwhile, {0} when it is gone.
-_REWRITE_LUA = _UNCHANGED_LUA + """
 if ARGV[3] ~= '' then
   redis.call('SREM', KEYS[2], ARGV[3])
 end
