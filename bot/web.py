@@ -18,6 +18,7 @@ from bot.errors import UnknownOfficeError
 from bot.logs import configure_logging
 from bot.service import BotService
 from bot.settings import DEFAULT_LINE_HOST, Settings, load_settings
+from bot.staff.assets import create_blueprint as staff_assets
 from bot.staff.console import create_blueprint as staff_console
 
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, service: BotService | None =
 
     app.register_blueprint(create_blueprint(service, secret, messaging))
     app.register_blueprint(staff_console(service, settings))
+    app.register_blueprint(staff_assets())
     if simulator:
         from bot.simulator import create_blueprint as simulator_blueprint
 
