@@ -12,30 +12,12 @@ import pytest
 from flask import Blueprint, Flask, jsonify
 
 from bot.clock import parse_instant
-from bot.service import BotService
 from bot.staff import audit as audit_pages
 from bot.staff.assets import create_blueprint as staff_assets
-from bot.web import create_app
-from test_console import TOKEN, Staff, settings_for
+# The console's own fixtures (a LINE-mode app with the staff token, a signed-in member of staff).
+from test_console import TOKEN, app, service, staff  # noqa: F401
 
 API = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def service(redis_client, offices, clock):
-    return BotService(settings_for(), client=redis_client, offices=offices, clock=clock)
-
-
-@pytest.fixture
-def app(service):
-    return create_app(service.settings, service=service)
-
-
-@pytest.fixture
-def staff(app):
-    member = Staff(app.test_client())
-    assert member.login().status_code == 302
-    return member
 
 
 @pytest.fixture
