@@ -17,8 +17,8 @@ import hmac
 import logging
 import secrets
 import uuid
-from types import SimpleNamespace
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
