@@ -21,7 +21,7 @@ from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
 from bot.store import (
-    BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, Plan, PushCounter,
+    AuditLog, BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, Plan, PushCounter,
     RedisClient, SlotStore, connect,
 )
 from bot.store.bookings import PERSONAL_FIELDS
@@ -185,6 +185,7 @@ class BotService:
         self.outbox = Outbox(self.client)
         self.handoffs = HandoffStore(self.client)
         self.pushes = PushCounter(self.client)
+        self.audit = AuditLog(self.client, self.clock)  # who saw and changed what (bot.store.audit)
         self._log_key = settings.line_channel_secret or "hwbot"
 
     def handle(

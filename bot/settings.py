@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=90, ge=1, le=3650, validation_alias="HWBOT_RETENTION_DAYS")
     # Days a closed handoff thread (what the user and staff wrote) is kept before the worker deletes it.
     thread_retention_days: int = Field(default=30, ge=1, le=3650, validation_alias="HWBOT_THREAD_RETENTION_DAYS")
+    # Days the audit trail (who saw and changed what) is kept before the worker trims it.
+    audit_retention_days: int = Field(default=365, ge=1, le=3650, validation_alias="HWBOT_AUDIT_RETENTION_DAYS")
     conversation_ttl_minutes: int = Field(
         default=30, gt=0, le=24 * 60, validation_alias="HWBOT_CONVERSATION_TTL_MINUTES"
     )
