@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import datetime, timezone
 
 import pytest
 from freezegun import freeze_time
@@ -70,11 +71,13 @@ def test_the_webhook_saves_the_answer_with_the_turn_and_calls_no_one(app, line, 
     assert line.requests == []  # no reply, no loading animation: LINE is never waited for
     [entry] = queued(service)
     assert entry.kind == "reply" and entry.raw["to"] == USER and entry.raw["token"] == event["replyToken"]
-    assert float(entry.raw["received"]) == 1763600400.0  # the real clock, when the webhook got it
+    received = datetime(2026, 11, 20, 1, 0, tzinfo=timezone.utc).timestamp()
+    assert float(entry.raw["received"]) == received  # the real clock, when the webhook got it
     assert entry.raw["after"] == ""  # the user's first answer
     assert "ご利用になるハローワーク" in entry.raw["messages"]
     assert service.client.get(last_reply_key(USER)) == entry.id
-    stats = make_worker(service, line).run_once(service.clock.now())
+    with freeze_time("2026-11-20T01:00:49Z"):  # 49 s later: the token is still fresh
+        stats = make_worker(service, line).run_once(service.clock.now())
     assert stats == {"delivered": 1, "replied": 1}
     [reply] = line.requests
     assert reply.path == REPLY and reply.body["replyToken"] == event["replyToken"]
@@ -183,14 +186,15 @@ def test_across_workers_an_answer_waits_for_the_users_previous_one(app, line, se
         real_sleep(seconds)
 
     monkeypatch.setattr(worker_module.time, "sleep", sleep)
-    b = make_worker(service, line, consumer="B")
+    patient = service.settings.model_copy(update={"worker_lease_seconds": 60})  # B does not take A's entry
+    b = Worker(service, patient, consumer="B", line=LineMessaging(line.url, TOKEN))
     results: list[dict] = []
     thread = threading.Thread(target=lambda: results.append(b.run_once(service.clock.now())))
     thread.start()
     try:
         assert waiting.wait(10)  # B holds the second answer back
         assert line.requests == []
-        a = make_worker(service, line, consumer="A")
+        a = Worker(service, patient, consumer="A", line=LineMessaging(line.url, TOKEN))
         assert a.run_once(service.clock.now()) == {"delivered": 1, "pushed_instead": 1}  # A's restart
     finally:
         thread.join(10)
