@@ -22,7 +22,7 @@ from bot.store.conversations import last_reply_key
 from bot.store.outbox import Entry
 from bot.testing.standin import Stall
 from bot.web import create_app
-from test_worker import redis_url, start_worker, wait_for  # noqa: F401 (redis_url is a fixture)
+from test_worker import kill_at_stall, redis_url, start_worker, wait_for  # noqa: F401 (redis_url is a fixture)
 
 SECRET = "answers-secret"
 TOKEN = "answers-token"
@@ -119,13 +119,7 @@ def test_a_worker_process_killed_mid_reply_is_followed_by_exactly_one_answer(app
     env = {"REDIS_URL": redis_url, "LINE_CHANNEL_SECRET": SECRET, "LINE_CHANNEL_ACCESS_TOKEN": TOKEN,
            "LINE_API_HOST": line.url, "HWBOT_NOW": ""}
     log = tmp_path / "worker.log"
-    first = start_worker(env, log)
-    try:
-        assert stall.arrived.wait(30), log.read_text()
-    finally:
-        first.kill()
-        first.wait(10)
-    stall.release()  # the held reply is dropped unanswered: LINE never accepted it
+    kill_at_stall(env, stall, log)  # the held reply is dropped unanswered: LINE never accepted it
     second = start_worker(env, log)
     try:
         wait_for(lambda: len(line.requests) == 2 and service.outbox.settled())

@@ -302,10 +302,8 @@ def wait_for(condition, timeout: float = 30.0) -> None:
         pause.wait(0.05)
 
 
-def crash_and_restart(env: dict[str, str], stall, redis_client, finished, log: Path) -> None:
-    """Start the worker, SIGKILL it while the stalled request hangs, drop that request, start it again."""
-    for booking in range(1, CRASH_NOTICES + 1):
-        Outbox(redis_client).add(notice(f"N{booking:02d}"))
+def kill_at_stall(env: dict[str, str], stall, log: Path) -> None:
+    """Start the worker and SIGKILL it while the stand-in holds its request; then the request is dropped."""
     first = start_worker(env, log)
     try:
         assert stall.arrived.wait(30), log.read_text()
@@ -313,6 +311,13 @@ def crash_and_restart(env: dict[str, str], stall, redis_client, finished, log: P
         first.kill()
         first.wait(10)
     stall.release()  # the stand-in now drops the held request without answering
+
+
+def crash_and_restart(env: dict[str, str], stall, redis_client, finished, log: Path) -> None:
+    """Start the worker, SIGKILL it while the stalled request hangs, drop that request, start it again."""
+    for booking in range(1, CRASH_NOTICES + 1):
+        Outbox(redis_client).add(notice(f"N{booking:02d}"))
+    kill_at_stall(env, stall, log)
     second = start_worker(env, log)
     try:
         wait_for(lambda: finished() and pending(redis_client) == 0)
