@@ -59,6 +59,8 @@ AFTER_POLL_S = 0.02
 RECENT = 10_000
 # Kinds whose entries are a user's messages: deleted from the stream once sent.
 USER_KINDS = ("push", replies.KIND)
+# One delayed-call thread per process for every worker's loading animations (started at the first).
+_LATER = Later()
 STOP_WAIT_S = 3.0  # at a stop, how long sends under way may take to end
 # Retry keys of entries whose id is not a UUID (LINE wants a UUID) are derived in this namespace.
 RETRY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "outbox.hwbot")
@@ -161,7 +163,7 @@ class Worker:
                                           pool_size=settings.worker_threads)
         self.slack = slack or SlackSender()
         self.lanes = Lanes(settings.worker_threads)
-        self.later = Later()  # the loading animation for an answer that waits for a free sender
+        self.later = _LATER  # the loading animation for an answer that waits for a free sender
         self._started = False
         self._cursor = "0-0"
         self._nowhere_logged: set[str] = set()
