@@ -85,7 +85,7 @@ def test_small_run_books_every_user_and_reports_every_figure(tmp_path):
         assert 0 < run["answer_p50_ms"] <= run["answer_p95_ms"] <= run["answer_p99_ms"]
     assert report.shaped_latency["answer_p50_ms"] >= 50  # each answer waited for LINE's 50 ms
     assert report.latency_ratio > 0
-    assert _our_processes("gunicorn", "hwbot worker", "redis-server") == []  # nothing left running
+    assert _our_processes("gunicorn", "hwbot worker") == []  # nothing left running (conftest checks redis-server)
     lines = report.lines() + [report.summary_line()]
     assert SUMMARY.match(lines[-1]), lines[-1]
     assert json.loads(json.dumps(report.to_json()))["summary"] == lines[-1]

@@ -194,8 +194,8 @@ class ProcfileRun:
 
 @contextmanager
 def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name: str) -> Iterator[ProcfileRun]:
-    """The Procfile's `web:` and `worker:` commands, run as they are written (found on PATH, the bench's
-    own environment's bin directory first), the web one bound to a loopback port (`--bind`, `$PORT`)
+    """The Procfile's `web:` and `worker:` commands, run as they are written (found on a PATH of the
+    bench's own environment's bin directory and the system's default), the web one bound to a loopback port (`--bind`, `$PORT`)
     with `--log-level warning`; stopped as a Procfile runner stops them (gunicorn: SIGINT, its quick
     shutdown; the worker: SIGTERM), killed only if they do not stop within STOP_TIMEOUT_S."""
     commands = procfile_commands(procfile)
@@ -203,7 +203,7 @@ def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name:
         if needed not in commands:
             raise BenchError(f"{procfile}: no `{needed}:` line")
     port = _free_port()
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.defpath])  # this environment's gunicorn, hwbot
     env = {**env, "PORT": str(port), "PATH": path}
     web = [string.Template(arg).safe_substitute(env) for arg in commands["web"]]
     if Path(web[0]).name != "gunicorn":
