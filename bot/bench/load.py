@@ -281,7 +281,9 @@ class AnsweredResult:
         }
 
 
-def send_and_wait(sender: Sender, event: BenchEvent, arrivals: Any, timeout: float) -> tuple[int, float, float, float | None]:
+def send_and_wait(
+    sender: Sender, event: BenchEvent, arrivals: Any, timeout: float
+) -> tuple[int, float, float, float | None]:
     """Send one event: (HTTP status, webhook ms, when sent, when its answer reached LINE or None after `timeout`).
 
     Times are `time.monotonic()`, the stand-in's clock for `arrivals`."""

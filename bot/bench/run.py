@@ -16,8 +16,8 @@ import yaml
 from bot.bench.load import (
     OPEN_LOOP_SENDERS,
     BenchEvent,
-    Sender,
     LoadResult,
+    Sender,
     answered_loop,
     closed_loop,
     open_loop,
@@ -93,41 +93,44 @@ def run_bench(
             "PYTHONPATH": str(REPO_ROOT),
         }
         progress("starting the app and the baseline (gunicorn --workers 2 each)")
-        # The app and the baseline run for the figures below; they stop before the Procfile's processes start.
-        apps = {"app": "bot.web:create_app()", "baseline": "bot.bench.baseline:baseline_app()"}
-        with gunicorns(apps, env, workdir) as servers:
-            app, base = servers["app"], servers["baseline"]
+        apps = stack.enter_context(ExitStack())  # the app and the baseline stop before the Procfile's processes start
+        servers = apps.enter_context(
+            gunicorns({"app": "bot.web:create_app()", "baseline": "bot.bench.baseline:baseline_app()"}, env, workdir)
+        )
+        app, base = servers["app"], servers["baseline"]
 
-            script = discover_script(app.url, line)
-            # Enough paced users that one is always ready (each has one event in flight at most).
-            open_users = int(rate * open_seconds / len(script.steps)) + ROUNDS * OPEN_LOOP_SENDERS // 4
-            spare = script.capacity - open_users - SAMPLE_USERS - 1  # the script's own user booked one
-            if users > spare:
-                raise BenchError(
-                    f"--users {users}: at most {spare} fit the bench "
-                    f"profile's {len(script.slot_choices)} slots x {BENCH_CAPACITY} with this --rate and --seconds"
-                )
-            line.record = False
-            closed = [_signed(script, index, "closed") for index in range(users)]
-            paced = [_signed(script, index, "open") for index in range(open_users)]
+        script = discover_script(app.url, line)
+        # Enough paced users that one is always ready (each has one event in flight at most).
+        open_users = int(rate * open_seconds / len(script.steps)) + ROUNDS * OPEN_LOOP_SENDERS // 4
+        spare = script.capacity - open_users - SAMPLE_USERS - 1  # the script's own user booked one
+        if users > spare:
+            raise BenchError(
+                f"--users {users}: at most {spare} fit the bench "
+                f"profile's {len(script.slot_choices)} slots x {BENCH_CAPACITY} with this --rate and --seconds"
+            )
+        line.record = False
+        closed = [_signed(script, index, "closed") for index in range(users)]
+        paced = [_signed(script, index, "open") for index in range(open_users)]
 
-            # App and baseline take turns in rounds, so that other load on the machine weighs on both.
-            app_closed, app_open, base_closed, base_open = LoadResult(), LoadResult(), LoadResult(), LoadResult()
-            app_commands = base_commands = used_growth = 0
-            for number, (closed_part, paced_part) in enumerate(zip(_rounds(closed), _rounds(paced)), 1):
-                progress(f"round {number}/{ROUNDS}: closed loop ({len(closed_part)} users, "
-                         f"{CLOSED_LOOP_IN_FLIGHT} in flight), then open loop at {rate:g} events/s")
-                used_before, commands_before = client.info("memory")["used_memory"], _commands(client)
-                app_closed.add(_measured(app, lambda: closed_loop(
-                    app.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
-                app_commands += _commands(client) - commands_before
-                used_growth += client.info("memory")["used_memory"] - used_before
-                commands_before = _commands(client)
-                base_closed.add(_measured(base, lambda: closed_loop(
-                    base.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
-                base_commands += _commands(client) - commands_before
-                app_open.add(_measured(app, lambda: open_loop(app.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
-                base_open.add(_measured(base, lambda: open_loop(base.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+        # App and baseline take turns in rounds, so that other load on the machine weighs on both.
+        app_closed, app_open, base_closed, base_open = LoadResult(), LoadResult(), LoadResult(), LoadResult()
+        app_commands = base_commands = used_growth = 0
+        for number, (closed_part, paced_part) in enumerate(zip(_rounds(closed), _rounds(paced)), 1):
+            progress(f"round {number}/{ROUNDS}: closed loop ({len(closed_part)} users, "
+                     f"{CLOSED_LOOP_IN_FLIGHT} in flight), then open loop at {rate:g} events/s")
+            used_before, commands_before = client.info("memory")["used_memory"], _commands(client)
+            app_closed.add(_measured(app, lambda: closed_loop(
+                app.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
+            app_commands += _commands(client) - commands_before
+            used_growth += client.info("memory")["used_memory"] - used_before
+            commands_before = _commands(client)
+            base_closed.add(_measured(base, lambda: closed_loop(
+                base.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
+            base_commands += _commands(client) - commands_before
+            app_open.add(_measured(app, lambda: open_loop(app.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+            base_open.add(_measured(base, lambda: open_loop(base.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+
+        apps.close()
 
         booked = _count_bookings(client, [bench_user(i, "closed") for i in range(users)])
         progress(f"sample: {SAMPLE_USERS} users in-process for round trips and memory")

@@ -195,9 +195,10 @@ class ProcfileRun:
 @contextmanager
 def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name: str) -> Iterator[ProcfileRun]:
     """The Procfile's `web:` and `worker:` commands, run as they are written (found on a PATH of the
-    bench's own environment's bin directory and the system's default), the web one bound to a loopback port (`--bind`, `$PORT`)
-    with `--log-level warning`; stopped as a Procfile runner stops them (gunicorn: SIGINT, its quick
-    shutdown; the worker: SIGTERM), killed only if they do not stop within STOP_TIMEOUT_S."""
+    bench's own environment's bin directory and the system's default), the web one bound to a loopback
+    port (`--bind`, `$PORT`) with `--log-level warning`. At the end gunicorn gets SIGINT (its quick
+    shutdown, as the bench's other gunicorns) and the worker SIGTERM (as a Procfile runner stops it);
+    one still running after STOP_TIMEOUT_S is killed (`ProcfileRun.killed`)."""
     commands = procfile_commands(procfile)
     for needed in ("web", "worker"):
         if needed not in commands:
@@ -216,7 +217,8 @@ def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name:
             run.logs[role] = workdir / f"{name}-{role}.log"
             with open(run.logs[role], "wb") as out:
                 try:
-                    run.processes[role] = subprocess.Popen(argv, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+                    run.processes[role] = subprocess.Popen(
+                        argv, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
                 except OSError as exc:
                     raise BenchError(f"{procfile}: cannot run `{role}:` {shlex.join(argv)} ({exc.strerror})") from None
         _wait_healthy(run.url, run.processes["web"], run.logs["web"], f"Procfile web ({name})")
