@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from bot.bench.load import Sender
+from bot.bench.load import BenchEvent, Sender
 from bot.errors import BenchError
 
 BENCH_SECRET = "hwbot-bench-secret"
@@ -84,6 +84,12 @@ def event_body(user: str, kind: str, text: str, secret: str = BENCH_SECRET) -> t
 
     body = webhook_body(event_json(user, "text" if kind == "say" else "postback", text)).encode()
     return body, sign(body, secret)
+
+
+def bench_event(user: str, kind: str, text: str) -> BenchEvent:
+    """`event_body` with the user and reply token its answer at LINE is recognised by."""
+    body, signature = event_body(user, kind, text)
+    return BenchEvent(body, signature, user, json.loads(body)["events"][0]["replyToken"])
 
 
 def bench_user(index: int, run: str) -> str:
