@@ -52,6 +52,7 @@ CLOSED_LOOP_IN_FLIGHT = 8  # users in flight in the throughput run (2 sync worke
 ROUNDS = 4  # app and baseline alternate this many times
 DEFAULT_OPEN_SECONDS = 12.0
 CLOSED_LIMIT_SECONDS = 600.0  # a stop for a closed loop that cannot finish (a stuck server)
+SETTLE_S = 60.0  # how long the worker may take to send the answers of a round after it
 DEFAULT_LINE_LATENCY_MS = 150.0  # the production-shaped run's LINE answer time (LINE far away or busy)
 DEFAULT_IN_FLIGHT = 64  # users chatting at once in the production-shaped run
 DEFAULT_LATENCY_SECONDS = 12.0  # each production-shaped run sends events this long (then drains)
@@ -97,6 +98,8 @@ def run_bench(
         servers = apps.enter_context(
             gunicorns({"app": "bot.web:create_app()", "baseline": "bot.bench.baseline:baseline_app()"}, env, workdir)
         )
+        # The app's answers go out through the worker (the webhook only queues them), as in production.
+        apps.enter_context(procfile_processes(REPO_ROOT / "Procfile", env, workdir, "app", roles=("worker",)))
         app, base = servers["app"], servers["baseline"]
 
         script = discover_script(app.url, line)
@@ -121,6 +124,7 @@ def run_bench(
             used_before, commands_before = client.info("memory")["used_memory"], _commands(client)
             app_closed.add(_measured(app, lambda: closed_loop(
                 app.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
+            _settle(client)  # the worker's sending of these answers counts for the app, not the baseline
             app_commands += _commands(client) - commands_before
             used_growth += client.info("memory")["used_memory"] - used_before
             commands_before = _commands(client)
@@ -128,6 +132,7 @@ def run_bench(
                 base.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
             base_commands += _commands(client) - commands_before
             app_open.add(_measured(app, lambda: open_loop(app.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+            _settle(client)
             base_open.add(_measured(base, lambda: open_loop(base.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
 
         apps.close()
@@ -264,6 +269,18 @@ def bench_profiles(source: Path, target: Path) -> Path:
     for path in (source / "terms").glob("*"):
         shutil.copyfile(path, target / "terms" / path.name)
     return target
+
+
+def _settle(client: Any, timeout: float = SETTLE_S) -> None:
+    """Wait (bounded) until the worker has sent every answer the app queued."""
+    from bot.store import Outbox
+
+    outbox = Outbox(client)
+    deadline = time.monotonic() + timeout
+    while not outbox.settled():
+        if time.monotonic() >= deadline:
+            raise BenchError(f"the worker did not send the app's answers within {timeout:.0f} s")
+        time.sleep(0.01)
 
 
 def _commands(client: Any) -> int:

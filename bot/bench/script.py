@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -15,6 +16,7 @@ BENCH_TOKEN = "hwbot-bench-token"
 BENCH_NOW = "2026-11-20T10:00:00+09:00"  # a Friday: Noto's first slot page is 11/25-12/1
 OFFICE = "noto"
 BENCH_CAPACITY = 100  # the profile model's maximum capacity per slot
+ANSWER_WAIT_S = 10.0  # how long the script's user waits for the worker's reply at the stand-in LINE
 
 # What the scripted user does at Noto: ("say", text), ("tap", label) or ("slot", "") for a slot button.
 PLAN: list[tuple[str, str]] = [
@@ -97,6 +99,16 @@ def bench_user(index: int, run: str) -> str:
     return "U" + hashlib.sha256(f"{run}:{index}".encode()).hexdigest()[:32]
 
 
+def _answered(line: Any, seen: int, timeout: float = ANSWER_WAIT_S) -> bool:
+    """Wait (bounded) until the worker's reply reaches the stand-in LINE: one more than `seen`."""
+    deadline = time.monotonic() + timeout
+    while line.counts["/v2/bot/message/reply"] < seen + 1:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return line.counts["/v2/bot/message/reply"] == seen + 1
+
+
 def discover_script(app_url: str, line: Any) -> Script:
     """Drive one user through PLAN over HTTP, choosing the buttons the stand-in received."""
     user = bench_user(0, "script")
@@ -121,7 +133,7 @@ def discover_script(app_url: str, line: Any) -> Script:
                 step = ("tap", found[-1])
             seen = line.counts["/v2/bot/message/reply"]
             status = sender.post(*event_body(user, *step))
-            if status != 200 or line.counts["/v2/bot/message/reply"] != seen + 1:
+            if status != 200 or not _answered(line, seen):
                 raise BenchError(f"script: the app answered {status} to step {len(steps) + 1} ({kind} {value!r})")
             messages = [r for r in line.requests if r.path == "/v2/bot/message/reply"][-1].body["messages"]
             steps.append(step)

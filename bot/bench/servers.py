@@ -193,14 +193,15 @@ class ProcfileRun:
 
 
 @contextmanager
-def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name: str) -> Iterator[ProcfileRun]:
-    """The Procfile's `web:` and `worker:` commands, run as they are written (found on a PATH of the
-    bench's own environment's bin directory and the system's default), the web one bound to a loopback
-    port (`--bind`, `$PORT`) with `--log-level warning`. At the end gunicorn gets SIGINT (its quick
-    shutdown, as the bench's other gunicorns) and the worker SIGTERM (as a Procfile runner stops it);
-    one still running after STOP_TIMEOUT_S is killed (`ProcfileRun.killed`)."""
+def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name: str,
+                       roles: tuple[str, ...] = ("web", "worker")) -> Iterator[ProcfileRun]:
+    """The Procfile's `web:` and `worker:` commands (or only those in `roles`), run as they are written
+    (found on a PATH of the bench's own environment's bin directory and the system's default), the web
+    one bound to a loopback port (`--bind`, `$PORT`) with `--log-level warning`. At the end gunicorn gets
+    SIGINT (its quick shutdown, as the bench's other gunicorns) and the worker SIGTERM (as a Procfile
+    runner stops it); one still running after STOP_TIMEOUT_S is killed (`ProcfileRun.killed`)."""
     commands = procfile_commands(procfile)
-    for needed in ("web", "worker"):
+    for needed in roles:
         if needed not in commands:
             raise BenchError(f"{procfile}: no `{needed}:` line")
     port = _free_port()
@@ -211,7 +212,8 @@ def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name:
         raise BenchError(f"{procfile}: the `web:` command is not gunicorn; the bench binds gunicorn only")
     web += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]  # the last --bind wins
     worker = [string.Template(arg).safe_substitute(env) for arg in commands["worker"]]
-    run = ProcfileRun(f"http://127.0.0.1:{port}", {"web": web, "worker": worker}, {}, {})
+    wanted = {"web": web, "worker": worker}
+    run = ProcfileRun(f"http://127.0.0.1:{port}" if "web" in roles else "", {r: wanted[r] for r in roles}, {}, {})
     try:
         for role, argv in run.commands.items():
             run.logs[role] = workdir / f"{name}-{role}.log"
@@ -221,7 +223,8 @@ def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name:
                         argv, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
                 except OSError as exc:
                     raise BenchError(f"{procfile}: cannot run `{role}:` {shlex.join(argv)} ({exc.strerror})") from None
-        _wait_healthy(run.url, run.processes["web"], run.logs["web"], f"Procfile web ({name})")
+        if "web" in roles:
+            _wait_healthy(run.url, run.processes["web"], run.logs["web"], f"Procfile web ({name})")
         run.check_running()
         yield run
     finally:
