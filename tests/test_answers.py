@@ -218,3 +218,26 @@ def test_an_answer_waiting_for_a_sender_shows_the_loading_animation(service, lin
     assert paths.index(LOADING) < paths.index(REPLY, 1)  # the animation, then the second answer
     [loading] = [request for request in line.requests if request.path == LOADING]
     assert loading.body["chatId"] == USER
+
+
+def test_a_busy_lane_gives_its_thread_back_between_jobs():
+    """One thread, a user with two answers queued and another user with one: they take turns, so a user
+    who keeps writing cannot keep the others waiting (the bench showed 2 s stalls before)."""
+    lanes = Lanes(1)
+    order: list[str] = []
+    release = threading.Event()
+
+    def job(name: str, wait: threading.Event | None = None):
+        def run() -> None:
+            if wait is not None:
+                assert wait.wait(10)
+            order.append(name)
+        return run
+
+    lanes.submit("to:A", job("A1", wait=release))
+    lanes.submit("to:A", job("A2"))
+    lanes.submit("to:B", job("B1"))
+    release.set()
+    assert lanes.wait(timeout=10)
+    assert order == ["A1", "B1", "A2"]
+    lanes.shutdown()

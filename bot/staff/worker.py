@@ -102,22 +102,25 @@ class Lanes:
         self._pool.submit(self._drain, key)
 
     def _drain(self, key: str) -> None:
-        while True:
+        """Run the lane's next job, then put the lane back at the end of the pool's queue if it has more:
+        a user who keeps writing must not keep a thread from the users waiting behind."""
+        with self._changed:
+            queue = self._queues[key]
+            job = queue[0]  # stays queued while it runs, so that a new job of the key waits behind it
+        try:
+            job()
+        except Exception:  # a job logs its own failures; this only keeps the lane going
+            log.exception("worker_job_failed")
+        finally:
             with self._changed:
-                queue = self._queues[key]
-                if not queue:
+                queue.popleft()
+                self.busy -= 1
+                more = bool(queue)
+                if not more:
                     del self._queues[key]
-                    return
-                job = queue[0]  # stays queued while it runs, so that a new job of the key waits behind it
-            try:
-                job()
-            except Exception:  # a job logs its own failures; this only keeps the lane going
-                log.exception("worker_job_failed")
-            finally:
-                with self._changed:
-                    queue.popleft()
-                    self.busy -= 1
-                    self._changed.notify_all()
+                self._changed.notify_all()
+            if more:
+                self._pool.submit(self._drain, key)
 
     def wait(self, below: int = 1, timeout: float | None = None) -> bool:
         """Wait until fewer than `below` jobs are queued or running; False on timeout."""

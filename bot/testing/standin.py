@@ -34,6 +34,13 @@ class Stall:
         self.released.set()
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of new connections (a worker's 32 sender
+    # threads opening theirs at once) would see SYNs dropped and retried a second later, a delay that
+    # LINE (or any real server: gunicorn's backlog is 2048) does not add.
+    request_queue_size = 128
+
+
 class QuietHandler(BaseHTTPRequestHandler):
     """A request handler that logs nothing: tests read what the stand-in recorded instead."""
 
@@ -54,7 +61,7 @@ class LocalServer:
         self.stop_serving()
 
     def start_serving(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
