@@ -29,7 +29,6 @@ import time
 import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -83,12 +82,20 @@ def default_consumer() -> str:
 
 class Lanes:
     """Jobs on a pool of threads, one lane per key: a key's jobs run one after another, in submission
-    order; different keys' jobs run at the same time."""
+    order; different keys' jobs run at the same time. Lanes with work take turns: a thread runs one job
+    of a lane, then the lane goes to the back of the ready queue, so that a user who keeps writing
+    cannot keep a thread from the users waiting behind."""
 
     def __init__(self, threads: int):
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hwbot-send")
+        self.threads = threads
         self._queues: dict[str, deque[Callable[[], None]]] = {}
-        self._changed = threading.Condition()
+        self._ready: deque[str] = deque()  # lanes with a job to run and no thread on them
+        lock = threading.Lock()
+        self._work = threading.Condition(lock)  # a lane became ready: wakes one thread
+        self._changed = threading.Condition(lock)  # a job ended: wakes those waiting in `wait`
+        self._started: list[threading.Thread] = []
+        self._closed = False
+        self._running = 0  # threads running a job
         self.busy = 0  # jobs queued or running
 
     def submit(self, key: str, job: Callable[[], None]) -> None:
@@ -96,31 +103,45 @@ class Lanes:
             self.busy += 1
             queue = self._queues.get(key)
             if queue is not None:
-                queue.append(job)  # the lane's thread takes it after the jobs before it
+                queue.append(job)  # the lane runs it after the jobs before it
                 return
             self._queues[key] = deque([job])
-        self._pool.submit(self._drain, key)
+            self._ready.append(key)
+            if len(self._started) < self.threads and len(self._ready) > self._idle_threads():
+                thread = threading.Thread(target=self._run, name=f"hwbot-send-{len(self._started)}", daemon=True)
+                self._started.append(thread)
+                thread.start()
+            self._work.notify()
 
-    def _drain(self, key: str) -> None:
-        """Run the lane's next job, then put the lane back at the end of the pool's queue if it has more:
-        a user who keeps writing must not keep a thread from the users waiting behind."""
-        with self._changed:
-            queue = self._queues[key]
-            job = queue[0]  # stays queued while it runs, so that a new job of the key waits behind it
-        try:
-            job()
-        except Exception:  # a job logs its own failures; this only keeps the lane going
-            log.exception("worker_job_failed")
-        finally:
-            with self._changed:
-                queue.popleft()
-                self.busy -= 1
-                more = bool(queue)
-                if not more:
-                    del self._queues[key]
-                self._changed.notify_all()
-            if more:
-                self._pool.submit(self._drain, key)
+    def _idle_threads(self) -> int:
+        return len(self._started) - self._running
+
+    def _run(self) -> None:
+        while True:
+            with self._work:
+                while not self._ready and not self._closed:
+                    self._work.wait()
+                if not self._ready:
+                    return  # closed and nothing left
+                key = self._ready.popleft()
+                self._running += 1
+                queue = self._queues[key]
+                job = queue[0]  # stays queued while it runs, so that a new job of the key waits behind it
+            try:
+                job()
+            except Exception:  # a job logs its own failures; this only keeps the lane going
+                log.exception("worker_job_failed")
+            finally:
+                with self._changed:
+                    self._running -= 1
+                    queue.popleft()
+                    self.busy -= 1
+                    if queue:
+                        self._ready.append(key)  # its next job waits its turn behind the other lanes
+                        self._work.notify()
+                    else:
+                        del self._queues[key]
+                    self._changed.notify_all()
 
     def wait(self, below: int = 1, timeout: float | None = None) -> bool:
         """Wait until fewer than `below` jobs are queued or running; False on timeout."""
@@ -128,7 +149,10 @@ class Lanes:
             return self._changed.wait_for(lambda: self.busy < below, timeout)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False)
+        """Let the threads end once nothing is left to run."""
+        with self._work:
+            self._closed = True
+            self._work.notify_all()
 
 
 class _Stats:
