@@ -160,7 +160,7 @@ def test_a_tester_asks_for_staff_and_reads_the_answer_typed_in_the_console(brows
     from bot.staff.worker import Worker
 
     settings = load_settings(line_channel_secret=None, line_channel_access_token=None,
-                             line_api_host="https://api.line.me", staff_token=None)
+                             line_api_host="https://api.line.me")
     service = BotService(settings, client=redis_client, offices=offices,
                          clock=ManualClock(parse_instant("2026-11-20T10:00")))
     question = "オンライン相談の前に履歴書を送る必要はありますか？"
@@ -180,8 +180,10 @@ def test_a_tester_asks_for_staff_and_reads_the_answer_typed_in_the_console(brows
         browser.find_element(By.ID, "console").click()  # opens the console in its own tab
         page.wait.until(lambda d: len(d.window_handles) == 2)
         browser.switch_to.window(next(h for h in browser.window_handles if h != phone))
-        page.wait.until(lambda d: d.find_elements(By.ID, "token"))
-        browser.find_element(By.ID, "token").send_keys("simulator")
+        page.wait.until(lambda d: d.find_elements(By.ID, "account"))
+        assert "simulator" in browser.find_element(By.ID, "simulator-login").text  # as the page says
+        browser.find_element(By.ID, "account").send_keys("simulator")
+        browser.find_element(By.ID, "password").send_keys("simulator")
         browser.find_element(By.ID, "login").click()
         page.wait.until(lambda d: d.find_elements(By.LINK_TEXT, "会話を開く"))
         browser.find_element(By.LINK_TEXT, "会話を開く").click()

@@ -102,3 +102,27 @@ class StaffMember:
     @property
     def bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+def api_token(app: Any, offices: tuple[str, ...] | None = None) -> str:
+    """An API token of an account of the app's service (every office unless told), made once per app
+    and offices, as `hwbot staff add` and `hwbot staff token` make them."""
+    tokens = app.extensions.setdefault("hwbot-test-tokens", {})
+    key = offices or ()
+    if key not in tokens:
+        service = app.extensions["hwbot"]
+        identity = Identity(service, hasher=CHEAP_HASHER)
+        account, _, _ = make_account(identity, f"API {len(tokens) + 1}", offices or tuple(service.offices))
+        tokens[key] = identity.issue_token(account.id)[1]
+    return tokens[key]
+
+
+def sign_in(app: Any, offices: tuple[str, ...] | None = None, *, name: str | None = None) -> StaffMember:
+    """A new account of the app's service (every office unless told), signed in to `app`."""
+    service = app.extensions["hwbot"]
+    identity = Identity(service, hasher=CHEAP_HASHER)
+    account, password, _ = make_account(identity, name or f"職員 {secrets.token_hex(3)}", offices or tuple(service.offices))
+    member = StaffMember(app, identity, account, password)
+    response = member.login()
+    assert response.status_code == 302 and not response.location.endswith("/staff/login"), response.status_code
+    return member
