@@ -16,7 +16,6 @@
     hwbot:staff:fail:<scope>:<who>      hash   failed logins: n, until (unix seconds of the app's clock);
                                                scope `pair` (<account>|<address>), `account` or `address`
     hwbot:staff:tried:<address>         set    the account names that failed from an address (spraying)
-    hwbot:staff:cookie-key              string the key that signs the console's pre-login cookie
 
 Every secret a client holds (session id, API token, set-password link, recovery code) is stored only
 as its SHA-256 digest (`digest`): each is 128+ random bits, so a plain hash is as good as a slow one,
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from typing import Any
 
 import redis
@@ -36,7 +34,6 @@ import redis
 from bot.store.conversations import _redis_errors
 
 NAMES_KEY = "hwbot:staff:names"
-COOKIE_KEY = "hwbot:staff:cookie-key"
 
 
 def digest(secret: str) -> str:
@@ -355,14 +352,6 @@ class StaffAccountStore:
     def clear_failures(self, pair: str, account: str) -> None:
         with _redis_errors("cannot clear login backoff"):
             self.client.delete(fail_key("pair", pair), fail_key("account", account))
-
-    # -- the console's cookie key -----------------------------------------------------------------
-
-    def cookie_key(self) -> str:
-        """The key that signs the console's pre-login cookie, shared by every process (made once)."""
-        with _redis_errors("cannot read cookie key"):
-            self.client.set(COOKIE_KEY, secrets.token_hex(32), nx=True)
-            return self.client.get(COOKIE_KEY)
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
