@@ -91,6 +91,26 @@ def service(redis_client, offices, clock):
 
 
 @pytest.fixture
+def cli(redis_client, monkeypatch):
+    """Invoke `hwbot ...` against the test Redis (through REDIS_URL: the server's socket or address), as
+    an operator runs it on the host: `cli("slots", "noto", "--json")`."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    conn = redis_client.connection_pool.connection_kwargs
+    url = f"unix://{conn['path']}" if conn.get("path") else f"redis://{conn['host']}:{conn['port']}/{conn.get('db', 0)}"
+    monkeypatch.setenv("REDIS_URL", url)
+    for variable in ("HWBOT_NOW", "HWBOT_PUBLIC_URL"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, list(args))
+
+    return invoke
+
+
+@pytest.fixture
 def app(service):
     """The web app on `service` (a module's own `service` fixture wins)."""
     from bot.web import create_app

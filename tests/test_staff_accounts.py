@@ -12,9 +12,7 @@ from datetime import timedelta
 
 import pyotp
 import pytest
-from click.testing import CliRunner
 
-from bot.cli import main
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.staff.identity import (ACCOUNT_CAP_S, ACCOUNT_FREE, PAIR_CAP_S, Identity, password_problems, short_agent)
@@ -31,17 +29,9 @@ def service(redis_client, offices, clock):
 
 
 @pytest.fixture
-def run(redis_client, monkeypatch):
-    """`hwbot ...` against the test Redis, as an operator runs it on the host."""
-    conn = redis_client.connection_pool.connection_kwargs
-    url = f"unix://{conn['path']}" if conn.get("path") else f"redis://{conn['host']}:{conn['port']}/{conn.get('db', 0)}"
-    monkeypatch.setenv("REDIS_URL", url)
-    monkeypatch.delenv("HWBOT_PUBLIC_URL", raising=False)
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, ["staff", *args])
-
-    return invoke
+def run(cli):
+    """`hwbot staff ...` against the test Redis, as an operator runs it on the host."""
+    return lambda *args: cli("staff", *args)
 
 
 def link_token(output: str) -> str:
