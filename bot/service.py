@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
 from bot.store import (
-    BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, Plan, PushCounter,
+    AuditLog, BookingStore, ClaimResult, ConversationStore, HandoffStore, MoveResult, Outbox, Plan, PushCounter,
     RedisClient, SlotStore, connect,
 )
 from bot.store.bookings import PERSONAL_FIELDS
@@ -184,13 +185,22 @@ class BotService:
         self.outbox = Outbox(self.client)
         self.handoffs = HandoffStore(self.client)
         self.pushes = PushCounter(self.client)
+        self.audit = AuditLog(self.client, self.clock)  # who saw and changed what (bot.store.audit)
         self._log_key = settings.line_channel_secret or "hwbot"
 
-    def handle(self, event: Inbound, *, event_id: str | None = None) -> Outcome | None:
+    def handle(
+        self,
+        event: Inbound,
+        *,
+        event_id: str | None = None,
+        reply: Callable[[Outcome], Mapping[str, object] | None] | None = None,
+    ) -> Outcome | None:
         """Run one turn for `event.user`; raises StoreError when Redis fails (nothing half-saved).
 
         With `event_id` (LINE's webhookEventId) an event already processed returns None, and the id
-        is marked processed in the same atomic save as its effects.
+        is marked processed in the same atomic save as its effects. With `reply`, the outbox entry it
+        makes of the outcome (the channel's rendered answer; None for none) is saved in that same step,
+        so that the answer goes out (by the worker) if and only if the turn was saved.
         """
         who = user_hash(event.user, self._log_key)
         once = event_id or uuid.uuid4().hex  # what the user wrote is kept once, whatever is retried
@@ -210,13 +220,15 @@ class BotService:
             # Before the save, so that the "wrote again" notice is saved with the turn (once per event).
             wrote_again = self._keep_thread(event.user, outcome, once)
             notices = [notice_entry(notice, self.clock.now()) for notice in outcome.notices]
+            answer = reply(outcome) if reply is not None else None
             try:
                 if outcome.erase_user:
                     # Unfollow or data deletion: the notices, the deletion and the event mark are one step.
-                    self.conversations.erase(event.user, version, notices=notices, event_id=event_id)
+                    self.conversations.erase(event.user, version, notices=notices, event_id=event_id, reply=answer)
                 else:
                     self.conversations.save(
-                        event.user, outcome.conversation.to_json(), version, notices=notices, event_id=event_id
+                        event.user, outcome.conversation.to_json(), version, notices=notices, event_id=event_id,
+                        reply=answer,
                     )
             except ConflictError:
                 log.info("turn_conflict user=%s attempt=%d", who, attempt)

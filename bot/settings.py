@@ -47,11 +47,15 @@ class Settings(BaseSettings):
     worker_max_attempts: int = Field(default=6, ge=1, le=50, validation_alias="HWBOT_WORKER_MAX_ATTEMPTS")
     # An entry pending this long with no retry scheduled belongs to a dead worker: another one takes it.
     worker_lease_seconds: int = Field(default=60, ge=0, le=3600, validation_alias="HWBOT_WORKER_LEASE_SECONDS")
+    # Threads of `hwbot worker` sending to LINE at once (each waits ~150 ms for LINE from afar).
+    worker_threads: int = Field(default=32, ge=1, le=256, validation_alias="HWBOT_WORKER_THREADS")
     reminders: Literal["all", "opt_in", "off"] = Field(default="all", validation_alias="HWBOT_REMINDERS")
     var_dir: Path = Field(default=Path("var"), validation_alias="HWBOT_VAR_DIR")
     retention_days: int = Field(default=90, ge=1, le=3650, validation_alias="HWBOT_RETENTION_DAYS")
     # Days a closed handoff thread (what the user and staff wrote) is kept before the worker deletes it.
     thread_retention_days: int = Field(default=30, ge=1, le=3650, validation_alias="HWBOT_THREAD_RETENTION_DAYS")
+    # Days the audit trail (who saw and changed what) is kept before the worker trims it.
+    audit_retention_days: int = Field(default=365, ge=1, le=3650, validation_alias="HWBOT_AUDIT_RETENTION_DAYS")
     conversation_ttl_minutes: int = Field(
         default=30, gt=0, le=24 * 60, validation_alias="HWBOT_CONVERSATION_TTL_MINUTES"
     )

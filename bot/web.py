@@ -6,6 +6,8 @@ import time: the factory reads settings, checks the office profiles and connects
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from typing import Any
@@ -18,7 +20,59 @@ from bot.errors import UnknownOfficeError
 from bot.logs import configure_logging
 from bot.service import BotService
 from bot.settings import DEFAULT_LINE_HOST, Settings, load_settings
+from bot.staff.assets import create_blueprint as staff_assets
 from bot.staff.console import create_blueprint as staff_console
+
+# The terms page's only style, inline; the page's Content-Security-Policy allows exactly this text (its hash).
+TERMS_STYLE = """
+body{font-family:-apple-system,"Hiragino Sans","Noto Sans JP",sans-serif;line-height:1.7;margin:0;padding:16px;color:#222;max-width:720px;margin:auto}
+h1{font-size:1.2rem} h2{font-size:1.05rem;margin-top:1.5em} h3{font-size:1rem;margin:1.2em 0 .3em}
+p{margin:.4em 0} p.item{padding-left:1em;text-indent:-1em} .meta{color:#666;font-size:.85rem}
+"""
+TERMS_STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(TERMS_STYLE.encode()).digest()).decode()
+
+# Security headers, by what a route serves (README, "Security headers"). No page of the app is meant to
+# be framed, none runs inline script, and nothing but the simulator loads from elsewhere.
+_NO_FRAMES = "frame-ancestors 'none'; base-uri 'none'"
+CSP = {
+    # The console and the staff API: personal data. Styles and the one script are files under /staff/static.
+    "staff": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+             f"form-action 'self'; {_NO_FRAMES}",
+    # The public terms page: its inline <style> by hash, nothing else.
+    "terms": f"default-src 'none'; style-src '{TERMS_STYLE_HASH}'; img-src data:; form-action 'none'; {_NO_FRAMES}",
+    # The simulator's page (sim.js, sim.css, its JSON calls); a LINE message may show an https image.
+    "simulator": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+                 f"connect-src 'self'; form-action 'self'; {_NO_FRAMES}",
+    # JSON and plain answers (/healthz, the webhook, errors): nothing to load.
+    "plain": f"default-src 'none'; {_NO_FRAMES}",
+}
+
+
+def route_class(path: str) -> str:
+    """Which headers a path gets: `staff`, `terms`, `simulator` or `plain`."""
+    if path == "/staff" or path.startswith("/staff/"):
+        return "staff"
+    if re.fullmatch(r"/offices/[^/]+/terms", path):
+        return "terms"
+    if path == "/" or path.startswith("/sim/"):
+        return "simulator"
+    return "plain"
+
+
+def security_headers(response: Response) -> Response:
+    """Every answer: no MIME sniffing, no framing, no referrer, a CSP fitting its route; no caching for
+    the console and the API (personal data) nor for the dynamic answers that must never be stale."""
+    kind = route_class(request.path)
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Content-Security-Policy"] = CSP[kind]
+    if kind == "staff":
+        headers["Cache-Control"] = "no-store"
+    elif kind == "plain" or (kind == "simulator" and not request.path.startswith("/sim/static/")):
+        headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def create_app(settings: Settings | None = None, *, service: BotService | None = None) -> Flask:
@@ -49,10 +103,13 @@ def create_app(settings: Settings | None = None, *, service: BotService | None =
 
     app.register_blueprint(create_blueprint(service, secret, messaging))
     app.register_blueprint(staff_console(service, settings))
+    app.register_blueprint(staff_assets())
     if simulator:
         from bot.simulator import create_blueprint as simulator_blueprint
 
         app.register_blueprint(simulator_blueprint(service, secret))
+
+    app.after_request(security_headers)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -91,11 +148,7 @@ def terms_page(profile, text: str) -> str:
 <html lang="ja"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(terms.title)}</title>
-<style>
-body{{font-family:-apple-system,"Hiragino Sans","Noto Sans JP",sans-serif;line-height:1.7;margin:0;padding:16px;color:#222;max-width:720px;margin:auto}}
-h1{{font-size:1.2rem}} h2{{font-size:1.05rem;margin-top:1.5em}} h3{{font-size:1rem;margin:1.2em 0 .3em}}
-p{{margin:.4em 0}} p.item{{padding-left:1em;text-indent:-1em}} .meta{{color:#666;font-size:.85rem}}
-</style></head><body>
+<style>{TERMS_STYLE}</style></head><body>
 <h1>{html.escape(terms.title)}</h1>
 <p class=meta>{html.escape(profile.name)} ／ {html.escape(terms.version_label)}</p>
 {chr(10).join(body)}

@@ -14,6 +14,7 @@ from bot.service import BotService
 from bot.settings import load_settings
 from bot.staff.identity import Identity
 from bot.testing.simulator import LiveServer
+from bot.testing.staff import CHEAP_HASHER, make_account
 from bot.testing.browser import WAIT_S
 from bot.testing.driver import ChatDriver, ManualClock, book_at_noto
 from bot.web import create_app
@@ -110,5 +111,41 @@ def test_staff_mark_attended_and_send_the_meeting_details(browser, server, servi
     assert stored["marked_by"] == stored["meeting_sent_by"] == account.id
     pushes = [json.loads(e["messages"])[0]["text"] for _, e in service.outbox.entries() if e["kind"] == "push"]
     assert len(pushes) == 1 and "987 654 3210" in pushes[0] and "hw-2026" in pushes[0]
+    errors = [entry for entry in browser.get_log("browser") if entry.get("level") == "SEVERE"]
+    assert errors == [], errors
+
+
+def test_cancel_asks_first_under_the_content_security_policy(browser, server, service):
+    """The confirmation moved from an inline onsubmit to staff.js (the CSP allows no inline script):
+    dismissing it sends nothing, accepting it cancels; the policy is in force and nothing breaks it."""
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    booking = book_at_noto(ChatDriver(service, user="U-browser-cancel"), "11月25日(水) 10:00〜10:30")
+    ref = booking["office"] + "|" + booking["slot"] + "|" + booking["id"]
+    wait = WebDriverWait(browser, WAIT_S)
+    account, password, _ = make_account(Identity(service, hasher=CHEAP_HASHER), "能登 次郎", ("noto",))
+    browser.get(server.url + "/staff/login")
+    browser.find_element(By.ID, "account").send_keys(account.id)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "login").click()
+    wait.until(lambda d: "ログインしました" in d.page_source)
+    browser.get(server.url + "/staff/booking?" + urlencode({"ref": ref}))
+    assert browser.execute_script("return getComputedStyle(document.querySelector('header')).display") == "flex"
+
+    browser.find_element(By.ID, "cancel").click()
+    alert = wait.until(expected_conditions.alert_is_present())
+    assert alert.text == "この予約をキャンセルし、利用者にお知らせします。よろしいですか？"
+    alert.dismiss()
+    assert service.bookings.get(ref)["status"] == "booked"
+    assert browser.find_element(By.ID, "status").text == "予約中"
+
+    browser.find_element(By.ID, "cancel").click()
+    wait.until(expected_conditions.alert_is_present()).accept()
+    wait.until(lambda d: "予約をキャンセルしました" in d.page_source)
+    assert service.bookings.get(ref)["status"] == "cancelled"
     errors = [entry for entry in browser.get_log("browser") if entry.get("level") == "SEVERE"]
     assert errors == [], errors

@@ -9,6 +9,7 @@ import click
 from bot.cli import main
 from bot.settings import REPO_ROOT, Settings
 from bot.store import outbox, sim_inbox
+from bot.store.audit import AUDIT_KEY
 from bot.store.bookings import booking_key, day_index_key, user_index_key
 from bot.store.conversations import OUTBOX_KEY, conversation_key, event_key
 from bot.store.handoffs import CLOSED_KEY, HANDOFFS_KEY, messages_key, thread_key, user_threads_key
@@ -88,6 +89,7 @@ def test_every_redis_key_family_is_in_the_key_table():
         staff.recovery_key("A1"): "hwbot:staff:recovery:<id>",
         staff.fail_key("S1", "W1"): "hwbot:staff:fail:<scope>:<who>",
         staff.tried_key("IP1"): "hwbot:staff:tried:<address>",
+        AUDIT_KEY: "hwbot:audit",
         sim_inbox.inbox_key("U1"): "hwbot:sim:inbox:<user>",
         sim_inbox.reply_token_key("T1"): "hwbot:sim:reply:<token>",
         sim_inbox.retry_key_key("K1"): "hwbot:sim:retry:<key>",

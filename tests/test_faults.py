@@ -33,6 +33,7 @@ from bot.settings import load_settings
 from bot.store import connect
 from bot.testing.driver import ChatDriver, ManualClock, labelled_options
 from bot.web import create_app
+from bot.testing.delivery import SendingClient
 
 SECRET = "fault-channel-secret"
 TOKEN = "fault-channel-token"
@@ -131,7 +132,7 @@ def redis_process(tmp_path):
 def test_redis_restart_mid_dialog_the_conversation_continues_and_books_once(redis_process, line, offices):
     settings = line_settings(line, redis_url=f"unix://{redis_process.socket}")
     service = BotService(settings, client=connect(settings), offices=offices, clock=ManualClock(parse_instant(NOW)))
-    app = create_app(settings, service=service).test_client()
+    app = SendingClient(create_app(settings, service=service).test_client(), service, line.url)
     driver = ChatDriver(service, user=USER)
     to_slots(driver)
     driver.tap("11月25日(水) 10:00〜10:30")
@@ -227,7 +228,7 @@ def webhook(line, redis_client, offices):
     """The webhook with one conversation under way (so there is state to damage)."""
     settings = line_settings(line)
     service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
-    client = create_app(settings, service=service).test_client()
+    client = SendingClient(create_app(settings, service=service).test_client(), service, line.url)
     assert post(client, webhook_body(event_json(USER, "text", "こんにちは"))).status_code == 200
     return client
 

@@ -105,8 +105,8 @@ def test_a_booking_in_the_simulator_reaches_slack_as_block_kit(redis_client, off
         service = BotService(settings, client=redis_client, offices=offices, clock=clock)
         with LiveServer(create_app(settings, service=service)) as server:
             book_at_noto(SimPhone(server.url, SIM_USER))
-        stats = Worker(service, settings, consumer="sim").run_once(clock.now())
-        assert stats == {"delivered": 1}
+        # The live server's worker sent it (as `hwbot serve` does); another worker finds nothing left.
+        assert Worker(service, settings, consumer="sim").run_once(clock.now()) == {}
         [message] = slack.messages
     assert block_errors(message) == []
     assert message["blocks"][0] == {"type": "header", "text": {"type": "plain_text", "text": "新しい予約", "emoji": True}}

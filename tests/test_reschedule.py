@@ -24,6 +24,7 @@ from bot.testing.line_standin import LineStandIn
 from bot.testing.simulator import actions_of
 from bot.testing.staff import sign_in
 from bot.web import create_app
+from bot.testing.delivery import SendingClient
 
 NOW = "2026-11-20T10:00:00+09:00"
 FIRST = "11月25日(水) 10:00〜10:30"
@@ -318,7 +319,7 @@ def test_a_move_through_the_webhook_sends_only_what_lines_spec_accepts(messaging
     with LineStandIn() as line:
         settings = load_settings(line_channel_secret="s", line_channel_access_token="t", line_api_host=line.url)
         service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
-        client = create_app(settings, service=service).test_client()
+        client = SendingClient(create_app(settings, service=service).test_client(), service, line.url)
 
         def post(kind: str, text: str = "") -> None:
             body = webhook_body(event_json(user, kind, text))

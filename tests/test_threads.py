@@ -30,6 +30,7 @@ from bot.testing.driver import ChatDriver, ManualClock
 from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.simulator import LiveServer, SimPhone, http
 from bot.web import create_app
+from bot.testing.delivery import SendingClient
 
 NOW = "2026-11-20T10:00:00+09:00"  # a Friday, Noto open until 17:15
 USER = "U" + "7" * 32
@@ -409,7 +410,7 @@ def test_pushes_are_counted_per_month_and_shown_in_the_console(service, staff, w
 def test_a_thread_through_the_webhook_and_a_stand_in_line_every_request_valid(service, app, worker, line, clock,
                                                                                messaging_spec, bearer):
     """Signed events to POST /callback, replies and pushes to the stand-in LINE API, all valid against the spec."""
-    client = app.test_client()
+    client = SendingClient(app.test_client(), service, line.url)
 
     def send(kind: str, text: str = "") -> None:
         body = webhook_body(event_json(USER, kind, text))

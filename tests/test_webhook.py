@@ -8,11 +8,13 @@ import re
 import pytest
 import redis
 
-from bot.channels.line.webhook import Later, MalformedEvent, event_json, read_events, sign, webhook_body
+from bot.channels.line.later import Later
+from bot.channels.line.webhook import MalformedEvent, event_json, read_events, sign, webhook_body
 from bot.clock import parse_instant
 from bot.dialog import Inbound
 from bot.service import BotService
 from bot.settings import load_settings
+from bot.testing.delivery import SendingClient
 from bot.testing.driver import ChatDriver, ManualClock
 from bot.web import create_app
 
@@ -36,8 +38,9 @@ def service(settings, redis_client, offices):
 
 
 @pytest.fixture
-def client(settings, service):
-    return create_app(settings, service=service).test_client()
+def client(settings, service, line):
+    """The app's test client; each accepted event's answer is sent by a worker cycle, as in production."""
+    return SendingClient(create_app(settings, service=service).test_client(), service, line.url, TOKEN)
 
 
 def post(client, body: str, secret: str = SECRET, **headers):
@@ -189,13 +192,15 @@ def test_follow_greets_and_unfollow_forgets(client, line, service):
     assert len(line.sent(REPLY)) == 1  # an unfollow has no reply token
 
 
-def test_failed_reply_is_queued_as_a_push_not_retried(client, line, service):
+def test_failed_reply_is_pushed_instead_not_retried(client, line, service):
     line.failing[REPLY] = 500
     post(client, webhook_body(event_json(USER, "text", "こんにちは")))
-    assert len(line.sent(REPLY)) == 1
-    pushes = [fields for _, fields in service.outbox.entries() if fields.get("kind") == "push"]
-    assert len(pushes) == 1 and pushes[0]["to"] == USER
-    assert "ご利用になるハローワーク" in pushes[0]["messages"]
+    [reply] = line.sent(REPLY)  # tried once, never again
+    [push] = line.sent(PUSH)
+    assert push.body["to"] == USER and push.body["messages"] == reply.body["messages"]
+    assert "ご利用になるハローワーク" in texts_of(push)
+    assert client.sent[-1]["pushed_instead"] == 1 and "replied" not in client.sent[-1]
+    assert service.outbox.settled()
 
 
 def test_group_events_are_ignored(client, line):

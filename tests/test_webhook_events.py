@@ -20,6 +20,7 @@ from bot.clock import parse_instant
 from bot.dialog import texts as T
 from bot.service import BotService
 from bot.settings import load_settings
+from bot.testing.delivery import SendingClient
 from bot.testing.driver import ManualClock
 from bot.testing.line_spec import WEBHOOK_SPEC_FILE, check_limits, examples, load_spec, validate_request
 from bot.testing.line_standin import LineStandIn
@@ -100,7 +101,8 @@ def webhook(_redis_server, offices):
         client = _redis_server.fresh()
         service = BotService(settings, client=client, offices=offices,
                              clock=ManualClock(parse_instant("2026-11-20T10:00")))
-        yield create_app(settings, service=service).test_client(), line, service, client
+        # Each accepted event's answer is sent by a worker cycle, as `hwbot worker` does.
+        yield SendingClient(create_app(settings, service=service).test_client(), service, line.url), line, service, client
 
 
 @pytest.fixture
@@ -204,16 +206,16 @@ def _nothing(*, line, client, before, event, **_):
 
 
 def _answered(line, service, event, needle: str) -> None:
-    """One reply saying `needle`; without a reply token (optional in the spec) it is queued as a push."""
+    """One reply saying `needle`; without a reply token (optional in the spec) the worker pushes it."""
     if "replyToken" in event:
         [reply] = line.sent(REPLY)
         assert 1 <= len(reply.body["messages"]) <= 5
         assert needle in replies(line), needle
+        assert line.sent(PUSH) == []
     else:
         assert line.sent(REPLY) == []
-        [push] = [fields for _, fields in service.outbox.entries() if fields.get("kind") == "push"]
-        assert push["to"] == USER and needle in push["messages"]
-    assert line.sent(PUSH) == []
+        [push] = line.sent(PUSH)
+        assert push.body["to"] == USER and needle in json.dumps(push.body["messages"], ensure_ascii=False)
 
 
 def _dialog(*, line, service, event, **_):
@@ -235,15 +237,19 @@ def _erase(*, line, service, event, **_):
     assert service.conversations.load(USER) == (None, 0), event
 
 
-def _join(*, line, client, before, event, **_):
+def _join(*, line, service, client, before, event, **_):
     [reply] = line.sent(REPLY)
     [message] = reply.body["messages"]
     chat = event["source"]["groupId" if event["source"]["type"] == "group" else "roomId"]
     assert message["type"] == "text" and "1対1" in message["text"] and chat in message["text"]
     assert reply.body["replyToken"] == event["replyToken"]
-    # The only change in Redis: the event is marked processed (its redelivery is not answered twice).
-    assert set(keyspace(client)) - set(before) == {f"hwbot:event:{event['webhookEventId']}"}
-    assert all(keyspace(client)[key] == value for key, value in before.items())
+    # The only changes in Redis: the event is marked processed (its redelivery is not answered twice),
+    # and the outbox that carried the reply (the entry itself is deleted once sent).
+    new = set(keyspace(client)) - set(before)
+    assert f"hwbot:event:{event['webhookEventId']}" in new
+    assert all(key.startswith("hwbot:outbox") for key in new - {f"hwbot:event:{event['webhookEventId']}"}), new
+    assert client.xlen("hwbot:outbox") == 0 and service.outbox.settled()
+    assert all(keyspace(client)[key] == value for key, value in before.items() if not key.startswith("hwbot:outbox"))
 
 
 CHECKS = {"nothing": _nothing, "dialog": _dialog, "media": _media, "greet": _greet, "erase": _erase, "join": _join}
@@ -269,13 +275,14 @@ def test_a_join_is_answered_once_even_when_redelivered(fresh):
     assert "このトーク" in text and ROOM in text and "staff.notify.line_group_id" in text
 
 
-def test_a_failed_join_reply_is_queued_as_a_push_to_the_group(fresh):
+def test_a_failed_join_reply_is_pushed_to_the_group_instead(fresh):
     app, line, service, client = fresh
     line.failing[REPLY] = 500
     assert post(app, webhook_body(join_event())).status_code == 200
     line.failing.clear()
-    [push] = [fields for _, fields in service.outbox.entries() if fields.get("kind") == "push"]
-    assert push["to"] == GROUP and "このグループ" in push["messages"]
+    [push] = line.sent(PUSH)
+    assert push.body["to"] == GROUP and "このグループ" in push.body["messages"][0]["text"]
+    assert app.sent[-1]["pushed_instead"] == 1
 
 
 def test_a_join_with_an_id_that_a_profile_would_refuse_does_not_offer_it(fresh):

@@ -192,7 +192,7 @@ def test_a_push_follows_lines_spec_and_carries_a_uuid_retry_key(make_worker, lin
     worker.service.queue_push("U" + "1" * 32, [{"type": "text", "text": "明日のご相談のお知らせです。"}], retry_key=hex_key)
     worker.service.queue_push("U" + "2" * 32, [{"type": "text", "text": "ご案内"}], retry_key="reminder:noto:AB12")
     assert worker.run_once(NOW) == {"delivered": 2}
-    first, second = line.sent(PUSH)
+    first, second = sorted(line.sent(PUSH), key=lambda request: request.body["to"])  # sent at the same time
     for request in (first, second):
         assert validate_request(spec, "PushMessageRequest", request.body) == []
         assert check_limits(request.body["messages"]) == []
@@ -302,10 +302,8 @@ def wait_for(condition, timeout: float = 30.0) -> None:
         pause.wait(0.05)
 
 
-def crash_and_restart(env: dict[str, str], stall, redis_client, finished, log: Path) -> None:
-    """Start the worker, SIGKILL it while the stalled request hangs, drop that request, start it again."""
-    for booking in range(1, CRASH_NOTICES + 1):
-        Outbox(redis_client).add(notice(f"N{booking:02d}"))
+def kill_at_stall(env: dict[str, str], stall, log: Path) -> None:
+    """Start the worker and SIGKILL it while the stand-in holds its request; then the request is dropped."""
     first = start_worker(env, log)
     try:
         assert stall.arrived.wait(30), log.read_text()
@@ -313,6 +311,13 @@ def crash_and_restart(env: dict[str, str], stall, redis_client, finished, log: P
         first.kill()
         first.wait(10)
     stall.release()  # the stand-in now drops the held request without answering
+
+
+def crash_and_restart(env: dict[str, str], stall, redis_client, finished, log: Path) -> None:
+    """Start the worker, SIGKILL it while the stalled request hangs, drop that request, start it again."""
+    for booking in range(1, CRASH_NOTICES + 1):
+        Outbox(redis_client).add(notice(f"N{booking:02d}"))
+    kill_at_stall(env, stall, log)
     second = start_worker(env, log)
     try:
         wait_for(lambda: finished() and pending(redis_client) == 0)

@@ -9,9 +9,10 @@
     POST /sim/line/v2/bot/...   the stand-in Messaging API the bot really calls (see line_api.py)
 
 Events go to `/callback` over real HTTP with a real signature, so the page exercises exactly what
-LINE would. The development server is threaded; under gunicorn the web process needs threads
-(`--threads`) or more than one free worker, because /sim/send waits for /callback, which waits for
-the stand-in's reply endpoint.
+LINE would. The webhook queues its answer; the outbox worker (a thread of `hwbot serve` in simulator
+mode) sends it to the stand-in's reply endpoint, and the page reads it from `/sim/messages`, whose
+`settled` says when nothing queued is left to send. Under gunicorn the web process needs threads
+(`--threads`) or more than one free worker, because /sim/send waits for /callback.
 """
 
 from __future__ import annotations
@@ -160,9 +161,11 @@ def create_blueprint(service: BotService, secret: str) -> Blueprint:
         try:
             items, last = inbox.since(user, int(after))
             loading = inbox.loading(user)
+            settled = service.outbox.settled()
         except StoreError:
             return jsonify({"error": "store unavailable"}), 503
-        return jsonify({"items": items, "last": last, "loading": loading})
+        # settled: the worker has sent everything queued (answers come from the worker, not the webhook)
+        return jsonify({"items": items, "last": last, "loading": loading, "settled": settled})
 
     @bp.get("/sim/staff")
     def staff() -> tuple[Response, int] | Response:
@@ -175,7 +178,7 @@ def create_blueprint(service: BotService, secret: str) -> Blueprint:
             return jsonify({"error": "store unavailable"}), 503
         notices = []
         for entry_id, fields in reversed(entries):  # oldest first
-            if fields.get("kind") == "push" or (after and _stream_id(entry_id) <= _stream_id(after)):
+            if fields.get("kind") in ("push", "reply") or (after and _stream_id(entry_id) <= _stream_id(after)):
                 continue
             notices.append(_notice(service, entry_id, fields))
         last = entries[0][0] if entries else after

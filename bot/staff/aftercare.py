@@ -1,4 +1,5 @@
-"""Scheduled work after booking: reminders, terms re-consent, lapsed proposals, overdue requests, retention.
+"""Scheduled work after booking: reminders, terms re-consent, lapsed proposals, overdue requests, retention
+(of bookings, handoff threads and the audit trail).
 
 `scheduled_tasks(service)` returns callables `(now) -> None`; the worker calls each one every cycle
 and each throttles itself. Due bookings are found by scanning the offices' day indexes
@@ -363,6 +364,20 @@ class ThreadRetention:
         return deleted
 
 
+class AuditRetention:
+    """Audit entries go `HWBOT_AUDIT_RETENTION_DAYS` after they were recorded (XTRIM MINID)."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> int:
+        """Trim the audit trail; returns how many entries went."""
+        dropped = self.service.audit.trim(now - timedelta(days=self.service.settings.audit_retention_days))
+        if dropped:
+            log.info("audit_retention_applied entries=%d", dropped)
+        return dropped
+
+
 def scheduled_tasks(service: BotService) -> list[Callable[[datetime], None]]:
     """The periodic tasks the worker calls every cycle (each throttles itself)."""
     return [
@@ -372,4 +387,5 @@ def scheduled_tasks(service: BotService) -> list[Callable[[datetime], None]]:
         Throttled("overdue", timedelta(minutes=5), Overdue(service)),
         Throttled("retention", timedelta(hours=1), Retention(service)),
         Throttled("thread_retention", timedelta(hours=1), ThreadRetention(service)),
+        Throttled("audit_retention", timedelta(days=1), AuditRetention(service)),
     ]

@@ -86,6 +86,10 @@ class Auth:
         """The signed-in account (or the API token's) of this request."""
         return g.staff_account
 
+    def signed_in(self) -> Account | None:
+        """The account of this request, or None before signing in."""
+        return g.get("staff_account")
+
     def session(self) -> Session | None:
         return g.get("staff_session")
 

@@ -33,7 +33,7 @@ from bot.staff.auth import Auth
 from bot.staff.identity import Identity
 from bot.staff.actions import (CONFIRMATION_LABELS, STATUS_LABELS, StaffActions, confirmation_label, find_office,
                                office_label, upcoming_for, when_label)
-from bot.staff import threads
+from bot.staff import audit, threads
 from bot.staff.export import bookings_csv, bookings_ics
 from bot.store.bookings import booking_ref
 
@@ -453,4 +453,5 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
 
     threads.add_routes(bp, service, api_error=auth.api_error, who=who, account=current_account,
                        name_of=identity.name_of)
+    audit.add_routes(bp, service, current_account=auth.signed_in, api_error=auth.api_error)
     return bp

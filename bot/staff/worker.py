@@ -8,6 +8,15 @@ found before delivering means "already sent", so nothing is sent twice after a c
 delivery and the acknowledgement. LINE pushes carry `X-Line-Retry-Key`, so even a crash between
 LINE's acceptance and the marker sends once (LINE answers 409). Slack webhooks have no such key: only
 a crash between Slack's 200 and the marker can repeat a Slack notice.
+
+Answers to webhook events (`reply` entries, `bot.channels.line.replies`) go out the same way, with
+the event's reply token while it is fresh (else as a push). Entries are sent by a pool of threads
+(`HWBOT_WORKER_THREADS`), one lane per recipient: a user's answers and pushes (or an office's staff
+notices) go out one after another, in stream order, while different users' go out at the same time, so that LINE's answer time (~150 ms
+from afar) does not queue everybody behind everybody. A reply names the user's previous reply
+(`after`); one taken by another worker process waits (a bounded time) until that one is sent, so that
+two quick taps are answered in order even with several workers. `run` keeps reading while the lanes
+send; `run_once` waits for what it dispatched.
 """
 
 from __future__ import annotations
@@ -16,26 +25,43 @@ import hashlib
 import logging
 import socket
 import threading
+import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from bot.channels.line import replies
 from bot.channels.line.api import LineApiError, LineMessaging
+from bot.channels.line.later import Later
 from bot.clock import JST
 from bot.errors import DeliveryError, StoreError, UnknownOfficeError
 from bot.profiles import OfficeProfile
 from bot.service import BotService
 from bot.settings import Settings
 from bot.staff.notify import SlackSender, StaffMessage, compose, line_messages
-from bot.store.outbox import Entry, done_key
+from bot.store.conversations import LAST_REPLY_TTL_SECONDS
+from bot.store.outbox import DONE_TTL_SECONDS, Entry, done_key
 
 log = logging.getLogger("hwbot.worker")
 
 Task = Callable[[datetime], None]
 BLOCK_MS = 1000  # the blocking read of `run`: how long a stop request may wait
 BATCH = 100
+# `run` looks for retries and for entries of dead workers at most this often (each is a Redis call).
+MAINTENANCE_EVERY_S = 0.5
+# A reply whose previous reply (`after`) another worker is still sending waits at most this long.
+AFTER_WAIT_S = 2.0
+AFTER_POLL_S = 0.02
+# Ids of recently sent entries this process remembers (a reply's `after` found here needs no Redis check).
+RECENT = 10_000
+# Kinds whose entries are a user's messages: deleted from the stream once sent.
+USER_KINDS = ("push", replies.KIND)
+# One delayed-call thread per process for every worker's loading animations (started at the first).
+_LATER = Later()
+STOP_WAIT_S = 3.0  # at a stop, how long sends under way may take to end
 # Retry keys of entries whose id is not a UUID (LINE wants a UUID) are derived in this namespace.
 RETRY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "outbox.hwbot")
 
@@ -53,6 +79,66 @@ def retry_key(entry_id: str, channel: str = "") -> str:
 def default_consumer() -> str:
     """The host name: stable across restarts, so a restarted worker takes back its own entries at once."""
     return socket.gethostname() or "worker"
+
+
+class Lanes:
+    """Jobs on a pool of threads, one lane per key: a key's jobs run one after another, in submission
+    order; different keys' jobs run at the same time."""
+
+    def __init__(self, threads: int):
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hwbot-send")
+        self._queues: dict[str, deque[Callable[[], None]]] = {}
+        self._changed = threading.Condition()
+        self.busy = 0  # jobs queued or running
+
+    def submit(self, key: str, job: Callable[[], None]) -> None:
+        with self._changed:
+            self.busy += 1
+            queue = self._queues.get(key)
+            if queue is not None:
+                queue.append(job)  # the lane's thread takes it after the jobs before it
+                return
+            self._queues[key] = deque([job])
+        self._pool.submit(self._drain, key)
+
+    def _drain(self, key: str) -> None:
+        while True:
+            with self._changed:
+                queue = self._queues[key]
+                if not queue:
+                    del self._queues[key]
+                    return
+                job = queue[0]  # stays queued while it runs, so that a new job of the key waits behind it
+            try:
+                job()
+            except Exception:  # a job logs its own failures; this only keeps the lane going
+                log.exception("worker_job_failed")
+            finally:
+                with self._changed:
+                    queue.popleft()
+                    self.busy -= 1
+                    self._changed.notify_all()
+
+    def wait(self, below: int = 1, timeout: float | None = None) -> bool:
+        """Wait until fewer than `below` jobs are queued or running; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.busy < below, timeout)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+class _Stats:
+    """Counts kept by the sending threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def add(self, *names: str) -> None:
+        with self._lock:
+            for name in names:
+                self.counts[name] += 1
 
 
 class Worker:
@@ -73,58 +159,153 @@ class Worker:
         self.outbox = service.outbox
         self.tasks = list(tasks)
         self.consumer = consumer or default_consumer()
-        self.line = line or LineMessaging(settings.line_api_host, settings.line_channel_access_token or "")
+        self.line = line or LineMessaging(settings.line_api_host, settings.line_channel_access_token or "",
+                                          pool_size=settings.worker_threads)
         self.slack = slack or SlackSender()
+        self.lanes = Lanes(settings.worker_threads)
+        self.later = _LATER  # the loading animation for an answer that waits for a free sender
         self._started = False
         self._cursor = "0-0"
         self._nowhere_logged: set[str] = set()
+        self._in_flight: set[str] = set()  # stream ids dispatched and not finished
+        self._recent: OrderedDict[str, None] = OrderedDict()  # ids of entries sent by this process
+        self._lock = threading.Lock()
 
     def run_once(self, now: datetime, *, block_ms: int | None = None,
                  stop: threading.Event | None = None) -> dict[str, int]:
-        """Do what is due at `now` and return counts (delivered, failed, dead, skipped, nowhere, handed_back).
+        """Do what is due at `now`, wait until it is sent, and return counts (delivered, failed, dead,
+        skipped, nowhere, handed_back; for answers to events also replied and pushed_instead).
 
-        Waits up to `block_ms` for a new entry only when nothing else was due (`run` passes it). Once
-        `stop` is set, the entries not yet sent are handed back: they stay pending for this consumer,
-        which takes them back at its next start (another worker takes them after the lease).
+        Waits up to `block_ms` for a new entry only when nothing else was due. Once `stop` is set, the
+        entries not yet sent are handed back: they stay pending for this consumer, which takes them back
+        at its next start (another worker takes them after the lease).
         """
-        stats: Counter[str] = Counter()
+        stats = _Stats()
         self._run_tasks(now)
-        entries: list[Entry] = []
-        if not self._started:
-            self.outbox.ensure_group()
-            entries += self.outbox.own_pending(self.consumer)
-            self._started = True
-        lease_ms = self.settings.worker_lease_seconds * 1000
-        self._cursor, stale = self.outbox.claim_stale(self.consumer, lease_ms, self._cursor, BATCH)
-        entries += stale
-        entries += self.outbox.claim_due(self.consumer, now.timestamp(), BATCH)
-        entries += self.outbox.read_new(self.consumer, BATCH, None if entries else block_ms)
-        unique = list({entry.stream_id: entry for entry in entries}.values())
-        done = self.outbox.delivered([done_key(entry.id) for entry in unique])
-        for entry in unique:
-            if stop is not None and stop.is_set():
-                stats["handed_back"] += 1
-            elif not entry.raw:  # trimmed from the stream before anyone delivered it
-                self.outbox.ack(entry)
-                stats["skipped"] += 1
-            elif done_key(entry.id) in done:
-                log.info("outbox_already_delivered stream_id=%s kind=%s", entry.stream_id, entry.kind)
-                self.outbox.ack(entry)
-                stats["skipped"] += 1
-            else:
-                stats[self._deliver(entry, now)] += 1
-        return dict(stats)
+        self._dispatch(self._collect(now, BATCH, block_ms, maintenance=True), now, stop, stats)
+        self.lanes.wait()
+        return dict(stats.counts)
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until `stop` is set; a failed cycle (Redis away) is logged and tried again a second later."""
-        log.info("worker_started consumer=%s", self.consumer)
+        """Deliver until `stop` is set: keep reading while the lanes send, at most
+        `HWBOT_WORKER_THREADS` * 4 entries dispatched at a time. A failed cycle (Redis away) is logged
+        and tried again a second later. At the stop, what was not sent yet is handed back."""
+        log.info("worker_started consumer=%s threads=%d", self.consumer, self.settings.worker_threads)
+        stats = _Stats()
+        limit = self.settings.worker_threads * 4
+        tasks_at = maintenance_at = float("-inf")
         while not stop.is_set():
             try:
-                self.run_once(self.service.clock.now(), block_ms=BLOCK_MS, stop=stop)
+                if not self.lanes.wait(below=limit, timeout=BLOCK_MS / 1000):
+                    continue  # every sender busy and the queue full: read nothing more yet
+                now = self.service.clock.now()
+                tick = time.monotonic()
+                if tick - tasks_at >= 1.0:
+                    tasks_at = tick
+                    self._run_tasks(now)
+                maintenance = tick - maintenance_at >= MAINTENANCE_EVERY_S
+                if maintenance:
+                    maintenance_at = tick
+                room = min(BATCH, limit - self.lanes.busy)
+                self._dispatch(self._collect(now, room, BLOCK_MS, maintenance=maintenance), now, stop, stats)
             except Exception as exc:  # keep delivering whatever went wrong in one cycle
                 log.error("worker_cycle_failed error=%s", exc.__class__.__name__)
                 stop.wait(1.0)
+        self.lanes.wait(timeout=STOP_WAIT_S)  # queued entries are handed back; sends under way end
         log.info("worker_stopped consumer=%s", self.consumer)
+
+    def _collect(self, now: datetime, count: int, block_ms: int | None, *,
+                 maintenance: bool) -> list[tuple[Entry, bool]]:
+        """(entry, first attempt?) of what is due: at the first call this consumer's own pending entries,
+        then (with `maintenance`) those of dead workers and retries whose time has come, then new ones."""
+        taken: list[Entry] = []
+        if not self._started:
+            self.outbox.ensure_group()
+            taken += self.outbox.own_pending(self.consumer)
+            self._started = True
+        if maintenance:
+            lease_ms = self.settings.worker_lease_seconds * 1000
+            self._cursor, stale = self.outbox.claim_stale(self.consumer, lease_ms, self._cursor, BATCH)
+            taken += stale
+            taken += self.outbox.claim_due(self.consumer, now.timestamp(), BATCH)
+        new = self.outbox.read_new(self.consumer, max(count, 1), None if taken else block_ms)
+        return [(entry, False) for entry in taken] + [(entry, True) for entry in new]
+
+    def _dispatch(self, entries: list[tuple[Entry, bool]], now: datetime, stop: threading.Event | None,
+                  stats: _Stats) -> None:
+        """Hand each entry to its recipient's lane (skipping what another thread of ours is sending)."""
+        with self._lock:
+            unique = {entry.stream_id: (entry, first) for entry, first in entries
+                      if entry.stream_id not in self._in_flight}
+        done = self.outbox.delivered([done_key(entry.id) for entry, _ in unique.values()])
+        for entry, first in unique.values():
+            if stop is not None and stop.is_set():
+                stats.add("handed_back")
+            elif not entry.raw:  # trimmed from the stream before anyone delivered it
+                self.outbox.ack(entry)
+                stats.add("skipped")
+            elif done_key(entry.id) in done:
+                log.info("outbox_already_delivered stream_id=%s kind=%s", entry.stream_id, entry.kind)
+                self.outbox.ack(entry)
+                stats.add("skipped")
+            else:
+                with self._lock:
+                    self._in_flight.add(entry.stream_id)
+                lane = _lane(entry)
+                loading = self._loading_later(entry) if first else None
+                self.lanes.submit(lane, lambda e=entry, f=first, c=loading: self._job(e, f, now, stop, stats, c))
+
+    def _job(self, entry: Entry, first: bool, now: datetime, stop: threading.Event | None, stats: _Stats,
+             cancel_loading: Callable[[], None] | None) -> None:
+        try:
+            if cancel_loading is not None:
+                cancel_loading()
+            if stop is not None and stop.is_set():
+                stats.add("handed_back")  # still pending for this consumer: sent at its next start
+                return
+            if entry.kind == replies.KIND and first:
+                self._wait_for_previous(entry)
+            stats.add(*self._deliver(entry, now, first))
+        except Exception as exc:  # Redis away mid-send: the entry stays pending and is taken again
+            log.error("worker_send_failed stream_id=%s error=%s", entry.stream_id, exc.__class__.__name__)
+            stats.add("error")
+        finally:
+            with self._lock:
+                self._in_flight.discard(entry.stream_id)
+
+    def _loading_later(self, entry: Entry) -> Callable[[], None] | None:
+        """Show LINE's loading animation if a user's answer is still waiting for a sender when it is due."""
+        to = entry.raw.get("to", "")
+        if entry.kind != replies.KIND or not to.startswith("U"):
+            return None
+        delay = replies.LOADING_AFTER_S - replies.age_seconds(entry.raw.get("received"))
+        return self.later.call(delay, self._loading, to) if delay > 0 else None
+
+    def _loading(self, user: str) -> None:
+        try:
+            self.line.show_loading(user)
+        except LineApiError:
+            pass  # cosmetic
+
+    def _wait_for_previous(self, entry: Entry) -> None:
+        """A user's reply goes after their previous one (`after`): wait, a bounded time, until it is sent."""
+        after = entry.raw.get("after")
+        if not after:
+            return
+        deadline = time.monotonic() + AFTER_WAIT_S
+        while True:
+            with self._lock:
+                if after in self._recent:
+                    return
+            if self.outbox.delivered([done_key(after)]) or time.monotonic() >= deadline:
+                return
+            time.sleep(AFTER_POLL_S)  # another worker is sending it right now
+
+    def _sent(self, entry: Entry) -> None:
+        with self._lock:
+            self._recent[entry.id] = None
+            while len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
 
     def _run_tasks(self, now: datetime) -> None:
         for task in self.tasks:
@@ -134,10 +315,16 @@ class Worker:
                 name = getattr(task, "__name__", task.__class__.__name__)
                 log.error("worker_task_failed task=%s error=%s", name, exc.__class__.__name__)
 
-    def _deliver(self, entry: Entry, now: datetime) -> str:
-        """Send one entry; 'delivered', 'nowhere', 'failed' or 'dead'."""
+    def _deliver(self, entry: Entry, now: datetime, first: bool = False) -> tuple[str, ...]:
+        """Send one entry; ('delivered' | 'nowhere' | 'failed' | 'dead', and for an answer to an event
+        'replied' or 'pushed_instead' once it went out)."""
         try:
-            outcome = self._push(entry) if entry.kind == "push" else self._notice(entry)
+            if entry.kind == replies.KIND:
+                outcome = self._answer(entry, first)
+            elif entry.kind == "push":
+                outcome = self._push(entry)
+            else:
+                outcome = self._notice(entry)
         except DeliveryError as exc:
             failure = self.outbox.fail(
                 entry,
@@ -150,24 +337,45 @@ class Worker:
             if failure.dead:
                 log.error("outbox_dead stream_id=%s kind=%s attempts=%d error=%s",
                           entry.stream_id, entry.kind, failure.attempts, exc)
-                return "dead"
+                return ("dead",)
             log.warning("outbox_retry stream_id=%s kind=%s attempts=%d error=%s next_in=%.0fs",
                         entry.stream_id, entry.kind, failure.attempts, exc, (failure.next_at or 0) - now.timestamp())
-            return "failed"
-        self.outbox.ack(entry)
+            return ("failed",)
+        answer = entry.kind == replies.KIND
+        self.outbox.ack(entry, first=first, drop=entry.kind in USER_KINDS,
+                        done_seconds=LAST_REPLY_TTL_SECONDS if answer else DONE_TTL_SECONDS)
+        self._sent(entry)
+        if answer:  # one line per event would be most of the worker's log: the counts say it
+            return ("delivered", "replied" if outcome == "reply" else "pushed_instead")
         log.info("outbox_delivered stream_id=%s kind=%s to=%s", entry.stream_id, entry.kind, outcome)
-        return "nowhere" if outcome == "nowhere" else "delivered"
+        return ("nowhere",) if outcome == "nowhere" else ("delivered",)
+
+    def _answer(self, entry: Entry, first: bool) -> str:
+        """An answer to a webhook event: 'reply' with its token when fresh on a first attempt, else 'push'."""
+        to, messages = self._recipient(entry, "malformed reply")
+        token = entry.raw.get("token", "")
+        fresh = first and replies.age_seconds(entry.raw.get("received")) < replies.REPLY_WINDOW_S
+        if fresh and replies.try_reply(self.line, token, messages):
+            return "reply"
+        # Expired, refused, or a retry (the reply may have been tried): the same messages, pushed once.
+        self._line_push(to, messages, retry_key(entry.id), "user" if to.startswith("U") else "group")
+        return "push"
 
     def _push(self, entry: Entry) -> str:
         """A LINE push to a user (`to`, `messages`) with the entry id as its retry key."""
+        to, messages = self._recipient(entry, "malformed push")
+        self._line_push(to, messages, retry_key(entry.id), "user")
+        return "line"
+
+    @staticmethod
+    def _recipient(entry: Entry, malformed: str) -> tuple[str, list[dict[str, Any]]]:
         try:
             to, messages = entry.get("to"), entry.get("messages")
         except ValueError:
-            raise DeliveryError("malformed push", permanent=True) from None
+            raise DeliveryError(malformed, permanent=True) from None
         if not isinstance(to, str) or not to or not isinstance(messages, list) or not messages:
-            raise DeliveryError("malformed push", permanent=True)
-        self._line_push(to, messages, retry_key(entry.id), "user")
-        return "line"
+            raise DeliveryError(malformed, permanent=True)
+        return to, messages
 
     def _line_push(self, to: str, messages: list[dict[str, Any]], key: str, counted_as: str) -> None:
         try:
@@ -247,6 +455,14 @@ class Worker:
                 key = retry_key(entry.id, name)
                 channels.append((name, lambda m, group=group, key=key: self._line_push(group, line_messages(m), key, "group")))
         return channels
+
+
+def _lane(entry: Entry) -> str:
+    """Entries of one lane go out one after another: a user's answers and pushes (in the order the user
+    should read them), and an office's staff notices (in order, and one at a time, so that a crash
+    can repeat at most one Slack notice, which has no retry key)."""
+    to = entry.raw.get("to")
+    return f"to:{to}" if to else f"office:{entry.raw.get('office', '')}"
 
 
 def _channel(kind: str, target: str, shared: bool) -> str:

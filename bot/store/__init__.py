@@ -2,6 +2,7 @@
 
 from redis import Redis as RedisClient
 
+from bot.store.audit import AuditLog
 from bot.store.bookings import BookingStore, ClaimResult, MoveResult, Plan, SlotFull
 from bot.store.connection import RoundTripCounter, connect, embedded_redis, stop_embedded
 from bot.store.conversations import ConversationStore
@@ -11,6 +12,7 @@ from bot.store.pushes import PushCounter
 from bot.store.slots import SlotStore, day_tag, slot_redis_key
 
 __all__ = [
+    "AuditLog",
     "BookingStore",
     "ClaimResult",
     "ConversationStore",

@@ -27,10 +27,14 @@ from bot.errors import ConflictError, StoreError
 OUTBOX_KEY = "hwbot:outbox"
 OUTBOX_MAXLEN = 100_000  # approximate (XADD MAXLEN ~): trimming whole stream nodes is cheap
 
-# KEYS[1] conversation hash, KEYS[2] outbox stream, optional KEYS[3] processed-event marker.
+# KEYS[1] conversation hash, KEYS[2] outbox stream, KEYS[3] the user's last-reply key, optional KEYS[4]
+# processed-event marker.
 # ARGV[1] expected version, ARGV[2] data JSON ('' deletes the conversation), ARGV[3] ttl seconds, ARGV[4] outbox maxlen,
-# ARGV[5] number of notices, then per notice: 2 * field count, field, value, field, value...;
-# then, with KEYS[3], the marker's ttl seconds.
+# ARGV[5] number of entries, ARGV[6] the reply entry's position among them (1-based; 0: the turn has no reply)
+# and ARGV[7] its id, ARGV[8] the last-reply key's ttl seconds; then per entry: 2 * field count, field, value,
+# field, value...; then, with KEYS[4], the marker's ttl seconds.
+# The reply entry gets an `after` field: the id of the user's previous reply entry if it is recent (the
+# worker sends a user's replies in that order, `bot.staff.worker`), and becomes the user's last reply.
 # Returns {1, new version (0 when deleted)} when saved, {0, stored version} when the version did not match.
 _SAVE_LUA = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -45,20 +49,34 @@ else
   redis.call('HSET', KEYS[1], 'v', version, 'data', ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
-local i = 6
-for _ = 1, tonumber(ARGV[5]) do
+local i = 9
+for position = 1, tonumber(ARGV[5]) do
   local n = tonumber(ARGV[i])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, i + 1, i + n))
+  if position == tonumber(ARGV[6]) then
+    local previous = redis.call('GET', KEYS[3]) or ''
+    redis.call('SET', KEYS[3], ARGV[7], 'EX', ARGV[8])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'after', previous, unpack(ARGV, i + 1, i + n))
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, i + 1, i + n))
+  end
   i = i + 1 + n
 end
-if KEYS[3] then
-  redis.call('SET', KEYS[3], '1', 'EX', ARGV[i])
+if KEYS[4] then
+  redis.call('SET', KEYS[4], '1', 'EX', ARGV[i])
 end
 return {1, version}
 """
 
+# How long a user's last reply is remembered for ordering: past it, its reply token has expired anyway.
+LAST_REPLY_TTL_SECONDS = 120
+
 # A webhook event id is remembered this long (LINE redelivers for a limited time).
 EVENT_TTL_SECONDS = 2 * 24 * 3600
+
+
+def last_reply_key(user: str) -> str:
+    """`hwbot:{u:<user>}:last_reply`: the id of the user's latest reply entry (ordering across workers)."""
+    return conversation_key(user).removesuffix(":conv") + ":last_reply"
 
 
 def conversation_key(user: str) -> str:
@@ -164,14 +182,17 @@ class ConversationStore:
         *,
         notices: Sequence[Mapping[str, object]] = (),
         event_id: str | None = None,
+        reply: Mapping[str, object] | None = None,
     ) -> int:
         """Store `data` if the stored version is still `expected_version`; returns the new version.
 
         Raises ConflictError when another worker saved (or the conversation expired) meanwhile;
-        then neither the data nor any notice is written. Each notice becomes one outbox entry.
+        then neither the data nor any notice nor the reply is written. Each notice becomes one outbox
+        entry; so does `reply` (a webhook turn's answer, with its `id` first: `bot.channels.line.webhook`),
+        which also becomes the user's last reply and carries the previous one as `after`.
         """
         payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        return self._store(user, payload, expected_version, notices, event_id)
+        return self._store(user, payload, expected_version, notices, event_id, reply)
 
     def erase(
         self,
@@ -180,13 +201,14 @@ class ConversationStore:
         *,
         notices: Sequence[Mapping[str, object]] = (),
         event_id: str | None = None,
+        reply: Mapping[str, object] | None = None,
     ) -> None:
         """Delete the conversation if it is still at `expected_version`, with its notices and event mark.
 
         One atomic step like `save`: the notices of an unfollow or a data deletion are sent if and only
         if the conversation was erased. Raises ConflictError when another worker saved meanwhile.
         """
-        self._store(user, "", expected_version, notices, event_id)
+        self._store(user, "", expected_version, notices, event_id, reply)
 
     def _store(
         self,
@@ -195,15 +217,18 @@ class ConversationStore:
         expected_version: int,
         notices: Sequence[Mapping[str, object]],
         event_id: str | None,
+        reply: Mapping[str, object] | None = None,
     ) -> int:
         if type(expected_version) is not int or expected_version < 0:
             raise ValueError("expected_version must be a non-negative integer")
         key = conversation_key(user)
-        args: list[object] = [expected_version, payload, self.ttl_seconds, OUTBOX_MAXLEN, len(notices)]
-        for notice in notices:
-            flat = encode_notice(notice)
+        entries = [reply, *notices] if reply else list(notices)
+        args: list[object] = [expected_version, payload, self.ttl_seconds, OUTBOX_MAXLEN, len(entries),
+                              1 if reply else 0, str(reply["id"]) if reply else "", LAST_REPLY_TTL_SECONDS]
+        for entry in entries:
+            flat = encode_notice(entry)
             args += [len(flat), *flat]
-        keys = [key, OUTBOX_KEY]
+        keys = [key, OUTBOX_KEY, last_reply_key(user)]
         if event_id is not None:
             keys.append(event_key(event_id))
             args.append(EVENT_TTL_SECONDS)

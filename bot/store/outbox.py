@@ -101,6 +101,11 @@ class Failure:
     next_at: float | None = None
 
 
+def _id(stream_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = stream_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
 def _entries(rows: list | None) -> list[Entry]:
     """Entries of XREADGROUP/XCLAIM rows; a trimmed entry (no fields) keeps an empty dict."""
     return [Entry(stream_id, dict(fields or {})) for stream_id, fields in rows or []]
@@ -129,6 +134,18 @@ class Outbox:
         """Entries moved to the dead-letter stream, newest first (the staff console shows them)."""
         with _redis_errors("cannot read the dead-letter stream"):
             return self.client.xrevrange(DEAD_KEY, count=count)
+
+    def settled(self) -> bool:
+        """True when every entry was delivered (or given up on): none left unread by the workers'
+        group, none read and unacknowledged (the test kit waits for this; works on Redis 6.2)."""
+        with _redis_errors("cannot read the outbox state"):
+            if not self.client.exists(OUTBOX_KEY):
+                return True
+            stream = self.client.xinfo_stream(OUTBOX_KEY)
+            group = next((g for g in self.client.xinfo_groups(OUTBOX_KEY) if g["name"] == GROUP), None)
+        if group is None:
+            return stream["length"] == 0
+        return group["pending"] == 0 and _id(group["last-delivered-id"]) >= _id(stream["last-generated-id"])
 
     # -- the worker's side ----------------------------------------------------------------------
 
@@ -196,14 +213,22 @@ class Outbox:
         with _redis_errors("cannot mark a delivery"):
             self.client.set(done_key(entry.id, channel), "1", ex=DONE_TTL_SECONDS)
 
-    def ack(self, entry: Entry) -> None:
-        """Delivered: set the marker and acknowledge, in one MULTI (a retry or a duplicate id skips it)."""
+    def ack(self, entry: Entry, *, first: bool = False, drop: bool = False,
+            done_seconds: int = DONE_TTL_SECONDS) -> None:
+        """Delivered: set the marker and acknowledge, in one MULTI (a retry or a duplicate id skips it).
+
+        `first`: the entry's first attempt (no retry state to clear); `drop`: delete it from the
+        stream too (a user's messages: nothing reads them once sent, and they are the bulky entries).
+        """
         with _redis_errors("cannot acknowledge an outbox entry"):
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(done_key(entry.id), "1", ex=DONE_TTL_SECONDS)
+            pipe.set(done_key(entry.id), "1", ex=done_seconds)
             pipe.xack(OUTBOX_KEY, GROUP, entry.stream_id)
-            pipe.zrem(RETRY_KEY, entry.stream_id)
-            pipe.hdel(ATTEMPTS_KEY, entry.stream_id)
+            if not first:
+                pipe.zrem(RETRY_KEY, entry.stream_id)
+                pipe.hdel(ATTEMPTS_KEY, entry.stream_id)
+            if drop:
+                pipe.xdel(OUTBOX_KEY, entry.stream_id)
             pipe.execute()
 
     def fail(self, entry: Entry, error: str, *, now: float, failed_at: str, max_attempts: int,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,14 +28,37 @@ from werkzeug.serving import make_server
 from bot.simulator import USERS
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+SETTLE_S = 10.0  # how long a phone waits for the worker to send the answer to what it sent
 
 
 class LiveServer:
-    """The app on a threaded development server at 127.0.0.1 on a free port, until the block ends."""
+    """The app on a threaded development server at 127.0.0.1 on a free port, until the block ends.
 
-    def __init__(self, app: Flask):
+    In simulator mode it also runs the outbox worker in a thread, as `hwbot serve` does (the webhook's
+    answers are sent by the worker); `worker=False` leaves that to the test.
+    """
+
+    def __init__(self, app: Flask, *, worker: bool = True):
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="hwbot-live-server", daemon=True)
+        service = app.extensions["hwbot"]
+        self._worker: tuple[threading.Thread, threading.Event] | None = None
+        self._runner = None
+        if worker and service.settings.simulator_mode:
+            import redis
+
+            from bot.channels.line.api import LineMessaging
+            from bot.service import BotService
+            from bot.simulator import SIMULATOR_TOKEN
+            from bot.staff.worker import Worker
+
+            # Its own connection, with the worker's longer socket timeout (its stream read blocks ~1 s).
+            pool = service.client.connection_pool
+            client = redis.Redis(connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class, **{**pool.connection_kwargs, "socket_timeout": 5.0}))
+            own = BotService(service.settings, client=client, offices=service.offices, clock=service.clock)
+            self._runner = Worker(own, service.settings, consumer="live-server",
+                                  line=LineMessaging(self.url + "/sim/line", SIMULATOR_TOKEN))
 
     @property
     def url(self) -> str:
@@ -42,9 +66,19 @@ class LiveServer:
 
     def __enter__(self) -> "LiveServer":
         self._thread.start()
+        if self._runner is not None:
+            from bot.staff.worker import start_thread
+
+            self._worker = start_thread(self._runner)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._worker is not None:
+            thread, stop = self._worker
+            stop.set()
+            thread.join(timeout=5)
+            self._runner.lanes.shutdown()
+            self._runner.service.client.close()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -123,7 +157,18 @@ class SimPhone:
                               {"user": self.user, "kind": kind, "text": text, "display": display})
         if status != 200 or not answer.get("ok"):
             raise AssertionError(f"/sim/send {kind} failed: {status} {answer}")
+        self.settle()
         return answer
+
+    def settle(self, timeout: float = SETTLE_S) -> bool:
+        """Wait (bounded) until the worker has sent everything queued, the answer to what was sent included."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, answer = http("GET", f"{self.base}/sim/messages?user={self.user}&after=0")
+            if status == 200 and answer.get("settled"):
+                return True
+            time.sleep(0.01)  # the worker thread is sending: a real wait, bounded above
+        return False
 
     def follow(self) -> dict[str, Any]:
         return self.send("follow")

@@ -117,12 +117,15 @@ def api_token(app: Any, offices: tuple[str, ...] | None = None) -> str:
     return tokens[key]
 
 
-def sign_in(app: Any, offices: tuple[str, ...] | None = None, *, name: str | None = None) -> StaffMember:
-    """A new account of the app's service (every office unless told), signed in to `app`."""
+def sign_in(app: Any, offices: tuple[str, ...] | None = None, *, name: str | None = None,
+            admin: bool = False) -> StaffMember:
+    """A new account of the app's service (every office unless told; an admin with TOTP), signed in."""
     service = app.extensions["hwbot"]
     identity = Identity(service, hasher=CHEAP_HASHER)
-    account, password, _ = make_account(identity, name or f"職員 {secrets.token_hex(3)}", offices or tuple(service.offices))
-    member = StaffMember(app, identity, account, password)
+    account, password, secret = make_account(identity, name or f"職員 {secrets.token_hex(3)}",
+                                              () if admin else (offices or tuple(service.offices)),
+                                              admin=admin, totp=admin)
+    member = StaffMember(app, identity, account, password, secret)
     response = member.login()
     assert response.status_code == 302 and not response.location.endswith("/staff/login"), response.status_code
     return member

@@ -55,9 +55,13 @@ class _ApiClient(ApiClient):
 class LineMessaging:
     """A thin client: builds the SDK's request models from plain message dicts and sends them."""
 
-    def __init__(self, host: str, access_token: str):
+    def __init__(self, host: str, access_token: str, *, pool_size: int | None = None):
+        """`pool_size`: connections kept to LINE (at least the number of threads calling at once)."""
         self.host = host.rstrip("/")
-        self._client = _ApiClient(Configuration(host=self.host, access_token=access_token))
+        configuration = Configuration(host=self.host, access_token=access_token)
+        if pool_size:
+            configuration.connection_pool_maxsize = max(pool_size, configuration.connection_pool_maxsize or 0)
+        self._client = _ApiClient(configuration)
         self._api = MessagingApi(self._client)
 
     def reply(self, reply_token: str, messages: list[dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""`POST /callback`: verify, convert each LINE event to an `Inbound`, run the turn, reply. Nothing more.
+"""`POST /callback`: verify, convert each LINE event to an `Inbound`, run the turn, queue the answer. Nothing more.
 
 Only a user's one-to-one chat in active mode reaches the dialog; a join to a group or room gets one
 short reply (offices add the bot to a group for staff notices); every other event, source and mode
@@ -6,7 +6,8 @@ is acknowledged with 200 and ignored (README "The webhook" has the table).
 
 Order matters (docs/architecture.md, "One webhook event, end to end"): size cap and signature before any work; an
 event id already processed is skipped; the id is marked processed in the same atomic save as the
-turn's effects; Redis trouble answers 503 without replying, so LINE redelivers and nothing is lost.
+turn's effects and its rendered answer (an outbox entry that `hwbot worker` sends: `replies`); Redis
+trouble answers 503, so LINE redelivers and nothing is lost. The request never waits for LINE.
 
 The signature is checked with line-bot-sdk's `SignatureValidator`; the events are read from the
 JSON directly (`read_events`) rather than through the SDK's `WebhookParser`, whose pydantic models
@@ -15,12 +16,9 @@ cost ~0.2 ms an event to build (`hwbot bench`) for the five fields a turn needs.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,8 +28,10 @@ from flask import Blueprint, Response, current_app, request
 from linebot.v3 import SignatureValidator
 
 from bot.channels.line.api import LineApiError, LineMessaging
+from bot.channels.line.later import Later
+from bot.channels.line.replies import LOADING_AFTER_S, reply_entry
 from bot.channels.line.render import to_messages
-from bot.dialog import Inbound
+from bot.dialog import Inbound, Outcome
 from bot.dialog.conversation import EventKind
 from bot.errors import StoreError
 from bot.service import BotService, user_hash
@@ -39,7 +39,6 @@ from bot.service import BotService, user_hash
 log = logging.getLogger("hwbot.webhook")
 
 MAX_BODY_BYTES = 256 * 1024
-LOADING_AFTER_S = 0.4  # show LINE's loading animation when a turn takes longer than this
 
 
 # A user id as it becomes part of a Redis key (LINE's are U + 32 hex digits); other ids are not read.
@@ -174,58 +173,6 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-class Later:
-    """Runs calls after a delay on one long-lived daemon thread, cancellable until they run.
-
-    The loading animation used a `threading.Timer` per event; starting that thread (and waiting for
-    it to start) took ~7% of a webhook under load (`hwbot bench`, py-spy). Waking this thread once
-    per event still cost ~0.3 ms of CPU an event (GIL hand-offs), so a cancelled call never wakes
-    it: the thread drops cancelled calls from the head of the queue before it waits, and is only
-    notified when it had nothing live to wait for. Under load it wakes a few times a second.
-    """
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, list[Any]]] = []  # heap of (monotonic due, seq, [fn, args])
-        self._seq = itertools.count()
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._idle = False  # the thread waits with no live call (only a call can wake it)
-
-    def call(self, delay: float, fn: Callable[..., None], *args: Any) -> Callable[[], None]:
-        """Run `fn(*args)` in `delay` seconds; returns a function that cancels it."""
-        entry: list[Any] = [fn, args]
-        with self._wake:
-            heapq.heappush(self._due, (time.monotonic() + delay, next(self._seq), entry))
-            if self._thread is None or not self._thread.is_alive():  # first call, or after a fork
-                self._thread = threading.Thread(target=self._run, name="hwbot-later", daemon=True)
-                self._thread.start()
-            elif self._idle or self._due[0][2] is entry:
-                self._wake.notify()  # nothing live was awaited, or the new call is due first
-
-        def cancel() -> None:
-            entry[0] = None  # dropped, unrun, when the thread next looks at the queue
-
-        return cancel
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while True:
-                    while self._due and self._due[0][2][0] is None:
-                        heapq.heappop(self._due)  # cancelled: never waited for
-                    if self._due and self._due[0][0] <= time.monotonic():
-                        break
-                    self._idle = not self._due
-                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                    self._idle = False
-                _, _, (fn, args) = heapq.heappop(self._due)
-            if fn is not None:
-                try:
-                    fn(*args)
-                except Exception:  # a failed call must not stop the calls after it
-                    log.exception("later_call_failed")
-
-
 def create_blueprint(
     service: BotService,
     channel_secret: str,
@@ -254,12 +201,13 @@ def create_blueprint(
             log.warning("webhook_malformed error=%s", exc)
             return Response("malformed body", status=400)
         api = messaging()
+        received = time.time()  # reply tokens expire in real time, whatever the app's clock says
         for event in events:
             try:
                 if event.inbound is not None:
-                    _handle(service, api, event, log_key, later)
+                    _handle(service, api, event, log_key, later, received)
                 elif event.join:
-                    _join(service, api, event)
+                    _join(service, event, received)
                 else:
                     log.info("webhook_ignored type=%s source=%s mode=%s", _loggable(event.kind), event.source,
                              "standby" if event.standby else "active")
@@ -271,27 +219,32 @@ def create_blueprint(
     return bp
 
 
-def _handle(service: BotService, api: LineMessaging, event: LineEvent, log_key: str, later: Later) -> None:
-    """Run the turn and reply (nothing for an event already processed)."""
+def _handle(service: BotService, api: LineMessaging, event: LineEvent, log_key: str, later: Later,
+            received: float) -> None:
+    """Run the turn and queue its answer in the same save (nothing for an event already processed)."""
     inbound = event.inbound
     assert inbound is not None
+    base_url = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
+
+    def answer(outcome: Outcome) -> dict[str, Any] | None:
+        if not outcome.replies:
+            return None
+        return reply_entry(inbound.user, event.reply_token, to_messages(outcome.replies, base_url=base_url),
+                           at=service.clock.now().isoformat(), received=received)
+
+    # Only a turn that is itself slow (Redis slow) shows the animation from here; an answer waiting
+    # for a sender shows it from the worker.
     cancel = later.call(LOADING_AFTER_S, _loading, api, inbound.user) if inbound.kind in ("text", "postback") else None
     try:
-        outcome = service.handle(inbound, event_id=event.event_id)
+        outcome = service.handle(inbound, event_id=event.event_id, reply=answer)
     finally:
         if cancel is not None:
             cancel()
     if outcome is None:
         log.info("webhook_duplicate user=%s redelivery=%s", user_hash(inbound.user, log_key), event.redelivery)
-        return
-    if not outcome.replies:
-        return
-    base_url = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
-    if not _reply(service, api, event, inbound.user, to_messages(outcome.replies, base_url=base_url)):
-        log.info("webhook_reply_queued_as_push user=%s", user_hash(inbound.user, log_key))
 
 
-def _join(service: BotService, api: LineMessaging, event: LineEvent) -> None:
+def _join(service: BotService, event: LineEvent, received: float) -> None:
     """The bot was added to a group or room: say what it does there, once (offices get staff notices so)."""
     chat = event.chat
     assert chat is not None
@@ -302,20 +255,9 @@ def _join(service: BotService, api: LineMessaging, event: LineEvent) -> None:
     text = JOIN_TEXT.format(place=place)
     if _CHAT_ID.fullmatch(chat):  # an id that the profile would refuse is not offered
         text += JOIN_ID_TEXT.format(name=name, chat=chat)
-    replied = _reply(service, api, event, chat, [{"type": "text", "text": text}])
-    log.info("webhook_join source=%s replied=%s", event.source, replied)
-
-
-def _reply(service: BotService, api: LineMessaging, event: LineEvent, to: str, messages: list[dict[str, Any]]) -> bool:
-    """Reply with the event's token; False when the messages were queued as a push to `to` instead."""
-    if event.reply_token:
-        try:
-            api.reply(event.reply_token, messages)
-            return True
-        except LineApiError:
-            pass  # never retry a reply: queue the same messages as a push
-    service.queue_push(to, messages, retry_key=str(uuid.uuid4()))
-    return False
+    service.outbox.add(reply_entry(chat, event.reply_token, [{"type": "text", "text": text}],
+                                   at=service.clock.now().isoformat(), received=received))
+    log.info("webhook_join source=%s", event.source)
 
 
 def _loggable(kind: str) -> str:
