@@ -351,6 +351,11 @@ def _identity() -> Iterator[Any]:
         _close([service.client])
 
 
+def _audit(identity: Any, action: str, account_id: str, detail: str = "ok") -> None:
+    """An account change in the audit trail: made by the command line (`cli`) on the account `account_id`."""
+    identity.service.audit.record("cli", action, ref=account_id, client="cli", detail=detail)
+
+
 def _link(identity: Any, token: str) -> str:
     base = identity.settings.public_url or "http://127.0.0.1:8000"
     return f"{base}/staff/password?token={token}"
@@ -371,6 +376,7 @@ def staff_add(name: str, offices: tuple[str, ...], admin: bool, account_id: str 
     with _identity() as identity:
         account = identity.create(name, offices, admin=admin, account_id=account_id)
         token = identity.set_link(account.id, valid_hours)
+        _audit(identity, "account_add", account.id, account.role)
         click.echo(f"created {account.role} {account.id} ({account.name}): "
                    f"{'every office' if account.admin else ', '.join(account.offices)}")
         click.echo(f"id: {account.id}")
@@ -405,6 +411,7 @@ def staff_disable(account_id: str) -> None:
     """Disable an account: its sessions end now; its API tokens and feed URLs stop working."""
     with _identity() as identity:
         account = identity.disable(account_id)
+        _audit(identity, "account_disable", account.id)
     click.echo(f"disabled {account.id} ({account.name}) at {account.disabled_at}")
 
 
@@ -415,6 +422,7 @@ def staff_reset(account_id: str, valid_hours: int) -> None:
     """Lost password or phone: clear the password and TOTP, end every session, print a new link."""
     with _identity() as identity:
         token = identity.reset(account_id, valid_hours)
+        _audit(identity, "account_reset", account_id)
         click.echo(f"reset {account_id}: password and second factor cleared, sessions ended, feed URLs changed")
         click.echo(f"set-password link (valid {valid_hours} h, once): {_link(identity, token)}")
 
@@ -425,6 +433,7 @@ def staff_token(account_id: str) -> None:
     """Issue an API token for the account; printed once, alone on the last line (kept only hashed)."""
     with _identity() as identity:
         token_id, token = identity.issue_token(account_id)
+        _audit(identity, "token_issue", account_id, token_id)
     click.echo(f"API token {token_id} for {account_id} (shown once; revoke: hwbot staff revoke-token {account_id} {token_id}):")
     click.echo(token)
 
@@ -448,6 +457,7 @@ def staff_revoke_token(account_id: str, token_id: str) -> None:
     """Revoke one of the account's API tokens (it stops working at once)."""
     with _identity() as identity:
         identity.revoke_token(account_id, token_id)
+        _audit(identity, "token_revoke", account_id, token_id)
     click.echo(f"revoked token {token_id} of {account_id}")
 
 

@@ -54,8 +54,10 @@ def _slot(body: dict[str, Any]) -> str:
 
 
 def register_api(bp: Blueprint, actions: StaffActions, error: Callable[[int, str], Response],
-                 account: Callable[[], Account]) -> None:
-    """Add the action routes to the staff blueprint (whose guard checks the Bearer token)."""
+                 account: Callable[[], Account], record: Callable[..., None],
+                 audit_ref: Callable[[str], str]) -> None:
+    """Add the action routes to the staff blueprint (whose guard checks the Bearer token); `record` writes
+    an audit entry of the token's account (each call, with its booking ref, office and outcome)."""
 
     def run(action: str, ref: str, body: dict[str, Any], by: str) -> dict[str, Any]:
         if action == "confirm":
@@ -80,15 +82,25 @@ def register_api(bp: Blueprint, actions: StaffActions, error: Callable[[int, str
     @bp.post("/api/bookings/<ref>/<action>")
     def api_act(ref: str, action: str) -> Response:
         body = request.get_json(silent=True) if request.get_data() else {}
+        known = ("confirm", "propose", "decline", "cancel", "attended", "no_show", "meeting", "follow_up")
+        name = "booking_" + (action.replace("-", "_") if action.replace("-", "_") in known else "?")
         if not isinstance(body, dict):
+            record(name, ref=audit_ref(ref), detail="bad_request")
             return error(400, "body: must be a JSON object")
+        office = ""
         try:
             found = actions.booking(ref)  # 404 before anything else
             if not account().serves(found["office"]):
                 raise NotFound(NOT_FOUND)  # another office's: as if it did not exist
+            office = found["office"]
             booking = run(action.replace("-", "_"), ref, body, account().id)
         except StaffActionError as exc:
-            return error(next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 409), str(exc))
+            code = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 409)
+            record(name, office=office, ref=audit_ref(ref), detail={404: "not_found", 400: "bad_request"}.get(code, "refused"))
+            return error(code, str(exc))
+        record(name, office=office, ref=ref, detail="api")
+        if action.replace("-", "_") == "follow_up":
+            record("booking_booked", office=booking["office"], ref=booking_ref(booking), detail="follow_up")
         log.info("staff_api action=%s office=%s booking=%s account=%s", action, booking.get("office"),
                  booking.get("id"), account().id)
         return jsonify({"booking": {**booking, "ref": booking_ref(booking)}})

@@ -104,6 +104,10 @@ class Auth:
     def client(self) -> str:
         return client_address(self.settings)
 
+    def record(self, account: str, action: str, *, office: str = "", ref: str = "", detail: str = "ok") -> None:
+        """One audit entry (`service.audit`) with this request's client address: ids and words only."""
+        self.service.audit.record(account, action, office=office, ref=ref, client=self.client(), detail=detail)
+
     def _set_cookie(self, session_id: str | None) -> None:
         g.staff_cookie = session_id or ""
 
@@ -204,14 +208,20 @@ class Auth:
             login_name = request.form.get("account", "")[:LOGIN_MAX]
             client = self.client()
             wait = identity.wait_seconds(login_name, client)
+            account = identity.find(login_name)
+            # Who was tried: the account's id; an unknown name is not recorded (it may be a mistyped password).
+            tried = account.id if account else "?"
             if wait:
                 log.warning("staff_login ok=0 refused=backoff wait=%d", wait)
+                self.record(tried, "login_failed", detail="backoff")
                 page, status = refused(wait)
                 return Response(page, status=status, headers={"Retry-After": str(wait)})
-            account = identity.find(login_name)
             if not identity.check_password(account, request.form.get("password", "")) or not identity.usable(account):
                 identity.login_failed(login_name, client)
                 log.warning("staff_login ok=0")
+                why = ("unknown_account" if account is None else "not_usable" if not identity.usable(account)
+                       else "wrong_password")
+                self.record(tried, "login_failed", detail=why)
                 flash("アカウントまたはパスワードが違います。", "error")
                 return login_page(401)
             assert account is not None
@@ -224,6 +234,7 @@ class Auth:
                                                     agent=request.headers.get("User-Agent", "")))
             session["next"] = safe_next(request.form.get("next", ""))
             log.info("staff_login ok=1 account=%s stage=%s", account.id, stage)
+            self.record(account.id, "login" if stage == SIGNED_IN else "login_password", detail="password")
             if stage == TOTP:
                 return redirect(url_for("staff.login_code"))
             if stage == ENROL:
@@ -242,17 +253,20 @@ class Auth:
             client = self.client()
             wait = identity.wait_seconds(current.account.id, client)
             if wait:
+                self.record(current.account.id, "login_failed", detail="backoff")
                 flash(f"確認コードの誤りが続いたため、{wait}秒ほど待ってからやり直してください。", "error")
                 return Response(render_template("staff/code.html"), status=429, headers={"Retry-After": str(wait)})
             used = identity.verify_second_factor(current.account, request.form.get("code", ""))
             if used is None:
                 identity.login_failed(current.account.id, client)
                 log.warning("staff_login_code ok=0 account=%s", current.account.id)
+                self.record(current.account.id, "login_failed", detail="wrong_code")
                 flash("確認コードが違います（同じコードは一度しか使えません）。", "error")
                 return render_template("staff/code.html"), 401
             identity.login_succeeded(current.account, client)
             self._set_cookie(identity.promote(current, SIGNED_IN))
             log.info("staff_login_code ok=1 account=%s with=%s", current.account.id, used)
+            self.record(current.account.id, "login", detail=used)
             if used == "recovery":
                 left = identity.recovery_left(current.account)
                 flash(f"回復コードでログインしました（残り{left}個）。使ったコードはもう使えません。", "ok")
@@ -279,8 +293,12 @@ class Auth:
             codes = identity.enrol_totp(current.account, secret, request.form.get("code", ""))
             if codes is None:
                 flash("確認コードが違います。認証アプリに表示されている6桁の数字を入力してください。", "error")
+                self.record(current.account.id, "totp_enrol", detail="wrong_code")
                 return render_template("staff/enrol.html", **shown), 400
             log.info("staff_totp_enrolled account=%s", current.account.id)
+            self.record(current.account.id, "totp_enrol")
+            if current.stage == ENROL:
+                self.record(current.account.id, "login", detail="totp")
             if current.stage == ENROL:
                 self._set_cookie(identity.promote(current, SIGNED_IN))
             else:
@@ -306,6 +324,7 @@ class Auth:
                 flash(str(exc), "error")
                 return render_template("staff/password.html", token=token, target=account, minimum=PASSWORD_MIN), 400
             log.info("staff_password_set account=%s", account.id)
+            self.record(account.id, "password_set")
             flash("パスワードを設定しました。ログインしてください。", "ok")
             return redirect(url_for("staff.login"))
 
@@ -315,6 +334,7 @@ class Auth:
             if current is not None:
                 identity.end_session(current)
                 log.info("staff_logout account=%s", current.account.id)
+                self.record(current.account.id, "logout")
             self._set_cookie(None)
             flash("ログアウトしました。", "ok")
             return redirect(url_for("staff.login"))
@@ -337,6 +357,7 @@ class Auth:
             target = request.form.get("session", "")
             if identity.revoke_session(current.account, target):
                 log.info("staff_session_revoked account=%s", current.account.id)
+                self.record(current.account.id, "session_revoke", detail="this" if target == current.digest else "other")
                 if target == current.digest:
                     self._set_cookie(None)
                     flash("この端末からログアウトしました。", "ok")
@@ -352,6 +373,7 @@ class Auth:
             assert current is not None
             ended = identity.end_all_sessions(current.account)
             log.info("staff_logout_everywhere account=%s sessions=%d", current.account.id, ended)
+            self.record(current.account.id, "logout_everywhere", detail=str(ended))
             self._set_cookie(None)
             flash(f"すべての端末（{ended}件）からログアウトしました。", "ok")
             return redirect(url_for("staff.login"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -45,6 +46,16 @@ FOLLOW_UP_CHOICES = 60
 # Who did something, when it is not a staff account: the words `*_by` fields held before accounts.
 ACTORS = {"staff": "担当者", "user": "利用者（LINE）", "moved": "利用者（日時の変更）", "accepted": "利用者（提案を承諾）",
           "declined": "利用者（提案を辞退）", "lapsed": "期限切れ"}
+
+
+# A booking ref as the store makes it: what an audit entry may quote of a ref the caller sent.
+BOOKING_ACTIONS = ("attended", "no_show", "cancel", "meeting", "confirm", "decline", "propose", "follow_up")
+REF_SHAPE = re.compile(r"[a-z0-9_-]{1,40}\|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}\|[A-Za-z0-9]{1,20}")
+
+
+def audit_ref(ref: str) -> str:
+    """The ref for the audit trail when it has a ref's shape, else `?` (whatever was typed stays out)."""
+    return ref if REF_SHAPE.fullmatch(ref) else "?"
 
 
 def _same(given: str, expected: str) -> bool:
@@ -169,6 +180,10 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
     auth.install(bp)
     current_account = auth.account
 
+    def record(action: str, *, office: str = "", ref: str = "", detail: str = "ok") -> None:
+        """An audit entry of the signed-in account (or the API token's): ids and words, never personal data."""
+        auth.record(current_account().id, action, office=office, ref=ref, detail=detail)
+
     def now() -> datetime:
         return service.clock.now()
 
@@ -237,6 +252,7 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
             day = today
         bookings = service.bookings.store.on_day(profile.id, day.isoformat())
         rows = [booking_row(profile, booking) for booking in bookings]
+        record("day_view", office=profile.id, detail=day.isoformat())  # the day's names are shown
         overdue = overdue_requests(profile) if profile.after_booking.confirmed_by_office else []
         first = day.replace(day=1)
         return render_template(
@@ -280,27 +296,29 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
     @bp.get("/booking")
     def booking() -> Any:
         ref = request.args.get("ref", "")
-        record = load(ref)
-        if record is None:
+        found = load(ref)
+        if found is None:
+            record("booking_view", ref=audit_ref(ref), detail="not_found")
             return not_found()
-        profile = find_office(service.offices, record["office"])
-        start = datetime.fromisoformat(record["start"])
-        end = datetime.fromisoformat(record["end"])
-        status = record.get("status")
+        record("booking_view", office=found["office"], ref=booking_ref(found))
+        profile = find_office(service.offices, found["office"])
+        start = datetime.fromisoformat(found["start"])
+        end = datetime.fromisoformat(found["end"])
+        status = found.get("status")
         started = start <= now()
-        follow_ups = actions.follow_up_slots(record)[:FOLLOW_UP_CHOICES] if status not in ("cancelled", "held") else []
+        follow_ups = actions.follow_up_slots(found)[:FOLLOW_UP_CHOICES] if status not in ("cancelled", "held") else []
         request_open = (status == "booked" and not started
-                        and record.get("office_confirmation") in ("pending", "awaiting_consent"))
+                        and found.get("office_confirmation") in ("pending", "awaiting_consent"))
         return render_template(
-            "staff/booking.html", b=record, ref=ref, profile=profile, when=when_label(record),
-            fields=booking_record(profile, record, who(record["user"]) if record.get("user") else "", identity.name_of),
+            "staff/booking.html", b=found, ref=ref, profile=profile, when=when_label(found),
+            fields=booking_record(profile, found, who(found["user"]) if found.get("user") else "", identity.name_of),
             status_label=STATUS_LABELS.get(status, status),
             can_mark=started and status in ("booked", "attended", "no_show"),
             can_cancel=status == "booked" and not started,
             request_open=request_open,
-            proposals=[(slot.key, slot.label()) for slot in follow_ups if slot.key != record["slot"]],
-            decline_reasons=actions.decline_reasons(record),
-            confirmation=confirmation_label(record),
+            proposals=[(slot.key, slot.label()) for slot in follow_ups if slot.key != found["slot"]],
+            decline_reasons=actions.decline_reasons(found),
+            confirmation=confirmation_label(found),
             can_send=status in ("booked", "attended") and end > now(),
             follow_ups=[(slot.key, slot.label()) for slot in follow_ups], nonce=uuid.uuid4().hex,
             day=start.astimezone(JST).date().isoformat(),
@@ -309,10 +327,13 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
     @bp.post("/booking/<action>")
     def act(action: str) -> Any:
         ref = request.form.get("ref", "")
-        if load(ref) is None:
+        found = load(ref)
+        if found is None:
+            record(f"booking_{action if action in BOOKING_ACTIONS else '?'}", ref=audit_ref(ref), detail="not_found")
             return not_found()
         back = url_for("staff.booking", ref=ref)
         by = current_account().id
+        done_detail = "ok"
         try:
             if action in ("attended", "no_show"):
                 actions.mark(ref, action, by=by)
@@ -328,22 +349,29 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
                 done = actions.confirm(ref, meeting_id=request.form.get("meeting_id", ""),
                                        passcode=request.form.get("passcode", ""), url=request.form.get("url", ""), by=by)
                 flash("申込みを確定し、利用者にLINEでお知らせします。" if done.acted else "この申込みはすでに確定しています。", "ok")
+                done_detail = "ok" if done.acted else "repeat"
             elif action == "decline":
                 reason = request.form.get("reason_text", "").strip() or request.form.get("reason", "")
                 done = actions.decline(ref, reason, by=by)
                 flash("申込みをお断りし、利用者に理由をLINEでお知らせします。" if done.acted else "この申込みはすでにお断りしています。", "ok")
+                done_detail = "ok" if done.acted else "repeat"
             elif action == "propose":
                 done = actions.propose(ref, request.form.get("slot", ""), by=by)
                 flash("別の日時を提案し、利用者にLINEでお知らせします。" if done.acted else "この日時はすでに提案しています。", "ok")
+                done_detail = "ok" if done.acted else "repeat"
             elif action == "follow_up":
                 made, new = actions.book_follow_up(ref, request.form.get("slot", ""), request.form.get("nonce", ""), by=by)
                 flash(f"次回の予約（{when_label(made)}、予約番号 {made['id']}）を"
                       + ("登録し、利用者にLINEでお知らせします。" if new else "登録済みです。"), "ok")
+                record("booking_follow_up", office=found["office"], ref=booking_ref(found), detail="ok" if new else "repeat")
+                record("booking_booked", office=made["office"], ref=booking_ref(made), detail="follow_up")
                 return redirect(url_for("staff.booking", ref=booking_ref(made)))
             else:
                 abort(404)
         except StaffActionError as exc:
             flash(str(exc), "error")
+            done_detail = "refused"
+        record(f"booking_{action}", office=found["office"], ref=booking_ref(found), detail=done_detail)
         return redirect(back)
 
     @bp.get("/handoffs")
@@ -362,16 +390,19 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
                 "latest": threads.latest(service, info.get("thread", "")),
             })
         pushes = threads.ThreadActions(service).push_counts()
+        record("handoffs_view", detail=str(len(items)))  # names of the waiting users' bookings are shown
         return render_template("staff/handoffs.html", items=items, pushes=pushes)
 
     @bp.post("/handoffs/resume")
     def resume() -> Response:
         wanted = request.form.get("who", "")
         user = next((u for u in waiting() if _same(who(u), wanted)), None)
+        waiting_info = service.handoffs.info(user) if user else None
         if user is None:
             flash("この利用者はすでに自動応答に戻っています。", "error")
         elif service.resume(user, by=current_account().id):
             log.info("staff_resume user=%s account=%s", who(user), current_account().id)
+            record("handoff_resume", office=(waiting_info or {}).get("office", ""), ref=(waiting_info or {}).get("thread", ""))
             flash("自動応答に戻しました。利用者にLINEでお知らせします。", "ok")
         else:
             flash("この利用者はすでに自動応答に戻っています。", "ok")
@@ -413,6 +444,7 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
                     for b in service.bookings.store.on_day(profile.id, day.isoformat())]
         log.info("staff_export office=%s days=%d rows=%d account=%s", profile.id, (last - first).days + 1,
                  len(bookings), current_account().id)
+        record("export_csv", office=profile.id, detail=f"{first.isoformat()}..{last.isoformat()}")
         name = f"hwbot-{profile.id}-{first.isoformat()}-{last.isoformat()}.csv"
         return Response(bookings_csv(bookings).encode("utf-8"), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"',
@@ -423,15 +455,17 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
         profile = find_office(service.offices, office)
         if profile is None:
             abort(404)
-        if identity.feed_account(request.args.get("key", ""), office) is None:
+        reader = identity.feed_account(request.args.get("key", ""), office)
+        if reader is None:
             abort(403)
+        auth.record(reader.id, "ics_fetch", office=office)
         today = now().date()
         days = calendar.iter_days(today - timedelta(days=ICS_DAYS_BACK), calendar.window_end(profile, now()))
         bookings = [b for day in days for b in service.bookings.store.on_day(office, day.isoformat())]
         body = bookings_ics(profile, bookings, now())
         return Response(body, mimetype="text/calendar", headers={"Content-Type": "text/calendar; charset=utf-8"})
 
-    register_api(bp, actions, auth.api_error, current_account)
+    register_api(bp, actions, auth.api_error, current_account, record, audit_ref)
 
     @bp.get("/api/bookings")
     def api_bookings() -> Response:
@@ -448,10 +482,11 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
         if day is None:
             return auth.api_error(400, "date: must be YYYY-MM-DD")
         bookings = service.bookings.store.on_day(office, day.isoformat())
+        record("api_bookings", office=office, detail=day.isoformat())
         return jsonify({"office": office, "date": day.isoformat(),
                         "bookings": [{**b, "ref": booking_ref(b)} for b in bookings]})
 
     threads.add_routes(bp, service, api_error=auth.api_error, who=who, account=current_account,
-                       name_of=identity.name_of)
+                       name_of=identity.name_of, record=record)
     audit.add_routes(bp, service, current_account=auth.signed_in, api_error=auth.api_error)
     return bp

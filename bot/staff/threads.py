@@ -170,15 +170,21 @@ def _when(value: str) -> str:
 
 
 def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, str], Response],
-               who: Callable[[str], str], account: Callable[[], Account], name_of: Callable[[str], str]) -> None:
+               who: Callable[[str], str], account: Callable[[], Account], name_of: Callable[[str], str],
+               record: Callable[..., None]) -> None:
     """The thread pages and API on the console's blueprint (its guard checks the login or the token).
 
     A thread of an office the account does not serve is as if it did not exist (404); a thread of a
-    user who chose no office yet is every account's."""
+    user who chose no office yet is every account's. Each view and action is an audit entry (`record`)
+    with the thread id as its ref."""
     threads = ThreadActions(service)
 
     def sees(office: str) -> bool:
         return office == "" or account().serves(office)
+
+    def audit_id(thread: str) -> str:
+        """The thread id for the audit trail when it has an id's shape, else `?`."""
+        return thread if valid_thread_id(thread) else "?"
 
     def find(thread: str) -> tuple[dict[str, str], str]:
         """(fields, user) of a thread the account may see; StaffActionError (404) otherwise."""
@@ -192,7 +198,9 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
         try:
             meta, user = find(thread)
         except StaffActionError as exc:
+            record("thread_view", ref=audit_id(thread), detail="not_found")
             return render_template("staff/message.html", title="会話が見つかりません", message=str(exc)), 404
+        record("thread_view", office=meta.get("office", ""), ref=thread)
         is_open = not meta.get("closed_at") and (service.handoffs.info(user) or {}).get("thread") == thread
         messages = [{**m, "at": _when(m.get("at", "")), "by_name": name_of(m["by"]) if m.get("by") else ""}
                     for m in service.handoffs.messages(thread)]
@@ -211,28 +219,36 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
     @bp.post("/handoffs/<thread>/<action>")
     def thread_act(thread: str, action: str) -> Any:
         try:
-            find(thread)
+            meta, _ = find(thread)
         except StaffActionError as exc:
+            record(f"thread_{action if action in ('reply', 'close', 'manager') else '?'}", ref=audit_id(thread),
+                   detail="not_found")
             return render_template("staff/message.html", title="会話が見つかりません", message=str(exc)), 404
         back = redirect(url_for("staff.thread_page", thread=thread))
         by = account().id
+        office = meta.get("office", "")
         try:
             if action == "reply":
                 sent = threads.reply(thread, request.form.get("text", ""), request.form.get("nonce", ""), by=by)
                 flash("返信を送りました（利用者にLINEで届きます）。" if sent else "この返信は送信済みです。", "ok")
+                record("thread_reply", office=office, ref=thread, detail="ok" if sent else "repeat")
             elif action == "close":
                 threads.close(thread, by=by)
                 flash("会話を終了し、自動応答に戻しました。利用者にLINEでお知らせします。", "ok")
+                record("thread_close", office=office, ref=thread)
                 return redirect(url_for("staff.handoffs"))
             elif action == "manager":
                 manager = request.form.get("manager") == "1"
                 threads.set_manager(thread, manager)
                 flash("LINE公式アカウントマネージャーで返信します。その間、ボットはこの利用者に返信しません。" if manager
                       else "この画面から返信します。", "ok")
+                record("thread_mode", office=office, ref=thread, detail="manager" if manager else "console")
             else:
                 return Response("not found", status=404)
         except StaffActionError as exc:
             flash(str(exc), "error")
+            record(f"thread_{action if action in ('reply', 'close', 'manager') else '?'}", office=office, ref=thread,
+                   detail="refused")
         return back
 
     @bp.get("/api/handoffs")
@@ -242,14 +258,19 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
             return api_error(404, f"office: unknown office {office!r}")
         if office and not account().serves(office):
             return api_error(403, f"office: this account does not serve {office!r}")
-        return jsonify({"handoffs": threads.open_threads(office, shown=sees)})
+        found = threads.open_threads(office, shown=sees)
+        record("api_handoffs", office=office or "", detail=str(len(found)))  # what the users wrote is shown
+        return jsonify({"handoffs": found})
 
     @bp.post("/api/handoffs/<thread>/<action>")
     def api_thread(thread: str, action: str) -> Response:
         try:
-            find(thread)
+            meta, _ = find(thread)
         except StaffActionError:
+            record(f"thread_{action if action in ('reply', 'close', 'manager') else '?'}", ref=audit_id(thread),
+                   detail="not_found")
             return api_error(404, "handoff: no such thread")
+        office = meta.get("office", "")
         body = request.get_json(silent=True)
         try:
             if action == "reply":
@@ -259,12 +280,16 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
                 if len(text.strip()) > REPLY_MAX:
                     return api_error(400, f"text: at most {REPLY_MAX} characters")
                 key = request.headers.get("Idempotency-Key", "")[:100]
-                threads.reply(thread, text, key, by=account().id)
+                sent = threads.reply(thread, text, key, by=account().id)
+                record("thread_reply", office=office, ref=thread, detail="api" if sent else "repeat")
             elif action == "close":
                 threads.close(thread, by=account().id)
+                record("thread_close", office=office, ref=thread, detail="api")
             else:
                 return api_error(404, "action: reply or close")
         except StaffActionError:
+            record(f"thread_{action if action in ('reply', 'close', 'manager') else '?'}", office=office, ref=thread,
+                   detail="refused")
             return api_error(409, "handoff: the thread is closed")
         meta, _ = threads.thread(thread)
         return jsonify({"handoff": threads.describe(thread, meta)})
