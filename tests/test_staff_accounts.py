@@ -419,10 +419,13 @@ def test_the_account_waits_after_three_failures_from_many_addresses_at_most_a_mi
     assert member.login().status_code == 302
 
 
-def test_an_address_trying_many_accounts_waits_but_not_one_hammering_a_single_account(app, identity, clock):
+def test_an_address_trying_many_accounts_waits_but_not_one_hammering_a_single_account(app, identity, clock, service):
     colleague, password, _ = make_account(identity, "酒田 同僚", ("sakata",))
     for name in ("alice", "bob", "carol", "dave", "erin"):
         identity.login_failed(name, "192.0.2.50")
+    # A name that is no account is counted by its digest: what was typed (a mistyped password?) is not kept.
+    kept = service.client.keys("hwbot:staff:*") + sorted(service.client.smembers("hwbot:staff:tried:192.0.2.50"))
+    assert len(kept) > 5 and not any("alice" in key for key in kept)
     assert identity.wait_seconds(colleague.id, "192.0.2.50") == 0  # five names: no wait yet
     identity.login_failed("frank", "192.0.2.50")
     assert identity.wait_seconds(colleague.id, "192.0.2.50") == 1  # spraying: the address waits

@@ -526,8 +526,10 @@ class Identity:
     # -- failed logins ----------------------------------------------------------------------------
 
     def _backoff_who(self, login: str) -> str:
+        """The counters' key: the account id, or a digest of a name that is no account (what was typed may
+        be a mistyped password: it is not kept)."""
         account = self.find(login)
-        return account.id if account else "?" + " ".join(login.split()).lower()[:LOGIN_MAX]
+        return account.id if account else "?" + digest(" ".join(login.split()).lower()[:LOGIN_MAX])[:16]
 
     def wait_seconds(self, login: str, client: str) -> int:
         """Seconds before `login` may be tried again from `client` (0: now)."""
