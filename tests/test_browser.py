@@ -56,11 +56,17 @@ class Page:
         return int(self.driver.find_element(self.By.ID, "chat").get_attribute("data-seq") or 0)
 
     def _answered(self, do) -> None:
-        """Do something, then wait until the bot's answer is drawn."""
+        """Do something, then wait until the bot's answer is drawn: the worker sends it after the webhook
+        has answered, so the user's own bubble comes first and the newest item is the bot's only then."""
         before = self.seq()
         do()
         self.wait.until(lambda d: self.seq() > before
-                        and d.find_element(self.By.TAG_NAME, "body").get_attribute("data-busy") == "0")
+                        and d.find_element(self.By.TAG_NAME, "body").get_attribute("data-busy") == "0"
+                        and self._last_is_bot())
+
+    def _last_is_bot(self) -> bool:
+        items = self.driver.find_elements(self.By.CSS_SELECTOR, "#chat .item")
+        return bool(items) and "bot" in (items[-1].get_attribute("class") or "").split()
 
     def click_id(self, element_id: str) -> None:
         self._answered(lambda: self.driver.find_element(self.By.ID, element_id).click())

@@ -42,8 +42,6 @@ def test_book_in_the_simulator_confirm_in_the_console_and_read_it_in_the_phone(b
         page.type(text)
     for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい"):
         page.tap(label)
-    # The worker sends the answer (a carousel, then a text): wait until all of it is drawn.
-    page.wait.until(lambda d: "ご希望の日時" in page.chat_text(), "the slot list did not arrive")
     page.pick_first_slot()
     page.tap("同意する")
     page.tap("この内容で予約する")
