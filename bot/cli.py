@@ -558,15 +558,24 @@ def chat(office_id: str | None, now: str | None, user: str) -> None:
 @click.option("--users", default=1000, show_default=True, type=click.IntRange(min=1), help="Users who each book.")
 @click.option("--rate", default=200.0, show_default=True, type=click.FloatRange(min=1), help="Open-loop events/s.")
 @click.option("--seconds", type=click.FloatRange(min=0.5), help="Length of the open-loop run (default 12).")
+@click.option("--line-latency-ms", default=150.0, show_default=True, type=click.FloatRange(min=0),
+              help="Production-shaped run: the stand-in LINE answers each call after this long.")
+@click.option("--in-flight", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Production-shaped run: users chatting at once.")
+@click.option("--latency-seconds", type=click.FloatRange(min=0.5),
+              help="Length of each production-shaped run (default 12).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def bench(users: int, rate: float, seconds: float | None, as_json: bool) -> None:
-    """Benchmark the app under gunicorn against a minimal baseline (all on this machine)."""
+def bench(users: int, rate: float, seconds: float | None, line_latency_ms: float, in_flight: int,
+          latency_seconds: float | None, as_json: bool) -> None:
+    """Benchmark the app under gunicorn against a minimal baseline, and as the Procfile runs it with a
+    slow LINE (all on this machine)."""
     from bot.bench import report_text, run_bench
 
     settings = _settings()
     progress = (lambda line: None) if as_json else (lambda line: click.echo(f"... {line}", err=True))
     try:
-        report = run_bench(users, rate, seconds, settings=settings, progress=progress)
+        report = run_bench(users, rate, seconds, settings=settings, line_latency_ms=line_latency_ms,
+                           in_flight=in_flight, latency_seconds=latency_seconds, progress=progress)
     except HwbotError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(report.to_json(), ensure_ascii=False) if as_json else report_text(report))

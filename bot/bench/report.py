@@ -24,6 +24,11 @@ class BenchReport:
     bytes_per_booking: int
     used_memory_per_user: int
     capacity_note: str
+    # Production-shaped (the Procfile's web and worker, users waiting for their answer at LINE):
+    line_latency_ms: float
+    in_flight: int
+    shaped_latency: dict[str, Any]  # LINE answering in line_latency_ms
+    shaped_no_latency: dict[str, Any]  # LINE answering at once, the same load
 
     @property
     def ratio_vs_baseline(self) -> float:
@@ -36,11 +41,20 @@ class BenchReport:
         app = self.app_closed["worker_cpu_ms_per_event"]
         return self.baseline_closed["worker_cpu_ms_per_event"] / app if app else 0.0
 
+    @property
+    def latency_ratio(self) -> float:
+        """Events answered per second with LINE's latency ÷ without: what LINE's answer time costs."""
+        base = self.shaped_no_latency["events_per_s"]
+        return self.shaped_latency["events_per_s"] / base if base else 0.0
+
     def summary_line(self) -> str:
+        slow = self.shaped_latency
         return (
             f"bench: events_per_s={self.app_closed['events_per_s']:.1f} p99_ms={self.app_open['p99_ms']:.1f} "
             f"ratio_vs_baseline={self.ratio_vs_baseline:.2f} redis_cmds_per_event={self.redis_cmds_per_event:.2f} "
-            f"bytes_per_conversation={self.bytes_per_conversation}"
+            f"bytes_per_conversation={self.bytes_per_conversation} "
+            f"latency_events_per_s={slow['events_per_s']:.1f} latency_webhook_p99_ms={slow['webhook_p99_ms']:.1f} "
+            f"latency_answer_p99_ms={slow['answer_p99_ms']:.1f} latency_ratio={self.latency_ratio:.2f}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -48,6 +62,7 @@ class BenchReport:
             **asdict(self),
             "ratio_vs_baseline": round(self.ratio_vs_baseline, 3),
             "cpu_ratio_vs_baseline": round(self.cpu_ratio_vs_baseline, 3),
+            "latency_ratio": round(self.latency_ratio, 3),
             "summary": self.summary_line(),
         }
 
@@ -58,6 +73,19 @@ class BenchReport:
                 f"p99 {run['p99_ms']:>6.1f} ms  events {run['events']}  errors {run['errors']}  users done {run['users_done']}"
             )
 
+        def shaped(run: dict[str, Any]) -> list[str]:
+            return [
+                f"    LINE answering in {run['latency_ms']:g} ms: {run['events_per_s']:.1f} events answered/s "
+                f"({run['answered']} of {run['events']} events in {run['seconds']:.1f} s, "
+                f"users started {run['users_started']}, done {run['users_done']})",
+                f"      webhook HTTP answer p50 {run['webhook_p50_ms']:.1f}  p95 {run['webhook_p95_ms']:.1f}  "
+                f"p99 {run['webhook_p99_ms']:.1f} ms; event -> answer at LINE p50 {run['answer_p50_ms']:.1f}  "
+                f"p95 {run['answer_p95_ms']:.1f}  p99 {run['answer_p99_ms']:.1f} ms",
+                f"      errors {run['errors']}  lost {run['lost']}  sent twice {run['sent_twice']}  "
+                f"pushes instead of replies {run['pushes_instead']}",
+            ]
+
+        processes = self.shaped_latency.get("processes", {})
         return [
             f"hwbot bench: {self.users} users on {self.machine}",
             f"  {self.capacity_note}",
@@ -76,6 +104,12 @@ class BenchReport:
             f"  Redis memory: {self.bytes_per_conversation} B per active conversation (MEMORY USAGE at the "
             f"confirmation card), {self.bytes_per_event_marker} B per processed-event marker, "
             f"{self.bytes_per_booking} B per booking, {self.used_memory_per_user} B used_memory per booked user",
+            f"  production-shaped: the Procfile's web `{processes.get('web', {}).get('command', '?')}` and worker "
+            f"`{processes.get('worker', {}).get('command', '?')}`, {self.in_flight} users in flight, each "
+            f"waiting for its answer at LINE:",
+            *shaped(self.shaped_latency),
+            *shaped(self.shaped_no_latency),
+            f"  latency_ratio (events/s with LINE at {self.line_latency_ms:g} ms / at once): {self.latency_ratio:.2f}",
         ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -11,7 +13,16 @@ from typing import Any, Callable
 
 import yaml
 
-from bot.bench.load import OPEN_LOOP_SENDERS, LoadResult, closed_loop, open_loop
+from bot.bench.load import (
+    OPEN_LOOP_SENDERS,
+    BenchEvent,
+    LoadResult,
+    Sender,
+    answered_loop,
+    closed_loop,
+    open_loop,
+    send_and_wait,
+)
 from bot.bench.report import BenchReport
 from bot.bench.sample import SAMPLE_USERS, measure_sample
 from bot.bench.script import (
@@ -21,11 +32,19 @@ from bot.bench.script import (
     BENCH_TOKEN,
     OFFICE,
     Script,
+    bench_event,
     bench_user,
     discover_script,
     event_body,
 )
-from bot.bench.servers import Server, bench_redis, gunicorns
+from bot.bench.servers import (
+    START_TIMEOUT_S,
+    Server,
+    bench_redis,
+    clear_bench_keys,
+    gunicorns,
+    procfile_processes,
+)
 from bot.errors import BenchError
 from bot.settings import REPO_ROOT, Settings, load_settings
 
@@ -33,6 +52,10 @@ CLOSED_LOOP_IN_FLIGHT = 8  # users in flight in the throughput run (2 sync worke
 ROUNDS = 4  # app and baseline alternate this many times
 DEFAULT_OPEN_SECONDS = 12.0
 CLOSED_LIMIT_SECONDS = 600.0  # a stop for a closed loop that cannot finish (a stuck server)
+SETTLE_S = 60.0  # how long the worker may take to send the answers of a round after it
+DEFAULT_LINE_LATENCY_MS = 150.0  # the production-shaped run's LINE answer time (LINE far away or busy)
+DEFAULT_IN_FLIGHT = 64  # users chatting at once in the production-shaped run
+DEFAULT_LATENCY_SECONDS = 12.0  # each production-shaped run sends events this long (then drains)
 
 
 def run_bench(
@@ -41,6 +64,9 @@ def run_bench(
     seconds: float | None = None,
     *,
     settings: Settings | None = None,
+    line_latency_ms: float = DEFAULT_LINE_LATENCY_MS,
+    in_flight: int = DEFAULT_IN_FLIGHT,
+    latency_seconds: float | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> BenchReport:
     """Run everything, stop everything; raises BenchError when it cannot run or a server fails."""
@@ -48,6 +74,8 @@ def run_bench(
 
     if users < 1 or rate <= 0 or (seconds is not None and seconds <= 0):
         raise BenchError("--users, --rate and --seconds must be positive")
+    if line_latency_ms < 0 or in_flight < 1 or (latency_seconds is not None and latency_seconds <= 0):
+        raise BenchError("--line-latency-ms must be 0 or more, --in-flight and --latency-seconds positive")
     settings = settings or load_settings()
     open_seconds = seconds or DEFAULT_OPEN_SECONDS
     closed_seconds = CLOSED_LIMIT_SECONDS  # the closed loop ends when its N users have booked
@@ -66,9 +94,12 @@ def run_bench(
             "PYTHONPATH": str(REPO_ROOT),
         }
         progress("starting the app and the baseline (gunicorn --workers 2 each)")
-        servers = stack.enter_context(
+        apps = stack.enter_context(ExitStack())  # the app and the baseline stop before the Procfile's processes start
+        servers = apps.enter_context(
             gunicorns({"app": "bot.web:create_app()", "baseline": "bot.bench.baseline:baseline_app()"}, env, workdir)
         )
+        # The app's answers go out through the worker (the webhook only queues them), as in production.
+        apps.enter_context(procfile_processes(REPO_ROOT / "Procfile", env, workdir, "app", roles=("worker",)))
         app, base = servers["app"], servers["baseline"]
 
         script = discover_script(app.url, line)
@@ -93,6 +124,7 @@ def run_bench(
             used_before, commands_before = client.info("memory")["used_memory"], _commands(client)
             app_closed.add(_measured(app, lambda: closed_loop(
                 app.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
+            _settle(client)  # the worker's sending of these answers counts for the app, not the baseline
             app_commands += _commands(client) - commands_before
             used_growth += client.info("memory")["used_memory"] - used_before
             commands_before = _commands(client)
@@ -100,11 +132,21 @@ def run_bench(
                 base.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
             base_commands += _commands(client) - commands_before
             app_open.add(_measured(app, lambda: open_loop(app.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+            _settle(client)
             base_open.add(_measured(base, lambda: open_loop(base.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
+
+        apps.close()
 
         booked = _count_bookings(client, [bench_user(i, "closed") for i in range(users)])
         progress(f"sample: {SAMPLE_USERS} users in-process for round trips and memory")
         sample = measure_sample(client, profiles, line, script)
+
+        # Production-shaped: the Procfile's web and worker, LINE slow and then at once, in turn.
+        shaped = [
+            _production_shaped(client, line, env, workdir, script, latency_ms=latency, in_flight=in_flight,
+                               seconds=latency_seconds or DEFAULT_LATENCY_SECONDS, progress=progress)
+            for latency in (line_latency_ms, 0.0)
+        ]
         report = BenchReport(
             users=users,
             rate=rate,
@@ -121,9 +163,70 @@ def run_bench(
                 f"bench profiles: slot capacity raised to {BENCH_CAPACITY}; users spread over "
                 f"{len(script.slot_choices)} slots of {OFFICE} (now={BENCH_NOW})"
             ),
+            line_latency_ms=line_latency_ms,
+            in_flight=in_flight,
+            shaped_latency=shaped[0],
+            shaped_no_latency=shaped[1],
             **sample,
         )
     return report
+
+
+def _production_shaped(
+    client: Any,
+    line: Any,
+    env: dict[str, str],
+    workdir: Path,
+    script: Script,
+    *,
+    latency_ms: float,
+    in_flight: int,
+    seconds: float,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """One production-shaped run: the Procfile's web and worker on a fresh database, LINE answering in
+    `latency_ms`, `in_flight` users each waiting for its answer at LINE; both processes stopped after."""
+    run = f"shaped-{latency_ms:g}"
+    progress(f"production-shaped: the Procfile's web and worker, {in_flight} users in flight for {seconds:g} s, "
+             f"LINE answering in {latency_ms:g} ms")
+    clear_bench_keys(client)  # a fresh database (the figures above are taken): every user can book
+    line.arrivals.clear()
+    line.latency_s = latency_ms / 1000
+    counter, lock = itertools.count(), threading.Lock()
+
+    def next_user() -> list[BenchEvent] | None:
+        with lock:
+            index = next(counter)
+        if index >= script.capacity:
+            return None  # every slot is full: no more users this run
+        user = bench_user(index, run)
+        return [bench_event(user, kind, text) for kind, text in script.events_for(index)]
+
+    try:
+        with procfile_processes(REPO_ROOT / "Procfile", env, workdir, run) as processes:
+            _warm_up(processes, line, script, run)
+            result = answered_loop(processes.url, next_user, line.arrivals, in_flight=in_flight, seconds=seconds)
+            processes.check_running()
+        result.settle(line.arrivals)  # both stopped: nothing more can reach LINE
+    finally:
+        line.latency_s = 0.0
+    return {"latency_ms": latency_ms, "in_flight": in_flight, **result.summary(), "processes": processes.summary()}
+
+
+def _warm_up(processes: Any, line: Any, script: Script, run: str) -> None:
+    """One event through web and worker, answered at LINE, before the clock starts (proves the path)."""
+    kind, text = script.steps[0]
+    event = bench_event(bench_user(0, f"{run}-warm-up"), kind, text)
+    sender = Sender(processes.url)
+    try:
+        status, _, _, answered = send_and_wait(sender, event, line.arrivals, START_TIMEOUT_S)
+    finally:
+        sender.close()
+    if status != 200 or answered is None:
+        raise BenchError(
+            f"the Procfile's processes did not answer a first event at LINE within {START_TIMEOUT_S:.0f} s "
+            f"(webhook status {status}):\n{processes.log_tails()}"
+        )
 
 
 def _rounds(items: list[Any]) -> list[list[Any]]:
@@ -166,6 +269,18 @@ def bench_profiles(source: Path, target: Path) -> Path:
     for path in (source / "terms").glob("*"):
         shutil.copyfile(path, target / "terms" / path.name)
     return target
+
+
+def _settle(client: Any, timeout: float = SETTLE_S) -> None:
+    """Wait (bounded) until the worker has sent every answer the app queued."""
+    from bot.store import Outbox
+
+    outbox = Outbox(client)
+    deadline = time.monotonic() + timeout
+    while not outbox.settled():
+        if time.monotonic() >= deadline:
+            raise BenchError(f"the worker did not send the app's answers within {timeout:.0f} s")
+        time.sleep(0.01)
 
 
 def _commands(client: Any) -> int:

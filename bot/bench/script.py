@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from bot.bench.load import Sender
+from bot.bench.load import BenchEvent, Sender
 from bot.errors import BenchError
 
 BENCH_SECRET = "hwbot-bench-secret"
@@ -15,6 +16,7 @@ BENCH_TOKEN = "hwbot-bench-token"
 BENCH_NOW = "2026-11-20T10:00:00+09:00"  # a Friday: Noto's first slot page is 11/25-12/1
 OFFICE = "noto"
 BENCH_CAPACITY = 100  # the profile model's maximum capacity per slot
+ANSWER_WAIT_S = 10.0  # how long the script's user waits for the worker's reply at the stand-in LINE
 
 # What the scripted user does at Noto: ("say", text), ("tap", label) or ("slot", "") for a slot button.
 PLAN: list[tuple[str, str]] = [
@@ -86,9 +88,25 @@ def event_body(user: str, kind: str, text: str, secret: str = BENCH_SECRET) -> t
     return body, sign(body, secret)
 
 
+def bench_event(user: str, kind: str, text: str) -> BenchEvent:
+    """`event_body` with the user and reply token its answer at LINE is recognised by."""
+    body, signature = event_body(user, kind, text)
+    return BenchEvent(body, signature, user, json.loads(body)["events"][0]["replyToken"])
+
+
 def bench_user(index: int, run: str) -> str:
     """`U` + 32 hex, distinct per run and user."""
     return "U" + hashlib.sha256(f"{run}:{index}".encode()).hexdigest()[:32]
+
+
+def _answered(line: Any, seen: int, timeout: float = ANSWER_WAIT_S) -> bool:
+    """Wait (bounded) until the worker's reply reaches the stand-in LINE: one more than `seen`."""
+    deadline = time.monotonic() + timeout
+    while line.counts["/v2/bot/message/reply"] < seen + 1:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return line.counts["/v2/bot/message/reply"] == seen + 1
 
 
 def discover_script(app_url: str, line: Any) -> Script:
@@ -115,7 +133,7 @@ def discover_script(app_url: str, line: Any) -> Script:
                 step = ("tap", found[-1])
             seen = line.counts["/v2/bot/message/reply"]
             status = sender.post(*event_body(user, *step))
-            if status != 200 or line.counts["/v2/bot/message/reply"] != seen + 1:
+            if status != 200 or not _answered(line, seen):
                 raise BenchError(f"script: the app answered {status} to step {len(steps) + 1} ({kind} {value!r})")
             messages = [r for r in line.requests if r.path == "/v2/bot/message/reply"][-1].body["messages"]
             steps.append(step)

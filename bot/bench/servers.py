@@ -1,15 +1,18 @@
-"""The bench's servers: the app and the baseline under gunicorn, and the Redis they share."""
+"""The bench's servers: the app and the baseline under gunicorn, the Procfile's processes, and the Redis they share."""
 
 from __future__ import annotations
 
 import http.client
+import os
+import shlex
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +20,7 @@ from bot.errors import BenchError
 from bot.settings import Settings
 
 START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
 
 
 def _free_port() -> int:
@@ -123,15 +127,119 @@ def bench_redis(settings: Settings, workdir: Path) -> Iterator[tuple[Any, str]]:
         try:
             yield client, settings.redis_url
         finally:
-            for pattern in ("hwbot:*", "bench:*"):  # only what the benchmark wrote
-                for batch in _batches(client.scan_iter(match=pattern, count=1000), 500):
-                    client.unlink(*batch)
+            clear_bench_keys(client)
         return
     client = embedded_redis(workdir / "redis", scratch=True)
     try:
         yield client, f"unix://{client.socket_file}"
     finally:
         stop_embedded(client)
+
+
+def clear_bench_keys(client: Any) -> None:
+    """Delete what the benchmark wrote (`hwbot:*`, `bench:*`; the database was empty when it began)."""
+    for pattern in ("hwbot:*", "bench:*"):
+        for batch in _batches(client.scan_iter(match=pattern, count=1000), 500):
+            client.unlink(*batch)
+
+
+def procfile_commands(procfile: Path) -> dict[str, list[str]]:
+    """name -> argv of each `name: command` line of a Procfile (comments and blank lines skipped)."""
+    try:
+        text = procfile.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BenchError(f"{procfile}: cannot read it ({exc.strerror})") from None
+    commands: dict[str, list[str]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise BenchError(f"{procfile}:{number}: {exc}") from None
+        if not sep or not name.strip() or not argv:
+            raise BenchError(f"{procfile}:{number}: not a `name: command` line")
+        commands[name.strip()] = argv
+    return commands
+
+
+@dataclass
+class ProcfileRun:
+    """The Procfile's web and worker processes as the bench started them, and how they ended."""
+
+    url: str
+    commands: dict[str, list[str]]  # web, worker: the argv run
+    processes: dict[str, subprocess.Popen] = field(repr=False)
+    logs: dict[str, Path] = field(repr=False)
+    exits: dict[str, int | None] = field(default_factory=dict)  # after the stop
+    killed: list[str] = field(default_factory=list)  # those that ignored their stop signal
+
+    def check_running(self) -> None:
+        """Raise BenchError (with the log's tail) when one of them has exited."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = self.logs[name].read_text(errors="replace")[-2000:]
+                raise BenchError(f"Procfile `{name}` exited under load (status {process.returncode}):\n{tail}")
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {name}\n{path.read_text(errors='replace')[-1500:]}" for name, path in self.logs.items())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            name: {"command": shlex.join(argv), "exit": self.exits.get(name), "killed": name in self.killed}
+            for name, argv in self.commands.items()
+        }
+
+
+@contextmanager
+def procfile_processes(procfile: Path, env: dict[str, str], workdir: Path, name: str,
+                       roles: tuple[str, ...] = ("web", "worker")) -> Iterator[ProcfileRun]:
+    """The Procfile's `web:` and `worker:` commands (or only those in `roles`), run as they are written
+    (found on a PATH of the bench's own environment's bin directory and the system's default), the web
+    one bound to a loopback port (`--bind`, `$PORT`) with `--log-level warning`. At the end gunicorn gets
+    SIGINT (its quick shutdown, as the bench's other gunicorns) and the worker SIGTERM (as a Procfile
+    runner stops it); one still running after STOP_TIMEOUT_S is killed (`ProcfileRun.killed`)."""
+    commands = procfile_commands(procfile)
+    for needed in roles:
+        if needed not in commands:
+            raise BenchError(f"{procfile}: no `{needed}:` line")
+    port = _free_port()
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.defpath])  # this environment's gunicorn, hwbot
+    env = {**env, "PORT": str(port), "PATH": path}
+    web = [string.Template(arg).safe_substitute(env) for arg in commands["web"]]
+    if Path(web[0]).name != "gunicorn":
+        raise BenchError(f"{procfile}: the `web:` command is not gunicorn; the bench binds gunicorn only")
+    web += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]  # the last --bind wins
+    worker = [string.Template(arg).safe_substitute(env) for arg in commands["worker"]]
+    wanted = {"web": web, "worker": worker}
+    run = ProcfileRun(f"http://127.0.0.1:{port}" if "web" in roles else "", {r: wanted[r] for r in roles}, {}, {})
+    try:
+        for role, argv in run.commands.items():
+            run.logs[role] = workdir / f"{name}-{role}.log"
+            with open(run.logs[role], "wb") as out:
+                try:
+                    run.processes[role] = subprocess.Popen(
+                        argv, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+                except OSError as exc:
+                    raise BenchError(f"{procfile}: cannot run `{role}:` {shlex.join(argv)} ({exc.strerror})") from None
+        if "web" in roles:
+            _wait_healthy(run.url, run.processes["web"], run.logs["web"], f"Procfile web ({name})")
+        run.check_running()
+        yield run
+    finally:
+        stops = {"web": signal.SIGINT, "worker": signal.SIGTERM}
+        for role, process in run.processes.items():
+            if process.poll() is None:
+                process.send_signal(stops[role])
+        for role, process in run.processes.items():
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                run.killed.append(role)
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_S)
+            run.exits[role] = process.returncode
 
 
 def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:

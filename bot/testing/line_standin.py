@@ -4,12 +4,17 @@
         settings = load_settings(line_api_host=line.url, ...)
         ...
         assert line.requests[-1].path == "/v2/bot/message/reply"
+
+`latency_s` makes every call wait that long before its answer (held in its own handler thread, so
+calls overlap as at LINE); `arrivals` keeps when each reply and push arrived, even with `record=False`
+(`hwbot bench` waits on it for each event's answer).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +40,76 @@ class Recorded:
     raw: bytes = b""
 
 
+REPLY_PATH, PUSH_PATH = SENDING_PATHS
+
+
+class Arrivals:
+    """When each accepted reply (by reply token) and push (by `to`) reached the stand-in; thread-safe.
+
+    Cheap enough for the benchmark (a list append under a lock); a token with two arrivals was
+    replied twice. `expect(token, to)` returns an event set when a reply with that token or a push to
+    `to` arrives after the call (the bench registers it before sending the webhook event).
+    """
+
+    def __init__(self) -> None:
+        self.replies: dict[str, list[float]] = {}  # reply token -> monotonic arrival times
+        self.pushes: dict[str, list[float]] = {}  # `to` -> monotonic arrival times
+        self._waiting: dict[tuple[str, str], threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def note(self, path: str, body: Any, at: float) -> None:
+        """One reply or push the stand-in accepted (other calls are not kept)."""
+        if not isinstance(body, dict):
+            return
+        if path == REPLY_PATH:
+            key, table = ("reply", body.get("replyToken")), self.replies
+        elif path == PUSH_PATH:
+            key, table = ("push", body.get("to")), self.pushes
+        else:
+            return
+        if not isinstance(key[1], str):
+            return
+        with self._lock:
+            table.setdefault(key[1], []).append(at)
+            waiter = self._waiting.get(key)
+        if waiter is not None:
+            waiter.set()
+
+    def expect(self, token: str, to: str) -> threading.Event:
+        """An event set at the next reply with `token` or push to `to`; `forget` it when done."""
+        waiter = threading.Event()
+        with self._lock:
+            self._waiting[("reply", token)] = waiter
+            self._waiting[("push", to)] = waiter
+        return waiter
+
+    def forget(self, token: str, to: str) -> None:
+        with self._lock:
+            self._waiting.pop(("reply", token), None)
+            self._waiting.pop(("push", to), None)
+
+    def reply_count(self, token: str) -> int:
+        with self._lock:
+            return len(self.replies.get(token, ()))
+
+    def push_count(self, to: str) -> int:
+        with self._lock:
+            return len(self.pushes.get(to, ()))
+
+    def first_after(self, token: str, to: str, since: float) -> tuple[str, float] | None:
+        """("reply" or "push", arrival) of the first answer at or after `since`, or None."""
+        with self._lock:
+            found = [("reply", at) for at in self.replies.get(token, ()) if at >= since]
+            found += [("push", at) for at in self.pushes.get(to, ()) if at >= since]
+        return min(found, key=lambda item: item[1]) if found else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self.replies.clear()
+            self.pushes.clear()
+            self._waiting.clear()
+
+
 @dataclass
 class LineStandIn(LocalServer):
     """Answers as LINE does (or with the status in `failing` for a path) and keeps every request."""
@@ -54,6 +129,8 @@ class LineStandIn(LocalServer):
     record: bool = True
     keep_alive: bool = False
     counts: Counter = field(default_factory=Counter)
+    latency_s: float = 0.0  # every call is answered this long after it arrived (LINE far away or busy)
+    arrivals: Arrivals = field(default_factory=Arrivals)
 
     def __enter__(self) -> "LineStandIn":
         standin = self
@@ -66,6 +143,7 @@ class LineStandIn(LocalServer):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                arrived = time.monotonic()
                 with lock:
                     standin.counts[self.path] += 1
                 try:
@@ -79,9 +157,13 @@ class LineStandIn(LocalServer):
                 if standin.dedupe_retry_keys and key and status < 400:
                     status = 409 if key in standin.accepted_keys else status
                     standin.accepted_keys.add(key)
+                if status < 400:
+                    standin.arrivals.note(self.path, body, arrived)
                 if status < 400 and standin.stall.hit():
                     standin.stall.hold(self)  # accepted, but the caller never hears so
                     return
+                if standin.latency_s > 0:
+                    time.sleep(max(0.0, arrived + standin.latency_s - time.monotonic()))  # LINE's answer time
                 if status >= 400:
                     answer = {"message": "stand-in failure"}
                 elif self.path in standin.answers:
