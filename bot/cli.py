@@ -149,8 +149,11 @@ def serve(host: str, port: int, now: str | None) -> None:
                 loops.append(start_thread(runner))
                 click.echo("hwbot: outbox worker running in this process (simulator mode)")
             click.echo(f"hwbot: open http://{host}:{port}/ in a browser")
-            if settings.simulator_mode and not settings.staff_token:
-                click.echo(f"hwbot: staff console http://{host}:{port}/staff (token: simulator)")
+            if settings.simulator_mode:
+                from bot.staff.identity import SIMULATOR_ACCOUNT, SIMULATOR_PASSWORD
+
+                click.echo(f"hwbot: staff console http://{host}:{port}/staff (account: {SIMULATOR_ACCOUNT}, "
+                           f"password: {SIMULATOR_PASSWORD}; simulator mode only)")
             serving = threading.Thread(target=server.serve_forever, name="hwbot-http", daemon=True)
             serving.start()
             _wait(stopping, serving.is_alive)
@@ -322,6 +325,140 @@ def richmenu_install() -> None:
     except HwbotError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"rich menu installed and set as default: {menu_id}")
+
+
+@main.group()
+def staff() -> None:
+    """Staff accounts of the console and the API (README, "Staff accounts")."""
+
+
+@contextmanager
+def _identity() -> Iterator[Any]:
+    """The staff accounts on the configured Redis (REDIS_URL, or the embedded one under HWBOT_VAR_DIR)."""
+    from bot.service import BotService
+    from bot.staff.identity import Identity
+
+    settings = _settings()
+    try:
+        service = BotService(settings)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield Identity(service)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        _close([service.client])
+
+
+def _audit(identity: Any, action: str, account_id: str, detail: str = "ok") -> None:
+    """An account change in the audit trail: made by the command line (`cli`) on the account `account_id`."""
+    identity.service.audit.record("cli", action, ref=account_id, client="cli", detail=detail)
+
+
+def _link(identity: Any, token: str) -> str:
+    base = identity.settings.public_url or "http://127.0.0.1:8000"
+    return f"{base}/staff/password?token={token}"
+
+
+VALID_HOURS = click.option("--valid-hours", default=24, show_default=True, type=click.IntRange(1, 72),
+                           help="How long the set-password link works (it works once).")
+
+
+@staff.command("add")
+@click.argument("name")
+@click.option("--office", "offices", multiple=True, metavar="ID", help="An office the account serves (repeatable).")
+@click.option("--admin", is_flag=True, help="An administrator: every office, and a second factor (TOTP) at login.")
+@click.option("--id", "account_id", metavar="ID", help="The account id (default: a random one such as s-k7m2qa).")
+@VALID_HOURS
+def staff_add(name: str, offices: tuple[str, ...], admin: bool, account_id: str | None, valid_hours: int) -> None:
+    """Create an account; print its id and a one-time link to set its password."""
+    with _identity() as identity:
+        account = identity.create(name, offices, admin=admin, account_id=account_id)
+        token = identity.set_link(account.id, valid_hours)
+        _audit(identity, "account_add", account.id, account.role)
+        click.echo(f"created {account.role} {account.id} ({account.name}): "
+                   f"{'every office' if account.admin else ', '.join(account.offices)}")
+        click.echo(f"id: {account.id}")
+        click.echo(f"set-password link (valid {valid_hours} h, once): {_link(identity, token)}")
+
+
+@staff.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def staff_list(as_json: bool) -> None:
+    """The accounts: id, name, role, offices, state, second factor, API tokens."""
+    from bot.staff.identity import describe
+
+    with _identity() as identity:
+        accounts = identity.accounts()
+        rows = [{**describe(a), "tokens": sorted(identity.tokens(a.id))} for a in accounts]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("no staff accounts (hwbot staff add NAME --office ID, or --admin for the first admin)")
+    for row in rows:
+        state = f"disabled {row['disabled_at'][:16]}" if row["disabled_at"] else "active"
+        offices = "every office" if row["role"] == "admin" else ",".join(row["offices"])
+        tokens = ",".join(row["tokens"]) or "-"
+        click.echo(f"{row['id']}\t{row['name']}\t{row['role']}\t{offices}\t{state}\t"
+                   f"totp={'yes' if row['totp'] else 'no'}\ttokens={tokens}")
+
+
+@staff.command("disable")
+@click.argument("account_id", metavar="ID")
+def staff_disable(account_id: str) -> None:
+    """Disable an account: its sessions end now; its API tokens and feed URLs stop working."""
+    with _identity() as identity:
+        account = identity.disable(account_id)
+        _audit(identity, "account_disable", account.id)
+    click.echo(f"disabled {account.id} ({account.name}) at {account.disabled_at}")
+
+
+@staff.command("reset")
+@click.argument("account_id", metavar="ID")
+@VALID_HOURS
+def staff_reset(account_id: str, valid_hours: int) -> None:
+    """Lost password or phone: clear the password and TOTP, end every session, print a new link."""
+    with _identity() as identity:
+        token = identity.reset(account_id, valid_hours)
+        _audit(identity, "account_reset", account_id)
+        click.echo(f"reset {account_id}: password and second factor cleared, sessions ended, feed URLs changed")
+        click.echo(f"set-password link (valid {valid_hours} h, once): {_link(identity, token)}")
+
+
+@staff.command("token")
+@click.argument("account_id", metavar="ID")
+def staff_token(account_id: str) -> None:
+    """Issue an API token for the account; printed once, alone on the last line (kept only hashed)."""
+    with _identity() as identity:
+        token_id, token = identity.issue_token(account_id)
+        _audit(identity, "token_issue", account_id, token_id)
+    click.echo(f"API token {token_id} for {account_id} (shown once; revoke: hwbot staff revoke-token {account_id} {token_id}):")
+    click.echo(token)
+
+
+@staff.command("tokens")
+@click.argument("account_id", metavar="ID")
+def staff_tokens(account_id: str) -> None:
+    """The account's API tokens: id and when it was issued."""
+    with _identity() as identity:
+        tokens = identity.tokens(account_id)
+    for token_id, created in tokens.items():
+        click.echo(f"{token_id}\t{created}")
+    if not tokens:
+        click.echo(f"{account_id} has no API token")
+
+
+@staff.command("revoke-token")
+@click.argument("account_id", metavar="ID")
+@click.argument("token_id", metavar="TOKEN_ID")
+def staff_revoke_token(account_id: str, token_id: str) -> None:
+    """Revoke one of the account's API tokens (it stops working at once)."""
+    with _identity() as identity:
+        identity.revoke_token(account_id, token_id)
+        _audit(identity, "token_revoke", account_id, token_id)
+    click.echo(f"revoked token {token_id} of {account_id}")
 
 
 def _scratch_service_factory(settings: Settings):

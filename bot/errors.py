@@ -5,6 +5,8 @@
     ├── ProfileError            an office profile is broken; `.problems` lists file, field and message
     ├── UnknownOfficeError      an office id names no loaded profile
     ├── StaffActionError        a staff console action cannot be done (the message is shown to staff)
+    ├── AccountError            a staff account cannot be made or changed as asked (`hwbot staff`)
+    │   └── PasswordRejected    a new password breaks the rules (Japanese text for the set-password page)
     ├── StoreError              Redis could not be reached or answered unexpectedly
     │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
     ├── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
@@ -36,6 +38,14 @@ class UnknownOfficeError(HwbotError):
 
 class StaffActionError(HwbotError):
     """Raised by `bot.staff.actions` when a booking is not in a state the action allows; Japanese text."""
+
+
+class AccountError(HwbotError):
+    """Raised by `bot.staff.identity` when an account cannot be created or changed; names what is wrong."""
+
+
+class PasswordRejected(AccountError):
+    """Raised when a new password is too short, too common or the account's name; Japanese text."""
 
 
 class StoreError(HwbotError):

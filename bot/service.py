@@ -341,15 +341,16 @@ class BotService:
             return conversation
         raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")
 
-    def resume(self, user: str) -> bool:
-        """Staff hand the user back to the bot; the user is told by push. False if not paused."""
+    def resume(self, user: str, *, by: str = "staff") -> bool:
+        """Staff (`by`: the account's id) hand the user back to the bot; the user is told by push. False if
+        not paused."""
 
         def unpause(conversation: Conversation) -> None:
             conversation.paused = None
             conversation.quiet = False
 
         resumed = self._change_paused(user, unpause) is not None
-        self.close_handoff(user, by="staff")
+        self.close_handoff(user, by=by)
         if resumed:
             self.queue_push(user, [{"type": "text", "text": STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
         return resumed

@@ -37,9 +37,12 @@ class Settings(BaseSettings):
         default_factory=_default_profiles_dir, validation_alias="HWBOT_PROFILES_DIR"
     )
     slack_webhook_url: str | None = Field(default=None, validation_alias="SLACK_WEBHOOK_URL")
-    # At least 16 characters: one token guards the console and the API, and the login page can be
-    # tried from anywhere (e.g. `python -c "import secrets; print(secrets.token_urlsafe(24))"`).
-    staff_token: str | None = Field(default=None, min_length=16, validation_alias="HWBOT_STAFF_TOKEN")
+    # The shared console token of old: no longer opens anything (staff accounts replaced it); when it is
+    # still set, start-up logs a warning so that the operator removes it.
+    legacy_staff_token: str | None = Field(default=None, validation_alias="HWBOT_STAFF_TOKEN")
+    # Reverse proxies in front of the app whose X-Forwarded-For is believed (the client's address for
+    # the login backoff and the session list); 0: the peer's address.
+    trusted_proxies: int = Field(default=0, ge=0, le=5, validation_alias="HWBOT_TRUSTED_PROXIES")
     public_url: str | None = Field(default=None, validation_alias="HWBOT_PUBLIC_URL")
     worker_max_attempts: int = Field(default=6, ge=1, le=50, validation_alias="HWBOT_WORKER_MAX_ATTEMPTS")
     # An entry pending this long with no retry scheduled belongs to a dead worker: another one takes it.
@@ -122,7 +125,7 @@ _SECRET_FIELDS = {
     "line_channel_secret",
     "line_channel_access_token",
     "slack_webhook_url",
-    "staff_token",
+    "legacy_staff_token",
 }
 
 

@@ -29,6 +29,7 @@ from bot.testing.driver import ManualClock
 from bot.testing.line_spec import load_spec
 from bot.testing.line_standin import LineStandIn
 from bot.testing.redis import TestRedis, adopt_orphans, reap_exited_servers, redis_servers
+from bot.testing.staff import CHEAP_HASHER, StaffMember, make_account
 from line_openapi import SPEC_DIR, spec_missing
 
 PROFILES_DIR = REPO_ROOT / "office_profiles"
@@ -87,6 +88,64 @@ def clock():
 def service(redis_client, offices, clock):
     """The bot (simulator settings from the environment) on the test Redis and `clock`."""
     return BotService(load_settings(), client=redis_client, offices=offices, clock=clock)
+
+
+@pytest.fixture
+def cli(redis_client, monkeypatch):
+    """Invoke `hwbot ...` against the test Redis (through REDIS_URL: the server's socket or address), as
+    an operator runs it on the host: `cli("slots", "noto", "--json")`."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    conn = redis_client.connection_pool.connection_kwargs
+    url = f"unix://{conn['path']}" if conn.get("path") else f"redis://{conn['host']}:{conn['port']}/{conn.get('db', 0)}"
+    monkeypatch.setenv("REDIS_URL", url)
+    for variable in ("HWBOT_NOW", "HWBOT_PUBLIC_URL"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, list(args))
+
+    return invoke
+
+
+@pytest.fixture
+def app(service):
+    """The web app on `service` (a module's own `service` fixture wins)."""
+    from bot.web import create_app
+
+    return create_app(service.settings, service=service)
+
+
+@pytest.fixture
+def identity(service):
+    """Staff accounts on the test Redis (argon2's cheapest parameters: see bot/testing/staff.py)."""
+    from bot.staff.identity import Identity
+
+    return Identity(service, hasher=CHEAP_HASHER)
+
+
+@pytest.fixture
+def staff_member(app, identity, service):
+    """Make a staff account and sign it in to `app`: `staff_member(offices=("noto",))`, `admin=True`
+    (then with TOTP), `login=False`. By default the account serves every office."""
+    made = iter(range(1, 1000))
+
+    def make(name: str | None = None, offices: tuple[str, ...] | None = None, *, admin: bool = False,
+             totp: bool | None = None, login: bool = True, account_id: str | None = None) -> StaffMember:
+        number = next(made)
+        account, password, secret = make_account(
+            identity, name or f"職員 {number}", tuple(service.offices) if offices is None and not admin else (offices or ()),
+            admin=admin, totp=admin if totp is None else totp, account_id=account_id)
+        member = StaffMember(app, identity, account, password, secret)
+        if login:
+            response = member.login()
+            assert response.status_code == 302 and not response.location.endswith(("/staff/login", "/code")), (
+                response.status_code, response.location)
+        return member
+
+    return make
 
 
 @pytest.fixture

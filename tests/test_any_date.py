@@ -33,6 +33,7 @@ MODULES = (
     "tests/test_webhook.py",  # event ids remembered for two days, redelivery
     "tests/test_console.py",  # the staff console's "today" and its day views
     "tests/test_slots_cli.py",  # `hwbot slots` with and without --now
+    "tests/test_staff_accounts.py",  # sessions, one-time links, TOTP and the login backoff: app clock vs Redis TTLs
 )
 SHIM = REPO_ROOT / "tests" / "anydate"  # sitecustomize working around libfaketime's time.sleep bug
 

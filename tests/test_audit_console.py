@@ -14,14 +14,26 @@ from flask import Blueprint, Flask, jsonify
 from bot.clock import parse_instant
 from bot.staff import audit as audit_pages
 from bot.staff.assets import create_blueprint as staff_assets
-# The console's own fixtures (a LINE-mode app with the staff token, a signed-in member of staff).
-from test_console import TOKEN, app, service, staff  # noqa: F401
-
-API = {"Authorization": f"Bearer {TOKEN}"}
+# The console's own fixtures (a LINE-mode app and its service).
+from test_console import app, service  # noqa: F401
 
 
 @pytest.fixture
-def trail(service, clock):
+def staff(staff_member, service):
+    """An admin (with TOTP), signed in, on an empty trail: its login's entries are not these tests' subject."""
+    member = staff_member("監査 管理", admin=True)
+    service.client.delete("hwbot:audit")
+    return member
+
+
+@pytest.fixture
+def api_headers(staff):
+    """The admin's API token."""
+    return staff.bearer
+
+
+@pytest.fixture
+def trail(service, clock, staff):
     """Entries over four days (the clock ends on 2026-11-20 10:00): (day, account, action, office, ref)."""
     rows = [
         ("2026-11-10T09:00", "old", "login", "", ""),
@@ -100,7 +112,7 @@ def test_a_bad_day_says_so_and_shows_the_unfiltered_last_seven_days(staff, trail
     assert flashes(staff.client.get("/staff/audit").get_data(as_text=True)) == []
 
 
-def test_at_most_1000_rows_with_a_note(staff, service, clock, monkeypatch):
+def test_at_most_1000_rows_with_a_note(staff, service, clock, monkeypatch, api_headers):
     monkeypatch.setattr(audit_pages, "MAX_ROWS", 3)
     for n in range(4):
         clock.advance(timedelta(seconds=1))
@@ -109,7 +121,7 @@ def test_at_most_1000_rows_with_a_note(staff, service, clock, monkeypatch):
     assert [r[1] for r in table(page)] == ["s3", "s2", "s1"]
     assert "新しい 3 件だけを表示しています" in page
     assert audit_pages.MAX_ROWS == 3 and "条件に合う記録が 3 件を超えた" in page
-    api = staff.client.get("/staff/api/audit", headers=API)
+    api = staff.client.get("/staff/api/audit", headers=api_headers)
     assert len(api.get_json()["entries"]) == 3 and api.headers["X-Audit-Truncated"] == "true"
 
 
@@ -140,9 +152,9 @@ def test_a_csv_cell_excel_would_run_is_quoted(staff, service):
     assert rows[1][1] == "'=HYPERLINK(1)" and rows[1][5] == "'+81"
 
 
-def test_the_api_answers_the_exact_shape(app, trail):
+def test_the_api_answers_the_exact_shape(app, trail, api_headers):
     client = app.test_client()
-    response = client.get("/staff/api/audit?account=b2&from=2026-11-19&to=2026-11-20", headers=API)
+    response = client.get("/staff/api/audit?account=b2&from=2026-11-19&to=2026-11-20", headers=api_headers)
     assert response.status_code == 200
     assert response.get_json() == {"entries": [
         {"at": "2026-11-20T09:59:00+09:00", "account": "b2", "action": "booking_view", "office": "noto",
@@ -150,14 +162,14 @@ def test_the_api_answers_the_exact_shape(app, trail):
         {"at": "2026-11-19T15:30:00+09:00", "account": "b2", "action": "booking_cancel", "office": "izumo",
          "ref": "izumo|2026-11-26T10:00|BBBB2222", "client": "192.0.2.7"},
     ]}
-    assert [e["account"] for e in client.get("/staff/api/audit", headers=API).get_json()["entries"]] == [
+    assert [e["account"] for e in client.get("/staff/api/audit", headers=api_headers).get_json()["entries"]] == [
         "b2", "b2", "a1", "a1"]
     ref = client.get("/staff/api/audit", query_string={"ref": "noto|2026-11-25T10:00|AAAA1111", "office": "noto"},
-                     headers=API).get_json()["entries"]
+                     headers=api_headers).get_json()["entries"]
     assert [e["account"] for e in ref] == ["b2", "a1"]
     for query, error in (("from=2026-11-31", "from: must be YYYY-MM-DD"), ("to=soon", "to: must be YYYY-MM-DD"),
                          ("from=2026-11-20&to=2026-11-01", "from: must not be after to")):
-        bad = client.get("/staff/api/audit?" + query, headers=API)
+        bad = client.get("/staff/api/audit?" + query, headers=api_headers)
         assert (bad.status_code, bad.get_json()) == (400, {"error": error})
     assert client.get("/staff/api/audit").status_code == 401
 

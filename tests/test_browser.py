@@ -56,11 +56,17 @@ class Page:
         return int(self.driver.find_element(self.By.ID, "chat").get_attribute("data-seq") or 0)
 
     def _answered(self, do) -> None:
-        """Do something, then wait until the bot's answer is drawn."""
+        """Do something, then wait until the bot's answer is drawn: the worker sends it after the webhook
+        has answered, so the user's own bubble comes first and the newest item is the bot's only then."""
         before = self.seq()
         do()
         self.wait.until(lambda d: self.seq() > before
-                        and d.find_element(self.By.TAG_NAME, "body").get_attribute("data-busy") == "0")
+                        and d.find_element(self.By.TAG_NAME, "body").get_attribute("data-busy") == "0"
+                        and self._last_is_bot())
+
+    def _last_is_bot(self) -> bool:
+        items = self.driver.find_elements(self.By.CSS_SELECTOR, "#chat .item")
+        return bool(items) and "bot" in (items[-1].get_attribute("class") or "").split()
 
     def click_id(self, element_id: str) -> None:
         self._answered(lambda: self.driver.find_element(self.By.ID, element_id).click())
@@ -157,7 +163,7 @@ def test_a_tester_asks_for_staff_and_reads_the_answer_typed_in_the_console(brows
     staff's answer goes through the outbox worker and shows in the phone."""
 
     settings = load_settings(line_channel_secret=None, line_channel_access_token=None,
-                             line_api_host="https://api.line.me", staff_token=None)
+                             line_api_host="https://api.line.me")
     service = BotService(settings, client=redis_client, offices=offices,
                          clock=ManualClock(parse_instant("2026-11-20T10:00")))
     question = "オンライン相談の前に履歴書を送る必要はありますか？"
@@ -177,8 +183,10 @@ def test_a_tester_asks_for_staff_and_reads_the_answer_typed_in_the_console(brows
         browser.find_element(By.ID, "console").click()  # opens the console in its own tab
         page.wait.until(lambda d: len(d.window_handles) == 2)
         browser.switch_to.window(next(h for h in browser.window_handles if h != phone))
-        page.wait.until(lambda d: d.find_elements(By.ID, "token"))
-        browser.find_element(By.ID, "token").send_keys("simulator")
+        page.wait.until(lambda d: d.find_elements(By.ID, "account"))
+        assert "simulator" in browser.find_element(By.ID, "simulator-login").text  # as the page says
+        browser.find_element(By.ID, "account").send_keys("simulator")
+        browser.find_element(By.ID, "password").send_keys("simulator")
         browser.find_element(By.ID, "login").click()
         page.wait.until(lambda d: d.find_elements(By.LINK_TEXT, "会話を開く"))
         browser.find_element(By.LINK_TEXT, "会話を開く").click()

@@ -14,21 +14,19 @@ import pytest
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
-from bot.staff.console import session_secret
 from bot.staff.actions import StaffActions
-from bot.staff.export import feed_key, feed_state
+from bot.staff.export import feed_state
 from bot.store import BookingStore
 from bot.testing.driver import NOTO_USER, ChatDriver, book_at_noto
 from bot.web import create_app
 
-TOKEN = "staff-token-for-tests"
 NOW = "2026-11-20T10:00:00+09:00"
 SLOT = "11月25日(水) 10:00〜10:30"
 PERSONAL = (*NOTO_USER, "U-console")
 
 
 def settings_for(**overrides):
-    base = {"line_channel_secret": "secret", "line_channel_access_token": "token", "staff_token": TOKEN}
+    base = {"line_channel_secret": "secret", "line_channel_access_token": "token"}
     return load_settings(**{**base, **overrides})
 
 
@@ -49,28 +47,6 @@ def booked(service):
     return booking, BookingStore.ref(booking)
 
 
-class Staff:
-    """A member of staff using the console in a browser (cookies kept by the test client)."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def csrf(self) -> str:
-        page = self.client.get("/staff/login").get_data(as_text=True)
-        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-
-    def login(self, token: str = TOKEN):
-        return self.client.post("/staff/login", data={"token": token, "csrf": self.csrf()})
-
-    def page_csrf(self, url: str) -> str:
-        page = self.client.get(url).get_data(as_text=True)
-        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-
-    def act(self, action: str, ref: str, **fields: str):
-        csrf = self.page_csrf("/staff/booking?" + _query(ref))
-        return self.client.post(f"/staff/booking/{action}", data={"csrf": csrf, "ref": ref, **fields}, follow_redirects=True)
-
-
 def _query(ref: str) -> str:
     from urllib.parse import urlencode
 
@@ -78,13 +54,12 @@ def _query(ref: str) -> str:
 
 
 @pytest.fixture
-def staff(app):
-    member = Staff(app.test_client())
-    assert member.login().status_code == 302
-    return member
+def staff(staff_member):
+    """A member of staff of every office, signed in."""
+    return staff_member("山本 職員")
 
 
-def move_to(clock, staff: Staff, instant: str) -> None:
+def move_to(clock, staff, instant: str) -> None:
     """Days pass: the clock moves on and staff log in again (a session lasts 12 hours)."""
     clock.advance(parse_instant(instant) - clock.now())
     staff.login()
@@ -107,31 +82,53 @@ def assert_no_personal_data(entry: dict) -> None:
 # -- authentication -------------------------------------------------------------------------------
 
 
-def test_pages_redirect_to_login_and_a_wrong_token_is_refused(app):
+def test_pages_redirect_to_login_and_a_wrong_password_is_refused(app, staff_member):
     client = app.test_client()
     response = client.get("/staff?date=2026-11-25")
     assert response.status_code == 302 and "/staff/login" in response.location
-    member = Staff(client)
-    refused = member.login("wrong")
-    assert refused.status_code == 401 and "トークンが違います" in refused.get_data(as_text=True)
-    assert client.get("/staff").status_code == 302
+    member = staff_member(login=False)
+    refused = member.login("wrong password!")
+    assert refused.status_code == 401 and "アカウントまたはパスワードが違います" in refused.get_data(as_text=True)
+    assert member.client.get("/staff").status_code == 302
 
 
-def test_login_sets_a_strict_httponly_session_signed_with_a_derived_key(app):
-    member = Staff(app.test_client())
+def test_login_sets_a_strict_httponly_cookie_of_a_server_side_session(app, staff_member, service):
+    member = staff_member(login=False)
     response = member.login()
-    cookie = response.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    assert TOKEN not in cookie
-    assert app.secret_key == session_secret(TOKEN) and app.secret_key != TOKEN.encode()
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("hwbot_staff="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/staff" in cookie
+    assert "Secure" not in cookie  # HWBOT_PUBLIC_URL is not https here
+    session_id = cookie.split(";")[0].split("=", 1)[1]
+    assert member.password not in cookie and member.account.id not in cookie
+    from bot.store.staff_accounts import digest, session_key
+
+    stored = service.client.hgetall(session_key(digest(session_id)))
+    assert stored["account"] == member.account.id and stored["stage"] == "ok"
+    assert not service.client.keys(f"*{session_id}*")  # the id itself is stored nowhere
     assert member.client.get("/staff").status_code == 200
 
 
-def test_login_redirects_only_inside_the_console(app):
-    member = Staff(app.test_client())
+def test_the_cookie_is_secure_behind_https(redis_client, offices, clock, identity):
+    from bot.testing.staff import StaffMember, make_account
+
+    settings = settings_for(public_url="https://hw.example")
+    service = BotService(settings, client=redis_client, offices=offices, clock=clock)
+    account, password, _ = make_account(identity, "安全 確認", ("noto",))
+    member = StaffMember(create_app(settings, service=service), identity, account, password)
+    cookie = next(c for c in member.login().headers.getlist("Set-Cookie") if c.startswith("hwbot_staff="))
+    assert "Secure" in cookie
+
+
+def test_login_redirects_only_inside_the_console(staff_member):
+    member = staff_member(login=False)
     csrf = member.csrf()
-    response = member.client.post("/staff/login", data={"token": TOKEN, "csrf": csrf, "next": "https://evil.example/"})
+    response = member.client.post("/staff/login", data={"account": member.account.id, "password": member.password,
+                                                         "csrf": csrf, "next": "https://evil.example/"})
     assert response.location.endswith("/staff")
+    again = staff_member(login=False)
+    response = again.client.post("/staff/login", data={"account": again.account.id, "password": again.password,
+                                                       "csrf": again.csrf(), "next": "/staff/handoffs"})
+    assert response.location.endswith("/staff/handoffs")
 
 
 def test_post_without_the_csrf_token_changes_nothing(staff, booked, service, clock):
@@ -140,7 +137,7 @@ def test_post_without_the_csrf_token_changes_nothing(staff, booked, service, clo
     response = staff.client.post("/staff/booking/attended", data={"ref": ref, "csrf": "forged"})
     assert response.status_code == 400
     assert service.bookings.get(ref)["status"] == "booked"
-    login = staff.client.post("/staff/login", data={"token": TOKEN})
+    login = staff.client.post("/staff/login", data={"account": staff.account.id, "password": staff.password})
     assert login.status_code == 400
 
 
@@ -148,30 +145,56 @@ def test_a_session_expires_and_logout_ends_it(staff, clock):
     clock.advance(timedelta(hours=13))
     assert staff.client.get("/staff").status_code == 302
     staff.login()
+    clock.advance(timedelta(hours=1, minutes=59))
+    assert staff.client.get("/staff").status_code == 200  # idle for less than 2 hours
+    clock.advance(timedelta(hours=2))
+    assert staff.client.get("/staff").status_code == 302  # idle for 2 hours
+    staff.login()
     csrf = staff.page_csrf("/staff")
     staff.client.post("/staff/logout", data={"csrf": csrf})
     assert staff.client.get("/staff").status_code == 302
 
 
-def test_without_a_token_the_console_and_api_answer_503(redis_client, offices):
-    settings = settings_for(staff_token=None)
+def test_without_accounts_nobody_gets_in_and_the_old_token_opens_nothing(redis_client, offices, caplog):
+    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token",
+                             legacy_staff_token="staff-token-for-tests")
     app = create_app(settings, service=BotService(settings, client=redis_client, offices=offices))
+    assert "HWBOT_STAFF_TOKEN is no longer used" in caplog.text
     client = app.test_client()
-    for url in ("/staff", "/staff/login", "/staff/ics/noto.ics?key=x"):
-        response = client.get(url)
-        assert response.status_code == 503 and "HWBOT_STAFF_TOKEN is not set" in response.get_data(as_text=True)
-    api = client.get("/staff/api/bookings?office=noto", headers={"Authorization": "Bearer simulator"})
-    assert api.status_code == 503 and api.get_json() == {"error": "HWBOT_STAFF_TOKEN is not set"}
+    assert client.get("/staff").status_code == 302
+    page = client.get("/staff/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    for login in ("", "admin", "staff-token-for-tests"):
+        refused = client.post("/staff/login", data={"account": login, "password": "staff-token-for-tests", "csrf": csrf})
+        assert refused.status_code in (401, 429)
+    api = client.get("/staff/api/bookings?office=noto", headers={"Authorization": "Bearer staff-token-for-tests"})
+    assert api.status_code == 401
+    assert client.get("/staff/ics/noto.ics?key=staff-token-for-tests").status_code == 403
 
 
-def test_in_simulator_mode_the_token_is_simulator_and_the_login_page_says_so(redis_client, offices):
-    settings = load_settings(line_channel_secret=None, line_channel_access_token=None, staff_token=None)
-    app = create_app(settings, service=BotService(settings, client=redis_client, offices=offices))
-    member = Staff(app.test_client())
-    assert "simulator" in member.client.get("/staff/login").get_data(as_text=True)
-    assert member.login("simulator").status_code == 302
-    api = app.test_client().get("/staff/api/bookings?office=noto", headers={"Authorization": "Bearer simulator"})
-    assert api.status_code == 200
+def test_in_simulator_mode_the_simulator_admin_signs_in_without_a_second_factor(redis_client, offices):
+    from bot.testing.staff import StaffMember
+    from bot.staff.identity import Identity
+
+    settings = load_settings(line_channel_secret=None, line_channel_access_token=None)
+    service = BotService(settings, client=redis_client, offices=offices)
+    app = create_app(settings, service=service)
+    identity = Identity(service)
+    member = StaffMember(app, identity, identity.require("simulator"), "simulator")
+    page = member.client.get("/staff/login").get_data(as_text=True)
+    assert "アカウント <code>simulator</code>、パスワード <code>simulator</code>" in page
+    assert member.login().location.endswith("/staff")
+    assert "シミュレーター管理者（管理者）" in member.text("/staff")
+    # The same Redis opened by a LINE-mode app: the simulator's account opens nothing there.
+    line_settings = settings_for()
+    line_app = create_app(line_settings, service=BotService(line_settings, client=redis_client, offices=offices))
+    outside = StaffMember(line_app, identity, identity.require("simulator"), "simulator")
+    assert outside.login().status_code == 401
+    assert "simulator" not in outside.text("/staff/login")
+    assert member.client.get("/staff").status_code == 200  # its session stays in simulator mode only
+    line_client = line_app.test_client()
+    line_client.set_cookie("hwbot_staff", member.client.get_cookie("hwbot_staff", path="/staff").value, path="/staff")
+    assert line_client.get("/staff").status_code == 302
 
 
 # -- the day view and the record ------------------------------------------------------------------
@@ -224,7 +247,7 @@ def test_mark_attended_only_after_the_start(staff, booked, service, clock):
     page = staff.act("attended", ref).get_data(as_text=True)
     assert "「出席」を記録しました" in page
     stored = service.bookings.get(ref)
-    assert stored["status"] == "attended" and stored["marked_by"] == "staff"
+    assert stored["status"] == "attended" and stored["marked_by"] == staff.account.id
     assert stored["marked_at"] == "2026-11-25T10:02:00+09:00"
     assert notices(service, "no_show") == []
 
@@ -247,7 +270,7 @@ def test_cancel_frees_the_slot_tells_the_user_and_staff(staff, booked, service):
     page = staff.act("cancel", ref).get_data(as_text=True)
     assert "予約をキャンセルしました" in page
     stored = service.bookings.get(ref)
-    assert stored["status"] == "cancelled" and stored["cancelled_by"] == "staff"
+    assert stored["status"] == "cancelled" and stored["cancelled_by"] == staff.account.id
     assert service.bookings.booked_counts("noto", [booking["slot"]]) == {}
     [push] = notices(service, "push")
     assert push["to"] == "U-console" and "キャンセルされました" in pushes(service)[0]
@@ -290,7 +313,7 @@ def test_book_a_follow_up_copies_identity_and_consent_once(staff, booked, servic
     upcoming = [b for b in service.bookings.for_user("U-console") if b.get("follow_up_of") == ref]
     assert len(upcoming) == 1
     follow = upcoming[0]
-    assert follow["booked_by"] == "staff" and follow["status"] == "booked" and follow["slot"] == slots[0]
+    assert follow["booked_by"] == staff.account.id and follow["status"] == "booked" and follow["slot"] == slots[0]
     for key in ("name", "number", "email", "phone", "consent", "answers", "topic"):
         assert follow[key] == booking[key], key
     assert len(pushes(service)) == 1 and follow["id"] in pushes(service)[0]
@@ -353,7 +376,7 @@ def test_ics_feed_has_no_personal_data_and_marks_cancellations(app, staff, booke
     client = app.test_client()  # a calendar app: no session
     assert client.get("/staff/ics/noto.ics?key=wrong").status_code == 403
     assert client.get("/staff/ics/nowhere.ics?key=x").status_code == 404
-    response = client.get(f"/staff/ics/noto.ics?key={feed_key(TOKEN, 'noto')}")
+    response = client.get(f"/staff/ics/noto.ics?key={feed(staff)}")
     assert response.status_code == 200 and response.mimetype == "text/calendar"
     text = response.get_data(as_text=True)
     for value in PERSONAL:
@@ -363,12 +386,17 @@ def test_ics_feed_has_no_personal_data_and_marks_cancellations(app, staff, booke
     assert str(cancelled["STATUS"]) == "CANCELLED"
     assert cancelled.decoded("DTSTART") == parse_instant("2026-11-25T10:00")
     assert str(events[f"【申込み中】オンライン職業相談 予約番号 {other['id']}"]["STATUS"]) == "TENTATIVE"
-    assert feed_key(TOKEN, "noto") in staff.client.get("/staff?office=noto").get_data(as_text=True)
+    assert feed(staff) in staff.client.get("/staff?office=noto").get_data(as_text=True)
 
 
-def feed_events(app) -> dict[str, icalendar.Event]:
+def feed(member, office: str = "noto") -> str:
+    """The account's key of an office's ICS feed (as the day view shows it)."""
+    return member.identity.feed_key(member.account, office)
+
+
+def feed_events(app, staff) -> dict[str, icalendar.Event]:
     """Noto's ICS feed as a calendar app reads it: event by booking id."""
-    response = app.test_client().get(f"/staff/ics/noto.ics?key={feed_key(TOKEN, 'noto')}")
+    response = app.test_client().get(f"/staff/ics/noto.ics?key={feed(staff)}")
     assert response.status_code == 200
     return {str(e["UID"]).split(".")[0]: e for e in icalendar.Calendar.from_ical(response.get_data()).walk("VEVENT")}
 
@@ -377,7 +405,7 @@ def test_ics_feed_shows_requests_and_held_slots_as_tentative_until_confirmed(app
     booking, ref = booked
     second = book_at_noto(ChatDriver(service, user="U-other"), "11月25日(水) 11:00〜11:30")
     second_ref = BookingStore.ref(second)
-    events = feed_events(app)
+    events = feed_events(app, staff)
     assert {str(e["STATUS"]) for e in events.values()} == {"TENTATIVE"}
     assert str(events[booking["id"]]["SUMMARY"]) == f"【申込み中】オンライン職業相談 予約番号 {booking['id']}"
     assert "事業所の確認: 申込み中・事業所の確認待ち" in str(events[booking["id"]]["DESCRIPTION"])
@@ -385,9 +413,9 @@ def test_ics_feed_shows_requests_and_held_slots_as_tentative_until_confirmed(app
     assert "申込みを確定し" in staff.act("confirm", second_ref).get_data(as_text=True)
     actions = StaffActions(service)
     slot = actions.proposal_slots(service.bookings.get(ref))[0]
-    held = actions.propose(ref, slot.key).booking
+    held = actions.propose(ref, slot.key, by=staff.account.id).booking
     held_id = held["proposal"]["ref"].split("|")[-1]
-    events = feed_events(app)
+    events = feed_events(app, staff)
     assert set(events) == {booking["id"], second["id"], held_id}
     confirmed = events[second["id"]]
     assert str(confirmed["STATUS"]) == "CONFIRMED"
@@ -400,7 +428,7 @@ def test_ics_feed_shows_requests_and_held_slots_as_tentative_until_confirmed(app
     assert str(hold["STATUS"]) == "TENTATIVE" and str(hold["SUMMARY"]) == f"【提案中】オンライン職業相談 予約番号 {held_id}"
     assert hold.decoded("DTSTART") == slot.start
     assert f"提案先の申込み: 予約番号 {booking['id']}" in str(hold["DESCRIPTION"])
-    text = app.test_client().get(f"/staff/ics/noto.ics?key={feed_key(TOKEN, 'noto')}").get_data(as_text=True)
+    text = app.test_client().get(f"/staff/ics/noto.ics?key={feed(staff)}").get_data(as_text=True)
     for value in PERSONAL:
         assert value not in text
     body = staff.client.get("/staff/export.csv?office=noto&from=2026-11-20&to=2026-11-30").get_data()
@@ -414,7 +442,7 @@ def test_ics_feed_shows_requests_and_held_slots_as_tentative_until_confirmed(app
     accept = next(item["action"]["data"] for message in push for item in (message.get("quickReply") or {}).get("items", [])
                   if item["action"]["label"] == "この日時でお願いする")
     ChatDriver(service, user="U-console").send("postback", accept)
-    events = feed_events(app)
+    events = feed_events(app, staff)
     assert str(events[held_id]["STATUS"]) == "CONFIRMED" and str(events[held_id]["SUMMARY"]).startswith("オンライン")
     assert str(events[booking["id"]]["STATUS"]) == "CANCELLED"
 
@@ -432,10 +460,10 @@ def test_feed_state_of_each_booking_state():
     assert state("cancelled", "declined") == state("cancelled", "pending") == ("CANCELLED", "")
 
 
-def test_api_bookings_answers_json_with_the_right_codes(app, booked):
+def test_api_bookings_answers_json_with_the_right_codes(app, booked, staff_member):
     booking, ref = booked
     client = app.test_client()
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = staff_member(login=False).bearer
     assert client.get("/staff/api/bookings?office=noto&date=2026-11-25").status_code == 401
     wrong = client.get("/staff/api/bookings?office=noto&date=2026-11-25", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and "error" in wrong.get_json()

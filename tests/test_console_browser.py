@@ -1,4 +1,5 @@
-"""The staff console in real headless Chromium: log in, open the day, open a booking, act on it."""
+"""The staff console in real headless Chromium: an account made as `hwbot staff add` makes it sets its
+password through its one-time link, logs in, opens the day, opens a booking and acts on it."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import pytest
 from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
+from bot.staff.identity import Identity
 from bot.testing.simulator import LiveServer
+from bot.testing.staff import CHEAP_HASHER, make_account
 from bot.testing.browser import WAIT_S
 from bot.testing.driver import ChatDriver, ManualClock, book_at_noto
 from bot.web import create_app
 
 SCREENSHOT = Path(tempfile.gettempdir()) / "hwbot-console.png"
 DAY_SCREENSHOT = Path(tempfile.gettempdir()) / "hwbot-console-day.png"
-TOKEN = "browser-staff-token"
+PASSWORD = "noto-browser-2026-pass"
 
 pytestmark = [
     # selenium's own modules may warn about their deprecations; they are not ours to fix.
@@ -29,7 +32,7 @@ pytestmark = [
 
 @pytest.fixture
 def service(redis_client, offices):
-    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token", staff_token=TOKEN)
+    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token")
     return BotService(settings, client=redis_client, offices=offices,
                       clock=ManualClock(parse_instant("2026-11-20T10:00")))
 
@@ -66,10 +69,19 @@ def test_staff_mark_attended_and_send_the_meeting_details(browser, server, servi
     def heading() -> str:
         return browser.find_element(By.TAG_NAME, "h1").text
 
+    identity = Identity(service)
+    account = identity.create("能登 花子", ["noto"])
+    link = identity.set_link(account.id)
+    browser.get(server.url + "/staff/password?token=" + link)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "again").send_keys(PASSWORD)
+    click(browser.find_element(By.ID, "set_password"))
+    assert "パスワードを設定しました" in flash()
     browser.get(server.url + "/staff")
-    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "account").send_keys(account.id)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
     click(browser.find_element(By.ID, "login"))
-    assert "ログインしました" in flash()
+    assert "ログインしました" in flash() and "能登 花子" in browser.find_element(By.ID, "me").text
 
     Select(browser.find_element(By.ID, "office")).select_by_visible_text("ハローワーク能登")
     click(browser.find_element(By.ID, "show"))
@@ -96,6 +108,7 @@ def test_staff_mark_attended_and_send_the_meeting_details(browser, server, servi
 
     stored = service.bookings.get(booking["office"] + "|" + booking["slot"] + "|" + booking["id"])
     assert stored["status"] == "attended" and stored["meeting_sent_at"] == "2026-11-25T10:03:00+09:00"
+    assert stored["marked_by"] == stored["meeting_sent_by"] == account.id
     pushes = [json.loads(e["messages"])[0]["text"] for _, e in service.outbox.entries() if e["kind"] == "push"]
     assert len(pushes) == 1 and "987 654 3210" in pushes[0] and "hw-2026" in pushes[0]
     errors = [entry for entry in browser.get_log("browser") if entry.get("level") == "SEVERE"]
@@ -114,8 +127,10 @@ def test_cancel_asks_first_under_the_content_security_policy(browser, server, se
     booking = book_at_noto(ChatDriver(service, user="U-browser-cancel"), "11月25日(水) 10:00〜10:30")
     ref = booking["office"] + "|" + booking["slot"] + "|" + booking["id"]
     wait = WebDriverWait(browser, WAIT_S)
+    account, password, _ = make_account(Identity(service, hasher=CHEAP_HASHER), "能登 次郎", ("noto",))
     browser.get(server.url + "/staff/login")
-    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "account").send_keys(account.id)
+    browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login").click()
     wait.until(lambda d: "ログインしました" in d.page_source)
     browser.get(server.url + "/staff/booking?" + urlencode({"ref": ref}))

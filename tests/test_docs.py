@@ -15,6 +15,7 @@ from bot.store.conversations import OUTBOX_KEY, conversation_key, event_key
 from bot.store.handoffs import CLOSED_KEY, HANDOFFS_KEY, messages_key, thread_key, user_threads_key
 from bot.store.pushes import pushes_key
 from bot.store.slots import slot_redis_key
+from bot.store import staff_accounts as staff
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 ARCHITECTURE = (REPO_ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
@@ -78,6 +79,16 @@ def test_every_redis_key_family_is_in_the_key_table():
         user_threads_key("U1"): "hwbot:{u:<user>}:threads",
         CLOSED_KEY: "hwbot:threads:closed",
         pushes_key("2026-12"): "hwbot:pushes:<YYYY-MM>",
+        staff.account_key("A1"): "hwbot:staff:account:<id>",
+        staff.NAMES_KEY: "hwbot:staff:names",
+        staff.link_key("D1"): "hwbot:staff:link:<digest>",
+        staff.session_key("D1"): "hwbot:staff:session:<digest>",
+        staff.sessions_key("A1"): "hwbot:staff:sessions:<id>",
+        staff.token_key("D1"): "hwbot:staff:token:<digest>",
+        staff.tokens_key("A1"): "hwbot:staff:tokens:<id>",
+        staff.recovery_key("A1"): "hwbot:staff:recovery:<id>",
+        staff.fail_key("S1", "W1"): "hwbot:staff:fail:<scope>:<who>",
+        staff.tried_key("IP1"): "hwbot:staff:tried:<address>",
         AUDIT_KEY: "hwbot:audit",
         sim_inbox.inbox_key("U1"): "hwbot:sim:inbox:<user>",
         sim_inbox.reply_token_key("T1"): "hwbot:sim:reply:<token>",
@@ -88,7 +99,8 @@ def test_every_redis_key_family_is_in_the_key_table():
         shape = (key.replace("noto", "<office>").replace("2026-12-01", "<day>").replace("1000", "<HHMM>")
                  .replace("U1", "<user>").replace("E1", "<id>").replace("B1", "<id>").replace("T1", "<token>")
                  .replace("K1", "<key>").replace("slack", "<channel>").replace("H1", "<id>")
-                 .replace("2026-12", "<YYYY-MM>"))
+                 .replace("2026-12", "<YYYY-MM>").replace("A1", "<id>").replace("D1", "<digest>")
+                 .replace("S1", "<scope>").replace("W1", "<who>").replace("IP1", "<address>"))
         if documented.startswith("hwbot:event:"):
             shape = shape.replace("<id>", "<webhookEventId>")
         assert shape == documented, f"the store builds {key}, documented as {documented}"

@@ -22,9 +22,9 @@ from bot.staff.aftercare import Reconsent, Reminders
 from bot.testing.driver import ChatDriver, ManualClock, to_noto_slots
 from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.scripts import revised_terms
+from bot.testing.staff import sign_in
 from bot.web import create_app
 
-TOKEN = "staff-token-for-tests"
 START = datetime(2026, 11, 20, 10, 0, tzinfo=JST)
 HAMAMATSU = [
     ("say", "こんにちは"), ("tap", "マザーズハローワーク浜松"), ("say", "鈴木 一郎"), ("say", "22222-33334444"),
@@ -48,7 +48,7 @@ IZUMO = [
 @pytest.fixture
 def service(redis_client, offices) -> BotService:
     """A LINE-mode service on the test Redis, at 2026-11-20 10:00 on a manual clock."""
-    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token", staff_token=TOKEN)
+    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token")
     return BotService(settings, client=redis_client, offices=offices, clock=ManualClock(START))
 
 
@@ -71,9 +71,7 @@ def test_a_hamamatsu_booking_is_a_request_until_the_office_confirms(service):
     assert T.BOOKED_TITLE in card and T.BOOKED_PENDING in card and T.BOOKED_TITLE_CONFIRMED not in card
     assert booking["office_confirmation"] == "pending"
     # The console shows it waiting for the office.
-    client = create_app(service.settings, service=service).test_client()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/staff/login").get_data(as_text=True)).group(1)
-    assert client.post("/staff/login", data={"token": TOKEN, "csrf": csrf}).status_code == 302
+    client = sign_in(create_app(service.settings, service=service), ("hamamatsu",)).client
     ref = f"hamamatsu|{booking['slot']}|{booking['id']}"
     page = client.get("/staff/booking", query_string={"ref": ref}).get_data(as_text=True)
     assert "事業所の確認待ち" in page and "不要（予約で確定）" not in page

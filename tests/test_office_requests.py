@@ -25,11 +25,11 @@ from bot.staff.aftercare import Reminders
 from bot.store import BookingStore
 from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock, book_at_noto
 from bot.testing.line_spec import check_limits, validate_request
+from bot.testing.staff import api_token, sign_in
 from bot.web import create_app
 from bot.testing.delivery import SendingClient
 from tests.conftest import PROFILES_DIR
 
-TOKEN = "staff-token-for-tests"
 NOW = "2026-11-20T10:00:00+09:00"
 USER = "U-request"
 PERSONAL = (*NOTO_USER, USER)
@@ -54,7 +54,7 @@ def offices(offices, make_profile):
 
 @pytest.fixture
 def service(redis_client, offices, clock):
-    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token", staff_token=TOKEN)
+    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token")
     return BotService(settings, client=redis_client, offices=offices, clock=clock)
 
 
@@ -142,13 +142,12 @@ def test_an_office_without_confirmation_books_as_confirmed(service, offices):
 
 
 class Staff:
-    """A member of staff in the console (cookies kept by the test client)."""
+    """A member of staff of every office, signed in to `app` (cookies kept by the test client)."""
 
-    def __init__(self, client):
-        self.client = client
-        page = client.get("/staff/login").get_data(as_text=True)
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-        assert client.post("/staff/login", data={"token": TOKEN, "csrf": csrf}).status_code == 302
+    def __init__(self, app):
+        self.member = sign_in(app)
+        self.account = self.member.account
+        self.client = self.member.client
 
     def page(self, ref: str) -> str:
         return self.client.get("/staff/booking?" + urlencode({"ref": ref})).get_data(as_text=True)
@@ -162,7 +161,7 @@ class Staff:
 
 @pytest.fixture
 def staff(app):
-    return Staff(app.test_client())
+    return Staff(app)
 
 
 # -- 2. confirm ---------------------------------------------------------------------------------------------
@@ -176,7 +175,7 @@ def test_request_then_confirm_in_the_console(office, service, staff, messaging_s
     answer = staff.act("confirm", ref)
     assert "申込みを確定し" in answer
     stored = service.bookings.get(ref)
-    assert stored["office_confirmation"] == "confirmed" and stored["confirmed_by"] == "staff"
+    assert stored["office_confirmation"] == "confirmed" and stored["confirmed_by"] == staff.account.id
     assert stored["status"] == "booked"
     [text] = push_texts(service)
     profile = service.offices[office]
@@ -259,7 +258,7 @@ def test_decline_reasons_come_from_the_profile_and_a_reason_is_required(service,
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     offices = load_offices(profiles_copy)
     custom = BotService(service.settings, client=service.client, offices=offices, clock=service.clock)
-    member = Staff(create_app(custom.settings, service=custom).test_client())
+    member = Staff(create_app(custom.settings, service=custom))
     _, ref = make_request(custom, "noto")
     assert "ご希望の日時に担当者の都合がつかないため" in member.page(ref)
     assert "理由を選ぶか" in member.act("decline", ref, reason="", reason_text=" ")
@@ -436,7 +435,7 @@ def test_a_request_past_the_office_reply_time_notifies_staff_once_and_shows_a_ba
     assert overdue_at(profile, booking) == due
     clock.instant = due - timedelta(minutes=1)
     assert Overdue(service)(clock.now()) == [] and entries(service, "request_overdue") == []
-    member = Staff(create_app(service.settings, service=service).test_client())
+    member = Staff(create_app(service.settings, service=service))
     assert "overdue-banner" not in member.client.get(f"/staff?office={office}").get_data(as_text=True)
     clock.instant = due
     [noticed] = Overdue(service)(clock.now())
@@ -482,10 +481,10 @@ def test_a_confirmed_or_proposed_request_is_not_overdue(service, staff, clock):
 # -- 6. the JSON API --------------------------------------------------------------------------------------
 
 
-def api(app, ref: str, action: str, body: object = None, token: str = TOKEN):
+def api(app, ref: str, action: str, body: object = None, token: str | None = None):
     from urllib.parse import quote
 
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token or api_token(app)}"}
     answer = app.test_client().post(f"/staff/api/bookings/{quote(ref, safe='')}/{action}", json=body, headers=headers)
     return answer.status_code, answer.get_json()
 
@@ -573,13 +572,13 @@ def test_in_the_simulator_a_proposal_reaches_the_phone_through_the_worker_and_is
     from urllib.parse import quote
 
     from bot.simulator import USERS
-    from bot.staff.console import SIMULATOR_STAFF_TOKEN
     from bot.testing.simulator import LiveServer, SimPhone, http
     from tests.test_simulator import book_at_noto as book_in_the_phone
 
     settings = load_settings(line_channel_secret=None, line_channel_access_token=None, line_api_host="https://api.line.me")
     service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
-    with LiveServer(create_app(settings, service=service)) as live:
+    app = create_app(settings, service=service)
+    with LiveServer(app) as live:
         user = USERS[0]["id"]
         phone = SimPhone(live.url, user)
         book_in_the_phone(phone)
@@ -589,7 +588,7 @@ def test_in_the_simulator_a_proposal_reaches_the_phone_through_the_worker_and_is
         slot = next(s for s in calendar.bookable_slots(offices["noto"], service.clock.now(), {booking["slot"]: 1})
                     if s.key != booking["slot"])
         status, answer = http("POST", f"{live.url}/staff/api/bookings/{quote(ref, safe='')}/propose",
-                              {"slot": slot.start.isoformat()}, headers={"Authorization": f"Bearer {SIMULATOR_STAFF_TOKEN}"})
+                              {"slot": slot.start.isoformat()}, headers={"Authorization": f"Bearer {api_token(app)}"})
         assert status == 200, answer
         assert phone.settle()  # the live server's worker pushes the proposal
         assert "別の日時をご提案します" in phone.last_text()
@@ -613,10 +612,10 @@ def test_through_the_webhook_with_a_line_channel_every_request_validates(redis_c
 
     user = "U" + "d" * 32
     with LineStandIn() as line:
-        settings = load_settings(line_channel_secret="s", line_channel_access_token="t", line_api_host=line.url,
-                                 staff_token=TOKEN)
+        settings = load_settings(line_channel_secret="s", line_channel_access_token="t", line_api_host=line.url)
         service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
-        client = SendingClient(create_app(settings, service=service).test_client(), service, line.url)
+        app = create_app(settings, service=service)
+        client = SendingClient(app.test_client(), service, line.url)
         worker = Worker(service, settings, line=LineMessaging(line.url, "t"))
 
         def send(kind: str, text: str = "") -> None:
@@ -634,7 +633,7 @@ def test_through_the_webhook_with_a_line_channel_every_request_validates(redis_c
 
         def staff(ref: str, action: str, body: dict) -> dict:
             answer = client.post(f"/staff/api/bookings/{quote(ref, safe='')}/{action}", json=body,
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
+                                 headers={"Authorization": f"Bearer {api_token(app)}"})
             assert answer.status_code == 200, answer.get_json()
             return answer.get_json()["booking"]
 

@@ -11,10 +11,11 @@ from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.simulator import USERS
-from bot.staff.console import SIMULATOR_STAFF_TOKEN
+from bot.staff.identity import Identity
 from bot.store import BookingStore
 from bot.testing.driver import ManualClock
 from bot.testing.simulator import LiveServer
+from bot.testing.staff import CHEAP_HASHER, make_account
 from bot.web import create_app
 from tests.test_browser import Page, pytestmark  # noqa: F401 (selenium's warnings are not ours to fix)
 
@@ -48,8 +49,11 @@ def test_book_in_the_simulator_confirm_in_the_console_and_read_it_in_the_phone(b
 
     [booking] = service.bookings.for_user(USERS[0]["id"])
     By = page.By
+    # A real account of Noto (as `hwbot staff add` makes it), not the simulator's ready-made one.
+    account, password, _ = make_account(Identity(service, hasher=CHEAP_HASHER), "能登 太郎", ("noto",))
     browser.get(server.url + "/staff/login")
-    browser.find_element(By.ID, "token").send_keys(SIMULATOR_STAFF_TOKEN)
+    browser.find_element(By.ID, "account").send_keys(account.id)
+    browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login").click()
     wait = WebDriverWait(browser, 10)
     wait.until(lambda d: "ログインしました" in d.page_source)
@@ -59,6 +63,7 @@ def test_book_in_the_simulator_confirm_in_the_console_and_read_it_in_the_phone(b
     browser.find_element(By.ID, "confirm").click()
     wait.until(lambda d: "申込みを確定し" in d.page_source)
     assert "確定" in browser.find_element(By.ID, "confirmation").text
+    assert service.bookings.get(BookingStore.ref(booking))["confirmed_by"] == account.id
 
     # The live server's worker pushes the confirmation (as `hwbot serve` does in simulator mode).
     page = Page(browser, server.url + "/")

@@ -22,6 +22,7 @@ from bot.testing.driver import NOTO_USER, ChatDriver, ManualClock, book_at_noto
 from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.line_standin import LineStandIn
 from bot.testing.simulator import actions_of
+from bot.testing.staff import sign_in
 from bot.web import create_app
 from bot.testing.delivery import SendingClient
 
@@ -116,7 +117,7 @@ def test_a_booking_cancelled_by_staff_meanwhile_is_not_moved(service, redis_clie
     driver = ChatDriver(service, user="U1")
     old = start_move(driver)
     driver.tap(NEW)
-    StaffActions(service).cancel(f"noto|2026-11-25T10:00|{old['id']}")
+    StaffActions(service).cancel(f"noto|2026-11-25T10:00|{old['id']}", by="s-tester")
     driver.tap("変更する")
     assert "このご予約はすでにキャンセルされています。" in driver.last_text()
     assert driver.exchanges[-1].outcome.notices == []
@@ -284,8 +285,7 @@ def book_at_toyooka(driver: ChatDriver) -> dict:
     ("日時変更", "change_no_phone", "日時の変更を希望（案内できる電話番号なし）"),
 ])
 def test_toyooka_hands_the_user_to_staff_who_cancel_in_the_console(redis_client, offices, clock, button, reason, why):
-    token = "staff-token-for-tests"
-    service = BotService(load_settings(staff_token=token), client=redis_client, offices=offices, clock=clock)
+    service = BotService(load_settings(), client=redis_client, offices=offices, clock=clock)
     driver = ChatDriver(service, user="U1")
     booked = book_at_toyooka(driver)
     ref = f"toyooka|2026-11-30T14:30|{booked['id']}"
@@ -299,15 +299,14 @@ def test_toyooka_hands_the_user_to_staff_who_cancel_in_the_console(redis_client,
     message = compose({"kind": "handoff", "office": "toyooka", "fields": notice.fields}, service.offices["toyooka"])
     assert ("予約番号", booked["id"]) in message.rows and ("理由", HANDOFF_REASONS[reason]) in message.rows
     # The console lists the waiting user, why, and the booking; staff cancel it there, the user is told.
-    staff = create_app(service.settings, service=service).test_client()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', staff.get("/staff/login").get_data(as_text=True)).group(1)
-    staff.post("/staff/login", data={"token": token, "csrf": csrf})
+    member = sign_in(create_app(service.settings, service=service), ("toyooka",))
+    staff = member.client
     page = staff.get("/staff/handoffs").get_data(as_text=True)
     assert why in page and "/staff/booking?ref=toyooka" in page and booked["id"] in page
     csrf = re.search(r'name="csrf" value="([^"]+)"', staff.get("/staff/booking?" + urlencode({"ref": ref})).get_data(as_text=True)).group(1)
     staff.post("/staff/booking/cancel", data={"csrf": csrf, "ref": ref}, follow_redirects=True)
     cancelled = service.bookings.get(ref)
-    assert cancelled["status"] == "cancelled" and cancelled["cancelled_by"] == "staff"
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled_by"] == member.account.id
     pushes = [fields for _, fields in service.outbox.entries() if fields.get("kind") == "push"]
     assert any("担当者によりキャンセルされました" in fields["messages"] for fields in pushes)
 

@@ -17,9 +17,9 @@ from bot.service import BotService
 from bot.settings import load_settings
 from bot.store import BookingStore
 from bot.testing.driver import ChatDriver, book_at_noto
+from bot.testing.staff import CHEAP_HASHER, make_account, sign_in
 from bot.web import create_app, route_class
 
-TOKEN = "headers-staff-token"
 SLOT = "11月25日(水) 10:00〜10:30"
 
 # A value for each route parameter, per endpoint where one value does not fit all.
@@ -35,7 +35,7 @@ ENDPOINT_SAMPLES = {
 
 def settings_for(simulator: bool):
     line = {} if simulator else {"line_channel_secret": "secret", "line_channel_access_token": "token"}
-    return load_settings(staff_token=TOKEN, **line)
+    return load_settings(**line)
 
 
 @pytest.fixture(params=["simulator", "line"])
@@ -105,13 +105,11 @@ def test_every_route_carries_the_headers_of_its_class_signed_in_or_not(app):
     walked = urls(app)
     assert ("GET", "/staff/audit") in walked and ("GET", "/offices/noto/terms") in walked
     anonymous = app.test_client()
-    staff = app.test_client()
-    page = staff.get("/staff/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert staff.post("/staff/login", data={"token": TOKEN, "csrf": csrf}).status_code == 302
+    admin = sign_in(app, admin=True)  # an admin: the audit pages too
+    staff = admin.client
     statuses = {}
     for method, path in walked:
-        for client, extra in ((anonymous, {}), (staff, {"headers": {"Authorization": f"Bearer {TOKEN}"}})):
+        for client, extra in ((anonymous, {}), (staff, {"headers": admin.bearer})):
             response = client.open(path, method=method, **extra)
             response.close()  # a file answer (static files, the simulator page) holds the file open
             check(path, response)
@@ -141,16 +139,14 @@ INLINE = re.compile(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", re.I)
 def test_no_staff_page_has_inline_script_or_style(app):
     """What the CSP would block in a browser: inline <script>/<style>, style= and on...= attributes."""
     ref = app.config["booked_ref"]
-    staff = app.test_client()
-    page = staff.get("/staff/login").get_data(as_text=True)
+    page = app.test_client().get("/staff/login").get_data(as_text=True)
     assert not INLINE.search(page)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    staff.post("/staff/login", data={"token": TOKEN, "csrf": csrf})
+    staff = sign_in(app, admin=True).client
     service = app.extensions["hwbot"]
     ChatDriver(service, user="U-waiting").say("担当者と話したい")
     [thread] = [info["thread"] for info in service.handoffs.waiting().values() if info.get("thread")]
     for path in ("/staff", "/staff?office=noto&date=2026-11-25", f"/staff/booking?ref={quote(ref)}",
-                 "/staff/handoffs", f"/staff/handoffs/{thread}", "/staff/outbox", "/staff/audit"):
+                 "/staff/handoffs", f"/staff/handoffs/{thread}", "/staff/outbox", "/staff/audit", "/staff/account"):
         response = staff.get(path)
         body = response.get_data(as_text=True)
         assert response.status_code == 200, path
@@ -158,3 +154,37 @@ def test_no_staff_page_has_inline_script_or_style(app):
         assert "/staff/static/staff.css" in body and "/staff/static/staff.js" in body
     booking = staff.get(f"/staff/booking?ref={quote(ref)}").get_data(as_text=True)
     assert booking.count("data-confirm=") >= 2  # cancel and (after the start) no-show still ask first
+
+
+def test_the_sign_in_pages_have_no_inline_script_or_style(app):
+    """The set-password, second-factor, TOTP set-up and recovery-code pages, as a new admin meets them."""
+    from bot.staff.identity import Identity
+
+    identity = Identity(app.extensions["hwbot"], hasher=CHEAP_HASHER)
+    account = identity.create("見出し 確認", (), admin=True)
+    browser = app.test_client()
+    link = identity.set_link(account.id)
+    pages = [browser.get(f"/staff/password?token={link}")]
+    identity.set_password_with_link(link, "midashi-kakunin-77")
+    page = browser.get("/staff/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    browser.post("/staff/login", data={"account": account.id, "password": "midashi-kakunin-77", "csrf": csrf})
+    pages.append(browser.get("/staff/account/totp"))
+    enrol = pages[-1].get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', enrol).group(1).replace(" ", "")
+    import pyotp
+
+    csrf = re.search(r'name="csrf" value="([^"]+)"', enrol).group(1)
+    pages.append(browser.post("/staff/account/totp", data={"code": pyotp.TOTP(secret).at(identity.now()), "csrf": csrf}))
+    other, password, secret = make_account(identity, "見出し 二", (), admin=True, totp=True)
+    second = app.test_client()
+    page = second.get("/staff/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    second.post("/staff/login", data={"account": other.id, "password": password, "csrf": csrf})
+    pages.append(second.get("/staff/login/code"))
+    for response in pages:
+        body = response.get_data(as_text=True)
+        assert response.status_code == 200, response.status_code
+        assert not INLINE.search(body), INLINE.search(body).group(0)
+        check(response.request.path, response)
+    assert "recovery-codes" in pages[2].get_data(as_text=True) and 'id="code"' in pages[3].get_data(as_text=True)

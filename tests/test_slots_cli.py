@@ -5,27 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 from freezegun import freeze_time
 
 from bot import calendar
-from bot.cli import main
 from bot.clock import parse_instant
 from bot.store import slot_redis_key
 
 
 @pytest.fixture
-def run(redis_client, monkeypatch):
-    """Invoke hwbot against the test Redis (through REDIS_URL or the embedded server's socket)."""
-    conn = redis_client.connection_pool.connection_kwargs
-    url = f"unix://{conn['path']}" if conn.get("path") else f"redis://{conn['host']}:{conn['port']}/{conn.get('db', 0)}"
-    monkeypatch.setenv("REDIS_URL", url)
-    monkeypatch.delenv("HWBOT_NOW", raising=False)
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, list(args))
-
-    return invoke
+def run(cli):
+    return cli
 
 
 @pytest.mark.parametrize("office", ["noto", "hamamatsu", "izumo", "toyooka", "sakata"])

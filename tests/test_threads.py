@@ -21,6 +21,7 @@ from bot.service import BotService
 from bot.settings import load_settings
 from bot.simulator import SIMULATOR_TOKEN, USERS as SIM_USERS
 from bot.staff.aftercare import ThreadRetention
+from bot.staff.identity import Identity
 from bot.staff.notify import compose, plain_text
 from bot.staff.threads import ThreadActions
 from bot.staff.worker import Worker
@@ -31,11 +32,9 @@ from bot.testing.simulator import LiveServer, SimPhone, http
 from bot.web import create_app
 from bot.testing.delivery import SendingClient
 
-TOKEN = "staff-token-for-tests"
 NOW = "2026-11-20T10:00:00+09:00"  # a Friday, Noto open until 17:15
 USER = "U" + "7" * 32
 PUSH = "/v2/bot/message/push"
-BEARER = {"Authorization": f"Bearer {TOKEN}"}
 QUESTION = "オンライン相談の前に履歴書を送る必要はありますか？"
 ANSWER_1 = "ご質問ありがとうございます。履歴書は当日画面でお見せいただければ大丈夫です。"
 ANSWER_2 = "ほかにご不明な点はありますか。"
@@ -43,7 +42,7 @@ ANSWER_2 = "ほかにご不明な点はありますか。"
 
 @pytest.fixture
 def service(redis_client, offices, clock, line):
-    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token", staff_token=TOKEN,
+    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token",
                              line_api_host=line.url, public_url="https://hw.example")
     return BotService(settings, client=redis_client, offices=offices, clock=clock)
 
@@ -59,12 +58,21 @@ def app(service):
 
 
 @pytest.fixture
-def staff(app):
-    client = app.test_client()
-    page = client.get("/staff/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert client.post("/staff/login", data={"token": TOKEN, "csrf": csrf}).status_code == 302
-    return client
+def member(staff_member):
+    """A member of staff of every office, signed in."""
+    return staff_member("高橋 職員")
+
+
+@pytest.fixture
+def staff(member):
+    """The member's browser."""
+    return member.client
+
+
+@pytest.fixture
+def bearer(member):
+    """The member's API token (Authorization header)."""
+    return member.bearer
 
 
 def waiting_user(service: BotService, user: str = USER) -> ChatDriver:
@@ -106,7 +114,8 @@ def pushed_texts(line) -> list[str]:
     return [message["text"] for request in line.sent(PUSH) for message in request.body["messages"]]
 
 
-def test_a_thread_of_several_messages_each_way_closed_by_staff(service, staff, worker, line, clock, messaging_spec):
+def test_a_thread_of_several_messages_each_way_closed_by_staff(service, staff, member, worker, line, clock,
+                                                              messaging_spec):
     driver = waiting_user(service)
     thread = thread_of(service)
     assert thread != USER and USER not in thread and len(thread) == 16
@@ -148,7 +157,7 @@ def test_a_thread_of_several_messages_each_way_closed_by_staff(service, staff, w
     assert "会話を終了し、自動応答に戻しました" in closed
     assert service.handoffs.waiting() == {}
     meta = service.handoffs.meta(thread)
-    assert meta["closed_by"] == "staff" and meta["closed_at"]
+    assert meta["closed_by"] == member.account.id and meta["closed_at"]
     worker.run_once(clock.now())
     assert "担当者の対応が終わりました" in pushed_texts(line)[-1]
     # The bot is back: what the user types now is a conversation with the bot, not kept for staff.
@@ -185,25 +194,25 @@ def test_a_user_who_has_not_chosen_an_office_yet_reaches_staff_without_an_office
     assert worker.outbox.dead_letters() == []
 
 
-def test_a_thread_closed_by_the_user(service, app, clock):
+def test_a_thread_closed_by_the_user(service, app, clock, bearer):
     driver = waiting_user(service)
     thread = thread_of(service)
     driver.say(QUESTION)
     api = app.test_client()
-    answer = api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": ANSWER_1}, headers=BEARER)
+    answer = api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": ANSWER_1}, headers=bearer)
     assert answer.status_code == 200
     driver.say("自分で予約してみます。")
     driver.tap("自動応答に戻る")
     assert "自動応答に戻りました" in driver.last_text()
     assert [n.kind for n in driver.exchanges[-1].outcome.notices] == ["handoff_closed"]
     assert service.handoffs.meta(thread)["closed_by"] == "user"
-    assert api.get("/staff/api/handoffs", headers=BEARER).get_json() == {"handoffs": []}
-    late = api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": "追伸"}, headers=BEARER)
+    assert api.get("/staff/api/handoffs", headers=bearer).get_json() == {"handoffs": []}
+    late = api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": "追伸"}, headers=bearer)
     assert late.status_code == 409 and late.get_json() == {"error": "handoff: the thread is closed"}
     assert [m["from"] for m in service.handoffs.messages(thread)] == ["user", "staff", "user"]
 
 
-def test_a_reply_is_pushed_exactly_once_whatever_is_repeated(service, staff, app, worker, line, clock):
+def test_a_reply_is_pushed_exactly_once_whatever_is_repeated(service, staff, app, worker, line, clock, bearer):
     waiting_user(service)
     thread = thread_of(service)
     csrf, nonce = csrf_of(staff, f"/staff/handoffs/{thread}")
@@ -214,7 +223,7 @@ def test_a_reply_is_pushed_exactly_once_whatever_is_repeated(service, staff, app
     api = app.test_client()
     for _ in range(2):  # an API call repeated with its idempotency key
         response = api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": ANSWER_2},
-                            headers={**BEARER, "Idempotency-Key": "call-1"})
+                            headers={**bearer, "Idempotency-Key": "call-1"})
         assert response.status_code == 200
     assert [m["text"] for m in service.handoffs.messages(thread)] == [ANSWER_1, ANSWER_2]
     assert len(outbox(service, "push")) == 2
@@ -223,28 +232,28 @@ def test_a_reply_is_pushed_exactly_once_whatever_is_repeated(service, staff, app
     assert pushed_texts(line) == [f"【ハローワーク能登 担当者より】\n{ANSWER_1}", f"【ハローワーク能登 担当者より】\n{ANSWER_2}"]
 
 
-def test_the_api_lists_open_threads_and_answers_with_the_right_codes(service, app):
+def test_the_api_lists_open_threads_and_answers_with_the_right_codes(service, app, bearer):
     driver = waiting_user(service)
     driver.say(QUESTION)
     thread = thread_of(service)
     api = app.test_client()
     assert api.get("/staff/api/handoffs").status_code == 401
-    listed = api.get("/staff/api/handoffs?office=noto", headers=BEARER).get_json()
+    listed = api.get("/staff/api/handoffs?office=noto", headers=bearer).get_json()
     assert listed == {"handoffs": [{
         "id": thread, "office": "noto", "since": "2026-11-20T10:00:00+09:00", "reason": "user_request",
         "mode": "console", "closed": False,
         "messages": [{"from": "user", "text": QUESTION, "at": "2026-11-20T10:00:00+09:00"}],
     }]}
     assert USER not in json.dumps(listed)
-    assert api.get("/staff/api/handoffs?office=izumo", headers=BEARER).get_json() == {"handoffs": []}
-    assert api.get("/staff/api/handoffs?office=nowhere", headers=BEARER).status_code == 404
-    assert api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": "  "}, headers=BEARER).status_code == 400
-    assert api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": "あ" * 2001}, headers=BEARER).status_code == 400
-    assert api.post("/staff/api/handoffs/0123456789abcdef/reply", json={"text": "x"}, headers=BEARER).status_code == 404
-    assert api.post(f"/staff/api/handoffs/{USER}/close", headers=BEARER).status_code == 404
-    closed = api.post(f"/staff/api/handoffs/{thread}/close", headers=BEARER)
+    assert api.get("/staff/api/handoffs?office=izumo", headers=bearer).get_json() == {"handoffs": []}
+    assert api.get("/staff/api/handoffs?office=nowhere", headers=bearer).status_code == 404
+    assert api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": "  "}, headers=bearer).status_code == 400
+    assert api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": "あ" * 2001}, headers=bearer).status_code == 400
+    assert api.post("/staff/api/handoffs/0123456789abcdef/reply", json={"text": "x"}, headers=bearer).status_code == 404
+    assert api.post(f"/staff/api/handoffs/{USER}/close", headers=bearer).status_code == 404
+    closed = api.post(f"/staff/api/handoffs/{thread}/close", headers=bearer)
     assert closed.status_code == 200 and closed.get_json()["handoff"]["closed"] is True
-    assert api.post(f"/staff/api/handoffs/{thread}/close", headers=BEARER).status_code == 409
+    assert api.post(f"/staff/api/handoffs/{thread}/close", headers=bearer).status_code == 409
     assert service.handoffs.waiting() == {}
     data, _ = service.conversations.load(USER)
     assert data["paused"] is None
@@ -370,13 +379,13 @@ def test_a_user_still_waits_after_their_conversation_expired(chosen, service, cl
     assert [m["text"] for m in service.handoffs.messages(thread)] == [QUESTION]
 
 
-def test_the_text_is_never_logged(service, staff, app, worker, clock, caplog):
+def test_the_text_is_never_logged(service, staff, app, worker, clock, caplog, bearer):
     caplog.set_level(logging.DEBUG)
     driver = waiting_user(service)
     thread = thread_of(service)
     driver.say(QUESTION)
     reply_in_console(staff, thread, ANSWER_1)
-    app.test_client().post(f"/staff/api/handoffs/{thread}/reply", json={"text": ANSWER_2}, headers=BEARER)
+    app.test_client().post(f"/staff/api/handoffs/{thread}/reply", json={"text": ANSWER_2}, headers=bearer)
     worker.run_once(clock.now())
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "staff_thread_reply" in logged
@@ -399,7 +408,7 @@ def test_pushes_are_counted_per_month_and_shown_in_the_console(service, staff, w
 
 
 def test_a_thread_through_the_webhook_and_a_stand_in_line_every_request_valid(service, app, worker, line, clock,
-                                                                               messaging_spec):
+                                                                               messaging_spec, bearer):
     """Signed events to POST /callback, replies and pushes to the stand-in LINE API, all valid against the spec."""
     client = SendingClient(app.test_client(), service, line.url)
 
@@ -421,7 +430,7 @@ def test_a_thread_through_the_webhook_and_a_stand_in_line_every_request_valid(se
     thread = thread_of(service)
     assert [m["text"] for m in service.handoffs.messages(thread)] == [QUESTION, "（スタンプ）"]
     api = app.test_client()
-    assert api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": ANSWER_1}, headers=BEARER).status_code == 200
+    assert api.post(f"/staff/api/handoffs/{thread}/reply", json={"text": ANSWER_1}, headers=bearer).status_code == 200
     worker.run_once(clock.now())
     assert pushed_texts(line)[-1] == f"【ハローワーク能登 担当者より】\n{ANSWER_1}"
     # Staff switch to LINE Official Account Manager: the bot calls LINE for nothing at all.
@@ -448,7 +457,7 @@ def test_in_the_simulator_a_tester_asks_for_staff_and_reads_the_answer_in_the_ph
     """`make run`'s setup: the phone page's events through the signed webhook, the console's reply pushed
     by the worker to the simulator's own stand-in LINE API, shown in the phone."""
     settings = load_settings(line_channel_secret=None, line_channel_access_token=None,
-                             line_api_host="https://api.line.me", staff_token=None)
+                             line_api_host="https://api.line.me")
     service = BotService(settings, client=redis_client, offices=offices, clock=ManualClock(parse_instant(NOW)))
     with LiveServer(create_app(settings, service=service)) as live:
         phone = SimPhone(live.url, SIM_USERS[0]["id"])
@@ -458,8 +467,9 @@ def test_in_the_simulator_a_tester_asks_for_staff_and_reads_the_answer_in_the_ph
         phone.say(QUESTION)
         assert "メッセージを担当者にお伝えしました" in phone.last_text()
         thread = service.handoffs.info(SIM_USERS[0]["id"])["thread"]
+        _, token = Identity(service).issue_token("simulator")  # the simulator's ready-made admin
         status, _ = http("POST", f"{live.url}/staff/api/handoffs/{thread}/reply", {"text": ANSWER_1},
-                         headers={"Authorization": "Bearer simulator"})
+                         headers={"Authorization": f"Bearer {token}"})
         assert status == 200
         line_api = LineMessaging(f"{live.url}/sim/line", SIMULATOR_TOKEN)
         Worker(service, settings, consumer="sim", line=line_api).run_once(service.clock.now())

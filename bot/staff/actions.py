@@ -74,6 +74,10 @@ CONFIRMATION_REFUSALS = {
 }
 
 
+# A booking that does not exist, or of an office the account does not serve: the same words for both.
+NOT_FOUND = "予約が見つかりません（保存期間を過ぎたか、予約番号が正しくありません）。"
+
+
 class NotFound(StaffActionError):
     """The booking does not exist (the API's 404)."""
 
@@ -152,13 +156,14 @@ class StaffActions:
         except ValueError:
             booking = None
         if booking is None:
-            raise NotFound("予約が見つかりません（保存期間を過ぎたか、予約番号が正しくありません）。")
+            raise NotFound(NOT_FOUND)
         return booking
 
-    def mark(self, ref: str, status: str) -> dict[str, Any]:
+    def mark(self, ref: str, status: str, *, by: str) -> dict[str, Any]:
         """Record that the user attended or did not show up; only once the consultation has started.
 
-        One atomic step with the `no_show` notice (the first time it is marked so)."""
+        One atomic step with the `no_show` notice (the first time it is marked so). `by` is the staff
+        account's id, as in every action below."""
         if status not in ("attended", "no_show"):
             raise BadRequest("記録できる状態は「出席」と「無断欠席」だけです。")
         self.booking(ref)
@@ -170,7 +175,7 @@ class StaffActions:
                 raise Refused("相談の開始時刻より前には、出席・無断欠席を記録できません。")
             if current.get("status") not in MARKABLE:
                 raise Refused(f"この予約は「{STATUS_LABELS.get(current.get('status'), '?')}」のため記録できません。")
-            marked = {**current, "status": status, "marked_at": at, "marked_by": "staff"}
+            marked = {**current, "status": status, "marked_at": at, "marked_by": by}
             entries = []
             if status == "no_show" and current.get("status") != "no_show":
                 entries.append(self._notice_entry("no_show", marked, "無断欠席を記録"))
@@ -180,7 +185,7 @@ class StaffActions:
         log.info("staff_mark office=%s booking=%s status=%s", updated["office"], updated["id"], status)
         return updated
 
-    def cancel(self, ref: str) -> dict[str, Any]:
+    def cancel(self, ref: str, *, by: str) -> dict[str, Any]:
         """Cancel a future booking for the user (the slot is freed) and tell them by push, in one step.
 
         A slot held for a time proposed to this request is freed in the same step."""
@@ -188,14 +193,15 @@ class StaffActions:
         for _ in range(_CHANGED_ATTEMPTS):
             held_ref = (self.booking(ref).get("proposal") or {}).get("ref")
             try:
-                cancelled = self.store.act([ref, held_ref] if held_ref else [ref], self._cancelling(ref, held_ref, at))
+                cancelled = self.store.act([ref, held_ref] if held_ref else [ref], self._cancelling(ref, held_ref, at, by))
             except ConflictError:
                 continue
             log.info("staff_cancel office=%s booking=%s", cancelled["office"], cancelled["id"])
             return cancelled
         raise Refused("予約が変更されました。画面を開き直してください。")
 
-    def _cancelling(self, ref: str, held_ref: str | None, at: str) -> Callable[[list[dict[str, Any] | None]], Plan]:
+    def _cancelling(self, ref: str, held_ref: str | None, at: str,
+                    by: str) -> Callable[[list[dict[str, Any] | None]], Plan]:
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             current = self._found(found[0])
             if current.get("status") != "booked":
@@ -204,7 +210,7 @@ class StaffActions:
                 raise Refused("開始時刻を過ぎた予約はキャンセルできません。出席または無断欠席を記録してください。")
             if (current.get("proposal") or {}).get("ref") != held_ref:
                 raise ConflictError("the proposal changed meanwhile")
-            cancelled = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": "staff"}
+            cancelled = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": by}
             office = self.office(cancelled)
             name = office.short_name if office else cancelled["office"]
             text = T.STAFF_CANCELLED.format(office=name, when=when_label(cancelled), ref=cancelled["id"])
@@ -215,13 +221,14 @@ class StaffActions:
                 self._notice_entry("cancellation", cancelled, "担当者がキャンセル", by="staff")])
             held = found[1] if held_ref else None
             if held is not None and held.get("status") == "held":
-                plan.bookings[held_ref] = {**held, "status": "cancelled", "cancelled_at": at, "cancelled_by": "staff"}
+                plan.bookings[held_ref] = {**held, "status": "cancelled", "cancelled_at": at, "cancelled_by": by}
                 plan.free += (held_ref,)
             return plan
 
         return decide
 
-    def send_meeting(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "") -> dict[str, Any]:
+    def send_meeting(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "",
+                     by: str) -> dict[str, Any]:
         """Push the meeting details to the user; the booking records when (never the passcode). One step."""
         meeting = self._meeting_lines(meeting_id, passcode, url, required=True)
         self.booking(ref)
@@ -237,7 +244,7 @@ class StaffActions:
             name = office.short_name if office else current["office"]
             tool = office.video_tool if office else ""
             lines = [T.STAFF_MEETING.format(office=name, when=when_label(current), tool=tool), *meeting, T.STAFF_MEETING_HINT]
-            updated = {**current, "meeting_sent_at": at, "meeting_sent_by": "staff"}
+            updated = {**current, "meeting_sent_at": at, "meeting_sent_by": by}
             return Plan(bookings={ref: updated}, result=updated, entries=[
                 self._text_entry(updated, "\n".join(lines), f"meeting|{uuid.uuid4().hex}"),
                 self._notice_entry("meeting_sent", updated, "接続情報を送信", tool=tool)])
@@ -260,7 +267,7 @@ class StaffActions:
         booked = self.service.bookings.booked_counts(office.id, calendar.grid_keys(office, now))
         return calendar.bookable_slots(office, now, booked)
 
-    def book_follow_up(self, ref: str, slot_key: str, nonce: str) -> tuple[dict[str, Any], bool]:
+    def book_follow_up(self, ref: str, slot_key: str, nonce: str, *, by: str) -> tuple[dict[str, Any], bool]:
         """Book the next consultation for the same user; (booking, True) when new, False when a resubmit.
 
         The user's upcoming-booking limit does not apply: staff book it during a consultation.
@@ -288,7 +295,7 @@ class StaffActions:
             # Staff made it during a consultation: the office has confirmed it.
             "office_confirmation": "not_needed",
             "created_at": self.now().isoformat(),
-            "booked_by": "staff",
+            "booked_by": by,
             "follow_up_of": ref,
         }
         booking.update({key: original[key] for key in COPIED_FIELDS if key in original})
@@ -355,7 +362,7 @@ class StaffActions:
         log.info("staff_%s office=%s booking=%s acted=%d", what, done.booking["office"], done.booking["id"], done.acted)
         return done
 
-    def confirm(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "") -> Done:
+    def confirm(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "", by: str) -> Done:
         """Confirm a request: 「予約が確定しました」 pushed with the date, time, tool and checklist, and the
         meeting details when given (the booking records when they were sent, never the passcode)."""
         meeting = self._meeting_lines(meeting_id, passcode, url, required=False)
@@ -366,9 +373,9 @@ class StaffActions:
             current, repeated = self._current(found[0], repeat="confirmed")
             if repeated:
                 return repeated
-            changes = {"office_confirmation": "confirmed", "confirmed_at": at, "confirmed_by": "staff"}
+            changes = {"office_confirmation": "confirmed", "confirmed_at": at, "confirmed_by": by}
             if meeting:
-                changes.update(meeting_sent_at=at, meeting_sent_by="staff")
+                changes.update(meeting_sent_at=at, meeting_sent_by=by)
             confirmed = {**current, **changes}
             replies = confirmed_replies(office, confirmed, tuple(meeting))
             entries = [self._push_entry(confirmed, replies, "confirm"),
@@ -383,7 +390,7 @@ class StaffActions:
         office = self.office(booking)
         return list(office.after_booking.decline_reasons) if office else []
 
-    def decline(self, ref: str, reason: str) -> Done:
+    def decline(self, ref: str, reason: str, *, by: str) -> Done:
         """Decline a request with a reason (the profile's or typed): the slot is freed and the user is
         told the reason and what to do instead (phone, email, the counter, another booking)."""
         reason = " ".join((reason or "").split())
@@ -398,8 +405,8 @@ class StaffActions:
             current, repeated = self._current(found[0], repeat="declined")
             if repeated:
                 return repeated
-            declined = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": "staff",
-                        "office_confirmation": "declined", "decline_reason": reason}
+            declined = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": by,
+                        "declined_by": by, "office_confirmation": "declined", "decline_reason": reason}
             replies = declined_replies(office, declined, reason)
             # The reason may be typed: it goes to the user, never into a staff notice.
             entries = [self._push_entry(declined, replies, "decline"),
@@ -412,7 +419,7 @@ class StaffActions:
         """The slots staff may propose instead: the office's bookable slots but the request's own."""
         return [slot for slot in self.follow_up_slots(booking) if slot.key != booking["slot"]]
 
-    def propose(self, ref: str, slot_key: str) -> Done:
+    def propose(self, ref: str, slot_key: str, *, by: str) -> Done:
         """Propose another time: the new slot is held for this request (a `held` booking, counted in
         the slot) until the user answers or the slot's booking deadline passes, and the user gets a
         push with 「この日時でお願いする」 / 「都合が悪い」. Proposing the slot already proposed does nothing."""
@@ -449,7 +456,7 @@ class StaffActions:
             current, _ = self._current(current, repeat="")
             if existing is not None or int(current.get("proposals", 0)) != count:
                 raise Refused("申込みが変更されました。画面を開き直してください。")
-            proposed = {**current, "office_confirmation": "proposed", "proposals": count + 1,
+            proposed = {**current, "office_confirmation": "proposed", "proposals": count + 1, "proposed_by": by,
                         "proposal": {"ref": held_ref, "slot": slot.key, "at": at, "deadline": deadline.isoformat()}}
             label = f"{calendar.format_day(deadline.date())} {deadline:%H:%M}"
             replies = proposal_replies(office, proposed, held, label)

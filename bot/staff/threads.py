@@ -29,6 +29,7 @@ from bot.dialog.replies import Ask, Reply
 from bot.errors import StaffActionError
 from bot.service import BotService
 from bot.staff.actions import find_office, office_label, upcoming_for, when_label
+from bot.staff.identity import Account
 from bot.store.bookings import booking_ref
 from bot.store.handoffs import valid_thread_id
 
@@ -63,12 +64,14 @@ class ThreadActions:
     def now(self) -> datetime:
         return self.service.clock.now()
 
-    def open_threads(self, office: str | None = None) -> list[dict[str, Any]]:
-        """The open threads (oldest first) as the API shows them: id, office, since, reason, mode, messages."""
+    def open_threads(self, office: str | None = None, *, shown: Callable[[str], bool] = lambda office: True
+                     ) -> list[dict[str, Any]]:
+        """The open threads (oldest first) as the API shows them: id, office, since, reason, mode, messages;
+        of `office` only, or of every office `shown` accepts."""
         found = []
         for info in self.store.waiting().values():
             thread = info.get("thread")
-            if not thread or (office and info.get("office") != office):
+            if not thread or (office and info.get("office") != office) or not shown(info.get("office", "")):
                 continue
             meta = self.store.meta(thread)
             if meta:
@@ -76,7 +79,8 @@ class ThreadActions:
         return found
 
     def describe(self, thread: str, meta: dict[str, str]) -> dict[str, Any]:
-        messages = [{"from": m.get("from", ""), "text": m.get("text", ""), "at": m.get("at", "")}
+        messages = [{"from": m.get("from", ""), "text": m.get("text", ""), "at": m.get("at", ""),
+                     **({"by": m["by"]} if m.get("by") else {})}
                     for m in self.store.messages(thread)]
         return {"id": thread, "office": meta.get("office", ""), "since": meta.get("since", ""),
                 "reason": meta.get("reason", ""), "mode": meta.get("mode", "console"),
@@ -95,8 +99,10 @@ class ThreadActions:
             raise StaffActionError("この会話はすでに終了しています。")
         return meta, user
 
-    def reply(self, thread: str, text: str, nonce: str) -> bool:
-        """Send staff's answer to the user (push via the outbox); False when this nonce was sent already."""
+    def reply(self, thread: str, text: str, nonce: str, *, by: str) -> bool:
+        """Send staff's answer to the user (push via the outbox); False when this nonce was sent already.
+
+        The message records who wrote it (`by`: the account's id)."""
         text = text.strip()
         if not text:
             raise StaffActionError("返信の内容を入力してください。")
@@ -108,7 +114,7 @@ class ThreadActions:
         at = self.now().isoformat()
         push = {"id": str(uuid.uuid5(NAMESPACE, f"{thread}|{nonce}")), "kind": "push", "to": user,
                 "messages": messages, "at": at}
-        status = self.store.staff_reply(thread, {"from": "staff", "text": text, "at": at}, push, nonce)
+        status = self.store.staff_reply(thread, {"from": "staff", "by": by, "text": text, "at": at}, push, nonce)
         if status < 0:
             raise StaffActionError("この会話はすでに終了しています。")
         log.info("staff_thread_reply thread=%s new=%d", thread, status)
@@ -119,10 +125,10 @@ class ThreadActions:
         shown = T.STAFF_REPLY.format(office=sender(self.service, meta), text=text)
         return [Ask(shown, (command_option("resume_bot"),))]
 
-    def close(self, thread: str) -> None:
-        """Staff end the thread: the bot resumes for the user and tells them so by push."""
+    def close(self, thread: str, *, by: str) -> None:
+        """Staff (`by`) end the thread: the bot resumes for the user and tells them so by push."""
         _, user = self._open(thread)
-        self.service.resume(user)
+        self.service.resume(user, by=by)
         log.info("staff_thread_closed thread=%s", thread)
 
     def set_manager(self, thread: str, manager: bool) -> None:
@@ -164,20 +170,42 @@ def _when(value: str) -> str:
 
 
 def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, str], Response],
-               who: Callable[[str], str]) -> None:
-    """The thread pages and API on the console's blueprint (its guard checks the login or the token)."""
+               who: Callable[[str], str], account: Callable[[], Account], name_of: Callable[[str], str],
+               record: Callable[..., None]) -> None:
+    """The thread pages and API on the console's blueprint (its guard checks the login or the token).
+
+    A thread of an office the account does not serve is as if it did not exist (404); a thread of a
+    user who chose no office yet is every account's. Each view and action is an audit entry (`record`)
+    with the thread id as its ref."""
     threads = ThreadActions(service)
+
+    def sees(office: str) -> bool:
+        return office == "" or account().serves(office)
+
+    def audit_id(thread: str) -> str:
+        """The thread id for the audit trail when it has an id's shape, else `?`."""
+        return thread if valid_thread_id(thread) else "?"
+
+    def find(thread: str) -> tuple[dict[str, str], str]:
+        """(fields, user) of a thread the account may see; StaffActionError (404) otherwise."""
+        meta, user = threads.thread(thread)
+        if not sees(meta.get("office", "")):
+            raise StaffActionError("この会話は見つかりません（削除されたか、保存期間を過ぎました）。")
+        return meta, user
 
     @bp.get("/handoffs/<thread>")
     def thread_page(thread: str) -> Any:
         try:
-            meta, user = threads.thread(thread)
+            meta, user = find(thread)
         except StaffActionError as exc:
+            record("thread_view", ref=audit_id(thread), detail="not_found")
             return render_template("staff/message.html", title="会話が見つかりません", message=str(exc)), 404
+        record("thread_view", office=meta.get("office", ""), ref=thread)
         is_open = not meta.get("closed_at") and (service.handoffs.info(user) or {}).get("thread") == thread
-        messages = [{**m, "at": _when(m.get("at", ""))} for m in service.handoffs.messages(thread)]
+        messages = [{**m, "at": _when(m.get("at", "")), "by_name": name_of(m["by"]) if m.get("by") else ""}
+                    for m in service.handoffs.messages(thread)]
         bookings = [(b.get("name", ""), b["id"], booking_ref(b), when_label(b))
-                    for b in upcoming_for(service, user, threads.now())]
+                    for b in upcoming_for(service, user, threads.now()) if account().serves(b["office"])]
         answers = ((service.conversations.load(user)[0] or {}).get("answers") or {}) if is_open else {}
         entered = [(label, answers[key]) for key, label in ENTERED if answers.get(key)]
         return render_template(
@@ -189,25 +217,38 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
         )
 
     @bp.post("/handoffs/<thread>/<action>")
-    def thread_act(thread: str, action: str) -> Response:
+    def thread_act(thread: str, action: str) -> Any:
+        try:
+            meta, _ = find(thread)
+        except StaffActionError as exc:
+            record(f"thread_{action if action in ('reply', 'close', 'manager') else '?'}", ref=audit_id(thread),
+                   detail="not_found")
+            return render_template("staff/message.html", title="会話が見つかりません", message=str(exc)), 404
         back = redirect(url_for("staff.thread_page", thread=thread))
+        by = account().id
+        office = meta.get("office", "")
         try:
             if action == "reply":
-                sent = threads.reply(thread, request.form.get("text", ""), request.form.get("nonce", ""))
+                sent = threads.reply(thread, request.form.get("text", ""), request.form.get("nonce", ""), by=by)
                 flash("返信を送りました（利用者にLINEで届きます）。" if sent else "この返信は送信済みです。", "ok")
+                record("thread_reply", office=office, ref=thread, detail="ok" if sent else "repeat")
             elif action == "close":
-                threads.close(thread)
+                threads.close(thread, by=by)
                 flash("会話を終了し、自動応答に戻しました。利用者にLINEでお知らせします。", "ok")
+                record("thread_close", office=office, ref=thread)
                 return redirect(url_for("staff.handoffs"))
             elif action == "manager":
                 manager = request.form.get("manager") == "1"
                 threads.set_manager(thread, manager)
                 flash("LINE公式アカウントマネージャーで返信します。その間、ボットはこの利用者に返信しません。" if manager
                       else "この画面から返信します。", "ok")
+                record("thread_mode", office=office, ref=thread, detail="manager" if manager else "console")
             else:
                 return Response("not found", status=404)
         except StaffActionError as exc:
             flash(str(exc), "error")
+            record(f"thread_{action if action in ('reply', 'close', 'manager') else '?'}", office=office, ref=thread,
+                   detail="refused")
         return back
 
     @bp.get("/api/handoffs")
@@ -215,14 +256,21 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
         office = request.args.get("office") or None
         if office and find_office(service.offices, office) is None:
             return api_error(404, f"office: unknown office {office!r}")
-        return jsonify({"handoffs": threads.open_threads(office)})
+        if office and not account().serves(office):
+            return api_error(403, f"office: this account does not serve {office!r}")
+        found = threads.open_threads(office, shown=sees)
+        record("api_handoffs", office=office or "", detail=str(len(found)))  # what the users wrote is shown
+        return jsonify({"handoffs": found})
 
     @bp.post("/api/handoffs/<thread>/<action>")
     def api_thread(thread: str, action: str) -> Response:
         try:
-            threads.thread(thread)
+            meta, _ = find(thread)
         except StaffActionError:
+            record(f"thread_{action if action in ('reply', 'close', 'manager') else '?'}", ref=audit_id(thread),
+                   detail="not_found")
             return api_error(404, "handoff: no such thread")
+        office = meta.get("office", "")
         body = request.get_json(silent=True)
         try:
             if action == "reply":
@@ -232,12 +280,16 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
                 if len(text.strip()) > REPLY_MAX:
                     return api_error(400, f"text: at most {REPLY_MAX} characters")
                 key = request.headers.get("Idempotency-Key", "")[:100]
-                threads.reply(thread, text, key)
+                sent = threads.reply(thread, text, key, by=account().id)
+                record("thread_reply", office=office, ref=thread, detail="api" if sent else "repeat")
             elif action == "close":
-                threads.close(thread)
+                threads.close(thread, by=account().id)
+                record("thread_close", office=office, ref=thread, detail="api")
             else:
                 return api_error(404, "action: reply or close")
         except StaffActionError:
+            record(f"thread_{action if action in ('reply', 'close', 'manager') else '?'}", office=office, ref=thread,
+                   detail="refused")
             return api_error(409, "handoff: the thread is closed")
         meta, _ = threads.thread(thread)
         return jsonify({"handoff": threads.describe(thread, meta)})

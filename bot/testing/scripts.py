@@ -29,6 +29,9 @@ from bot.staff.aftercare import Overdue, Proposals, Reconsent
 from bot.staff.threads import ThreadActions
 from bot.testing.driver import ChatDriver, DriverError, ManualClock, labelled_options
 
+# Who a scripted dialog's staff steps are recorded as (`*_by`): the console shows it as 担当者.
+SCRIPT_STAFF = "staff"
+
 ACTIONS = (
     "say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user", "staff_marks",
     "terms_revised", "staff_replies", "staff_closes", "staff_confirms", "staff_proposes", "staff_declines",
@@ -329,11 +332,11 @@ def _staff_answers(service: BotService, driver: ChatDriver, text: str | None) ->
     actions = ThreadActions(service)
     outcome = Outcome(Conversation(user=driver.user))
     if text is None:
-        actions.close(thread)
+        actions.close(thread, by=SCRIPT_STAFF)
         outcome.replies.append(Text(STAFF_RESUMED))
         driver.exchanges.append(Exchange("(担当者が会話を終了)", outcome))
         return
-    actions.reply(thread, text, nonce="")
+    actions.reply(thread, text, nonce="", by=SCRIPT_STAFF)
     outcome.replies.extend(actions.reply_replies(service.handoffs.meta(thread), text))
     driver.exchanges.append(Exchange(f"(担当者が返信) {text}", outcome))
 def _staff_acts(service: BotService, driver: ChatDriver, name: str, value: Any) -> None:
@@ -346,11 +349,11 @@ def _staff_acts(service: BotService, driver: ChatDriver, name: str, value: Any) 
     actions = StaffActions(service)
     try:
         if name == "staff_confirms":
-            done, kind, label = actions.confirm(ref), "confirmed", "(担当者が申込みを確定)"
+            done, kind, label = actions.confirm(ref, by=SCRIPT_STAFF), "confirmed", "(担当者が申込みを確定)"
         elif name == "staff_proposes":
-            done, kind, label = actions.propose(ref, str(value)), "proposed", f"(担当者が {value} を提案)"
+            done, kind, label = actions.propose(ref, str(value), by=SCRIPT_STAFF), "proposed", f"(担当者が {value} を提案)"
         else:
-            done, kind, label = actions.decline(ref, str(value)), "declined", "(担当者が申込みをお断り)"
+            done, kind, label = actions.decline(ref, str(value), by=SCRIPT_STAFF), "declined", "(担当者が申込みをお断り)"
     except StaffActionError as exc:
         raise DriverError(f"{name}: {exc}") from None
     outcome = Outcome(Conversation(user=driver.user), replies=list(done.replies))
