@@ -264,7 +264,9 @@ class Worker:
         with self._lock:
             unique = {entry.stream_id: (entry, first) for entry, first in entries
                       if entry.stream_id not in self._in_flight}
-        done = self.outbox.delivered([done_key(entry.id) for entry, _ in unique.values()])
+        # A new answer's id is a fresh uuid4: it cannot have been delivered already (no Redis check).
+        done = self.outbox.delivered([done_key(entry.id) for entry, first in unique.values()
+                                      if not (first and entry.kind == replies.KIND)])
         for entry, first in unique.values():
             if stop is not None and stop.is_set():
                 stats.add("handed_back")
