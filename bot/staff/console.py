@@ -24,7 +24,7 @@ from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_t
 from bot import calendar
 from bot.clock import JST
 from bot.dialog.texts import INTERPRETER_CHOICES
-from bot.errors import StaffActionError, StoreError, UnknownOfficeError
+from bot.errors import StaffActionError, StoreError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService, user_hash
 from bot.settings import Settings

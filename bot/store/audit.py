@@ -18,7 +18,6 @@ name, 求職番号, phone or email. `trim` drops what is older than the retentio
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 import redis
 
