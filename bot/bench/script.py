@@ -16,7 +16,8 @@ BENCH_TOKEN = "hwbot-bench-token"
 BENCH_NOW = "2026-11-20T10:00:00+09:00"  # a Friday: Noto's first slot page is 11/25-12/1
 OFFICE = "noto"
 BENCH_CAPACITY = 100  # the profile model's maximum capacity per slot
-ANSWER_WAIT_S = 10.0  # how long the script's user waits for the worker's reply at the stand-in LINE
+ANSWER_WAIT_S = 10.0
+REPLY_PATH = "/v2/bot/message/reply"  # how long the script's user waits for the worker's reply at the stand-in LINE
 
 # What the scripted user does at Noto: ("say", text), ("tap", label) or ("slot", "") for a slot button.
 PLAN: list[tuple[str, str]] = [
@@ -100,13 +101,14 @@ def bench_user(index: int, run: str) -> str:
 
 
 def _answered(line: Any, seen: int, timeout: float = ANSWER_WAIT_S) -> bool:
-    """Wait (bounded) until the worker's reply reaches the stand-in LINE: one more than `seen`."""
+    """Wait (bounded) until the worker's reply is recorded by the stand-in LINE: one more than `seen`
+    (the recorded requests, not `counts`, which goes up before the request's body is kept)."""
     deadline = time.monotonic() + timeout
-    while line.counts["/v2/bot/message/reply"] < seen + 1:
+    while len(line.sent(REPLY_PATH)) < seen + 1:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.005)
-    return line.counts["/v2/bot/message/reply"] == seen + 1
+    return len(line.sent(REPLY_PATH)) == seen + 1
 
 
 def discover_script(app_url: str, line: Any) -> Script:
@@ -131,11 +133,11 @@ def discover_script(app_url: str, line: Any) -> Script:
                     labels = ", ".join(label for label, _ in postbacks(messages))
                     raise BenchError(f"script: no button {value!r} in the reply; it had: {labels}")
                 step = ("tap", found[-1])
-            seen = line.counts["/v2/bot/message/reply"]
+            seen = len(line.sent(REPLY_PATH))
             status = sender.post(*event_body(user, *step))
             if status != 200 or not _answered(line, seen):
                 raise BenchError(f"script: the app answered {status} to step {len(steps) + 1} ({kind} {value!r})")
-            messages = [r for r in line.requests if r.path == "/v2/bot/message/reply"][-1].body["messages"]
+            messages = line.sent(REPLY_PATH)[-1].body["messages"]
             steps.append(step)
     finally:
         sender.close()
