@@ -308,13 +308,7 @@ class Worker:
         if entry.kind != replies.KIND or not to.startswith("U"):
             return None
         delay = replies.LOADING_AFTER_S - replies.age_seconds(entry.raw.get("received"))
-        return self.later.call(delay, self._loading, to) if delay > 0 else None
-
-    def _loading(self, user: str) -> None:
-        try:
-            self.line.show_loading(user)
-        except LineApiError:
-            pass  # cosmetic
+        return self.later.call(delay, replies.show_loading, self.line, to) if delay > 0 else None
 
     def _wait_for_previous(self, entry: Entry) -> None:
         """A user's reply goes after their previous one (`after`): wait, a bounded time, until it is sent."""

@@ -59,3 +59,11 @@ def try_reply(line: LineMessaging, token: str, messages: list[dict[str, Any]]) -
     except LineApiError:
         return False
     return True
+
+
+def show_loading(line: LineMessaging, user: str) -> None:
+    """LINE's loading animation in a user's chat (best effort: cosmetic, a failure is only logged by the client)."""
+    try:
+        line.show_loading(user)
+    except LineApiError:
+        pass

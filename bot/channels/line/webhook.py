@@ -27,9 +27,9 @@ from typing import Any, Callable
 from flask import Blueprint, Response, current_app, request
 from linebot.v3 import SignatureValidator
 
-from bot.channels.line.api import LineApiError, LineMessaging
+from bot.channels.line.api import LineMessaging
 from bot.channels.line.later import Later
-from bot.channels.line.replies import LOADING_AFTER_S, reply_entry
+from bot.channels.line.replies import LOADING_AFTER_S, reply_entry, show_loading
 from bot.channels.line.render import to_messages
 from bot.dialog import Inbound, Outcome
 from bot.dialog.conversation import EventKind
@@ -224,17 +224,17 @@ def _handle(service: BotService, api: LineMessaging, event: LineEvent, log_key: 
     """Run the turn and queue its answer in the same save (nothing for an event already processed)."""
     inbound = event.inbound
     assert inbound is not None
-    base_url = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
 
     def answer(outcome: Outcome) -> dict[str, Any] | None:
         if not outcome.replies:
             return None
+        base_url = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
         return reply_entry(inbound.user, event.reply_token, to_messages(outcome.replies, base_url=base_url),
                            at=service.clock.now().isoformat(), received=received)
 
     # Only a turn that is itself slow (Redis slow) shows the animation from here; an answer waiting
     # for a sender shows it from the worker.
-    cancel = later.call(LOADING_AFTER_S, _loading, api, inbound.user) if inbound.kind in ("text", "postback") else None
+    cancel = later.call(LOADING_AFTER_S, show_loading, api, inbound.user) if inbound.kind in ("text", "postback") else None
     try:
         outcome = service.handle(inbound, event_id=event.event_id, reply=answer)
     finally:
@@ -263,13 +263,6 @@ def _join(service: BotService, event: LineEvent, received: float) -> None:
 def _loggable(kind: str) -> str:
     """An event type fit for a log line (LINE's are short ASCII words; anything else is not logged as sent)."""
     return kind if len(kind) <= 40 and kind.isascii() and kind.isalnum() else "other"
-
-
-def _loading(api: LineMessaging, user: str) -> None:
-    try:
-        api.show_loading(user)
-    except LineApiError:
-        pass  # cosmetic
 
 
 def sign(body: bytes | str, secret: str) -> str:
