@@ -8,6 +8,7 @@
     ├── AccountError            a staff account cannot be made or changed as asked (`hwbot staff`)
     │   └── PasswordRejected    a new password breaks the rules (Japanese text for the set-password page)
     ├── StoreError              Redis could not be reached or answered unexpectedly
+    │   ├── StoreUnavailable    Redis (a node, a cluster slot's master) cannot take the command now: 503, retry later
     │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
     ├── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
     └── BenchError              `hwbot bench` cannot run (a non-empty REDIS_URL, a server that did not start…)
@@ -50,6 +51,15 @@ class PasswordRejected(AccountError):
 
 class StoreError(HwbotError):
     """Raised when Redis cannot be reached or a stored value cannot be read."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised when Redis cannot serve the command now: a connection error or timeout, a cluster that is
+    down or has no master for a slot (failover under way), a topology that cannot be read.
+
+    Nothing was half-done by the step that raised it (each step is atomic, or idempotent and repeated);
+    the webhook answers 503 so that LINE redelivers, the worker tries again in its next cycle.
+    """
 
 
 class ConflictError(StoreError):

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.clock import parse_instant
@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    # A single server or a Redis Cluster (README, "Running on Redis Cluster"): `auto` asks the server
+    # named by REDIS_URL at start-up (INFO cluster); `single` and `cluster` skip the question.
+    redis_mode: Literal["auto", "single", "cluster"] = Field(default="auto", validation_alias="HWBOT_REDIS_MODE")
+    # rediss:// (TLS): the CA bundle that signed the server's certificate (managed services publish
+    # theirs); a client certificate and its key where the server asks for one (tls-auth-clients).
+    redis_ca_file: Path | None = Field(default=None, validation_alias="HWBOT_REDIS_CA_FILE")
+    redis_cert_file: Path | None = Field(default=None, validation_alias="HWBOT_REDIS_CERT_FILE")
+    redis_key_file: Path | None = Field(default=None, validation_alias="HWBOT_REDIS_KEY_FILE")
     line_channel_secret: str | None = Field(default=None, validation_alias="LINE_CHANNEL_SECRET")
     line_channel_access_token: str | None = Field(
         default=None, validation_alias="LINE_CHANNEL_ACCESS_TOKEN"
@@ -91,6 +99,51 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
 
+    @field_validator("redis_mode", mode="before")
+    @classmethod
+    def _redis_mode(cls, value: object) -> object:
+        if isinstance(value, str):
+            folded = value.strip().lower() or "auto"
+            if folded not in ("auto", "single", "cluster"):
+                raise ValueError("must be auto, single or cluster")
+            return folded
+        return value
+
+    @field_validator("redis_ca_file", "redis_cert_file", "redis_key_file", mode="before")
+    @classmethod
+    def _readable_file(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if value is not None:
+            path = Path(str(value)).expanduser()
+            if not path.is_file():
+                raise ValueError(f"{path} is not a file")
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise ValueError(f"{path} cannot be read ({exc.strerror})") from None
+            return path
+        return value
+
+    @model_validator(mode="after")
+    def _redis_combination(self) -> "Settings":
+        """Rules across the Redis variables; each message starts with the variable to change."""
+        url = self.redis_url or ""
+        if self.redis_mode == "cluster" and not url:
+            raise ValueError("HWBOT_REDIS_MODE: cluster needs REDIS_URL (the embedded Redis is a single server)")
+        if self.redis_mode == "cluster" and url.startswith("unix://"):
+            raise ValueError("HWBOT_REDIS_MODE: a Redis Cluster is reached over TCP: REDIS_URL must be redis:// or rediss://")
+        tls_files = [("HWBOT_REDIS_CA_FILE", self.redis_ca_file), ("HWBOT_REDIS_CERT_FILE", self.redis_cert_file),
+                     ("HWBOT_REDIS_KEY_FILE", self.redis_key_file)]
+        for variable, value in tls_files:
+            if value is not None and not url.startswith("rediss://"):
+                raise ValueError(f"{variable}: only used with TLS: REDIS_URL must start with rediss://")
+        if (self.redis_cert_file is None) != (self.redis_key_file is None):
+            missing = "HWBOT_REDIS_KEY_FILE" if self.redis_key_file is None else "HWBOT_REDIS_CERT_FILE"
+            raise ValueError(f"{missing}: a client certificate needs both HWBOT_REDIS_CERT_FILE and HWBOT_REDIS_KEY_FILE")
+        return self
+
     @field_validator("line_api_host", mode="after")
     @classmethod
     def _check_host(cls, value: str) -> str:
@@ -137,8 +190,12 @@ def load_settings(**overrides: object) -> Settings:
         by_alias = {info.validation_alias: name for name, info in Settings.model_fields.items()}
         lines = []
         for err in exc.errors():
-            variable = str(err["loc"][0]) if err["loc"] else "?"
+            message = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # a rule across variables: its message names the variable to change
+                lines.append(message)
+                continue
+            variable = str(err["loc"][0])
             field = by_alias.get(variable, variable)
             shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
-            lines.append(f"{variable}: {err['msg'].removeprefix('Value error, ')}{shown}")
+            lines.append(f"{variable}: {message}{shown}")
         raise ConfigError("invalid configuration: " + "; ".join(lines)) from None

@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import redis
 
 from bot.errors import ConflictError, StoreError
 from bot.store.conversations import OUTBOX_KEY, OUTBOX_MAXLEN, encode_notice
+from bot.store.errors import redis_errors
 from bot.store.slots import day_tag, slot_redis_key
 
 PERSONAL_FIELDS = ("name", "number", "email", "phone")
@@ -253,13 +253,8 @@ def _by_slot(booking: dict) -> tuple[str, str, str]:
     return (str(booking.get("slot", "")), str(booking.get("office", "")), str(booking.get("id", "")))
 
 
-@contextmanager
-def _redis_errors(what: str) -> Iterator[None]:
-    """Turn a driver error into StoreError naming only the operation and the error class (no data)."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreError(f"{what}: {exc.__class__.__name__}") from exc
+# Driver errors become StoreUnavailable (retry later: 503) or StoreError, naming only the operation.
+_redis_errors = redis_errors
 
 
 class BookingStore:

@@ -32,11 +32,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from urllib.parse import urlparse
+
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from bot.errors import StoreError
+from bot.errors import ConfigError, StoreError, StoreUnavailable
 from bot.settings import Settings
 
 log = logging.getLogger("hwbot.store")
@@ -378,40 +382,164 @@ def _alive(pid: int, name: str | None = None) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
-def connect(settings: Settings, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> redis.Redis:
+# A Redis Cluster client repeats a command once after a connection error, a timeout or a cluster-down
+# answer, having read the topology again (redis-py's default is 10 times with no pause in between).
+# Why once (README, "Running on Redis Cluster"): a webhook must answer LINE within a second or two,
+# while a failover takes cluster-node-timeout plus an election (seconds; 15 s with Redis' default), so
+# no number of immediate repeats can wait it out: the request answers 503 and LINE redelivers, the
+# worker tries in its next cycle. One repeat still covers what a fresh topology fixes at once (a
+# master that was replaced before this process noticed). Each repeat of a write that may already
+# have run must be harmless: every script is idempotent (a compare-and-set, a booking or event id).
+CLUSTER_RETRIES = 1
+DETECT_TIMEOUT_S = 2.0  # the start-up question "cluster or not?" (one INFO)
+
+
+def connect(settings: Settings, *, socket_timeout: float = SOCKET_TIMEOUT_S) -> Any:
     """A Redis client for `settings`: REDIS_URL when set, the embedded server otherwise.
 
-    The worker passes a longer `socket_timeout`: its blocking stream read waits about a second.
+    REDIS_URL may name a single server or any node of a Redis Cluster: with `HWBOT_REDIS_MODE=auto`
+    (the default) the server is asked once (`INFO cluster`), and a cluster gets redis-py's
+    `RedisCluster`, whose commands go to the node holding their keys' slot; `single` or `cluster`
+    skips the question. `rediss://` uses TLS with `HWBOT_REDIS_CA_FILE` (and a client certificate
+    when `HWBOT_REDIS_CERT_FILE`/`HWBOT_REDIS_KEY_FILE` are set). The worker passes a longer
+    `socket_timeout`: its blocking stream read waits about a second.
+
+    Raises StoreUnavailable when the mode must be detected (or the cluster's topology read) and the
+    server cannot be reached, and ConfigError when REDIS_URL cannot be used as the mode asks.
     """
-    if settings.redis_url:
-        return redis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            health_check_interval=30,
-        )
-    return embedded_redis(settings.var_dir)
+    url = settings.redis_url
+    if not url:
+        return embedded_redis(settings.var_dir)
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        **_tls_options(settings),
+    }
+    mode = settings.redis_mode
+    if mode == "auto":
+        mode = "cluster" if _is_cluster_node(url, options) else "single"
+    if mode == "cluster":
+        return _cluster_client(url, options)
+    return redis.Redis.from_url(url, health_check_interval=30, **options)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether `client` is a Redis Cluster client (commands routed by slot, no single node)."""
+    return isinstance(client, RedisCluster)
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """redis-py's TLS options for a rediss:// REDIS_URL (the certificate and host name are checked)."""
+    options: dict[str, Any] = {}
+    if settings.redis_ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.redis_ca_file)
+    if settings.redis_cert_file is not None and settings.redis_key_file is not None:
+        options["ssl_certfile"] = str(settings.redis_cert_file)
+        options["ssl_keyfile"] = str(settings.redis_key_file)
+    return options
+
+
+def _is_cluster_node(url: str, options: dict[str, Any]) -> bool:
+    """Ask the server named by `url` whether cluster mode is on (`INFO cluster`: `cluster_enabled:1`)."""
+    probe_options = {**options, "socket_timeout": DETECT_TIMEOUT_S, "socket_connect_timeout": DETECT_TIMEOUT_S}
+    try:
+        with redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **probe_options) as probe:
+            enabled = probe.info("cluster").get("cluster_enabled")
+    except redis.RedisError as exc:
+        raise StoreUnavailable(
+            f"REDIS_URL: cannot reach the server to tell a single server from a cluster ({_why_not(exc)}); "
+            "start it first, or set HWBOT_REDIS_MODE=single or cluster"
+        ) from None
+    return str(enabled) == "1"
+
+
+def _why_not(exc: BaseException) -> str:
+    """The error's class and its first line (an address, "Connection refused", a TLS verification
+    failure: what an operator needs; redis-py never puts the password in it), shortened."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    text = f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
+    """redis-py's cluster client, started from the node in `url` (it reads the whole topology from it)."""
+    try:
+        client = RedisCluster.from_url(url, retry=Retry(NoBackoff(), CLUSTER_RETRIES), **options)
+    except RedisClusterException as exc:
+        if "db" in str(exc):  # a database number other than 0: a cluster has only database 0
+            raise ConfigError(f"REDIS_URL: a Redis Cluster has only database 0 ({exc})") from None
+        if "Cluster mode is not enabled" in str(exc):
+            raise ConfigError("HWBOT_REDIS_MODE: cluster, but the server REDIS_URL names is not a cluster node "
+                              "(cluster_enabled:0); use single or auto") from None
+        raise StoreUnavailable(f"REDIS_URL: cannot read the cluster's topology ({_why_not(exc)})") from None
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"REDIS_URL: cannot read the cluster's topology ({_why_not(exc)})") from None
+    _keep_seed(client, url)
+    return client
+
+
+def _keep_seed(client: RedisCluster, url: str) -> None:
+    """Keep the REDIS_URL node among the nodes asked for the topology, beside the discovered ones.
+
+    redis-py replaces its startup nodes with the nodes the cluster lists (its
+    `dynamic_startup_nodes`), which lets a client started from one node's address survive that
+    node's death; but a client that started from a name (a managed service's configuration endpoint,
+    which resolves to whichever nodes live now) then forgets the name, and once every node it knew
+    was replaced it cannot find the cluster again (redis-py #3310). Keeping both covers both.
+    """
+    manager = getattr(client, "nodes_manager", None)
+    if manager is None or not hasattr(manager, "startup_nodes"):
+        return
+    parsed = urlparse(url)
+    seed = ClusterNode(parsed.hostname or "127.0.0.1", parsed.port or 6379)
+    refresh = manager.initialize
+
+    def with_seed() -> None:
+        # A new dict: after a refresh redis-py's startup nodes *are* its node cache, which must not
+        # get a node that serves no slot.
+        if seed.name not in manager.startup_nodes:
+            manager.startup_nodes = {**manager.startup_nodes, seed.name: seed}
+
+    def initialize(*args: Any, **kwargs: Any) -> None:
+        refresh(*args, **kwargs)
+        with_seed()
+
+    manager.initialize = initialize
+    with_seed()
 
 
 class RoundTripCounter:
-    """A client on the same server as `client` that counts its round trips (for `hwbot bench`).
+    """A client of the same server (or cluster) as `client` that counts its round trips (`hwbot bench`).
 
-    One request written to the socket is one round trip: a command, a whole pipeline, or a script
-    call (the commands a Lua script runs inside Redis are not round trips). Health-check PINGs and a
-    NOSCRIPT retry are counted too: they are real waits.
+    One request written to a socket is one round trip: a command, a whole pipeline (on a cluster: the
+    part of it each node gets), or a script call (the commands a Lua script runs inside Redis are not
+    round trips). Health-check PINGs, a NOSCRIPT retry and a cluster's redirections are counted too:
+    they are real waits.
     """
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: Any):
         counter = self
         self.count = 0
-        pool = client.connection_pool
+        if is_cluster(client):
+            # The nodes' connection options, less what the cluster client sets itself or refuses.
+            kwargs = {name: value for name, value in client.nodes_manager.connection_kwargs.items()
+                      if name not in ("redis_connect_func", "db")}
+            base = kwargs.pop("connection_class", redis.Connection)
+        else:
+            kwargs = dict(client.connection_pool.connection_kwargs)
+            base = client.connection_pool.connection_class
 
-        class Counting(pool.connection_class):  # type: ignore[name-defined,misc]
+        class Counting(base):  # type: ignore[valid-type,misc]
             def send_packed_command(self, command, check_health=True):
                 counter.count += 1
                 return super().send_packed_command(command, check_health)
 
-        self.client = redis.Redis(
-            connection_pool=redis.ConnectionPool(connection_class=Counting, **pool.connection_kwargs)
-        )
+        if is_cluster(client):
+            node = client.get_primaries()[0]
+            # A redis:// URL whatever the scheme was: with rediss:// redis-py would put its own TLS
+            # connection class in place of ours (Counting is one when the nodes speak TLS).
+            self.client = RedisCluster(url=f"redis://{node.host}:{node.port}", connection_class=Counting,
+                                       retry=Retry(NoBackoff(), CLUSTER_RETRIES), **kwargs)
+        else:
+            self.client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=Counting, **kwargs))

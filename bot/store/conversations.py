@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 import redis
 
 from bot.errors import ConflictError, StoreError
+from bot.store.errors import redis_errors
 
 OUTBOX_KEY = "hwbot:outbox"
 OUTBOX_MAXLEN = 100_000  # approximate (XADD MAXLEN ~): trimming whole stream nodes is cheap
@@ -119,13 +119,8 @@ def encode_notice(notice: Mapping[str, object]) -> list[str]:
     return flat
 
 
-@contextmanager
-def _redis_errors(what: str) -> Iterator[None]:
-    """Turn a driver error into StoreError naming only the operation and the error class (no data)."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreError(f"{what}: {exc.__class__.__name__}") from exc
+# Driver errors become StoreUnavailable (retry later: 503) or StoreError, naming only the operation.
+_redis_errors = redis_errors
 
 
 class ConversationStore:

@@ -13,13 +13,12 @@ operation touches one key, so it also runs on Redis Cluster:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 
-from bot.errors import StoreError
+from bot.store.errors import redis_errors
 
 PREFIX = "hwbot:sim"
 INBOX_TTL_SECONDS = 7 * 24 * 3600  # a simulated chat is kept a week after its last message
@@ -50,13 +49,8 @@ def loading_key(user: str) -> str:
     return f"{PREFIX}:loading:{_part('user', user)}"
 
 
-@contextmanager
-def _redis_errors(what: str) -> Iterator[None]:
-    """Turn a driver error into StoreError naming only the operation and the error class (no data)."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreError(f"{what}: {exc.__class__.__name__}") from exc
+# Driver errors become StoreUnavailable (retry later: 503) or StoreError, naming only the operation.
+_redis_errors = redis_errors
 
 
 class SimInbox:

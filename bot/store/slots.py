@@ -11,7 +11,7 @@ from datetime import date
 
 import redis
 
-from bot.errors import StoreError
+from bot.store.errors import redis_errors
 
 
 def day_tag(office: str, day: date | str) -> str:
@@ -36,11 +36,9 @@ class SlotStore:
         keys = list(slot_keys)
         if not keys:
             return {}
-        try:
+        with redis_errors("cannot read slot counts"):
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.scard(slot_redis_key(office, key))
             counts = pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreError(f"cannot read slot counts: {exc.__class__.__name__}") from exc
         return {key: int(count) for key, count in zip(keys, counts) if count}
