@@ -34,11 +34,20 @@ def _instant(value: str | None, option: str = "--now") -> datetime | None:
         ) from None
 
 
-def _settings() -> Settings:
+def _settings(**overrides: object) -> Settings:
     try:
-        return load_settings()
+        return load_settings(**overrides)
     except HwbotError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _redis_settings(redis_url: str | None) -> Settings:
+    """The settings, with `--redis-url` (when given) in place of REDIS_URL."""
+    if redis_url is None:
+        return _settings()
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise click.ClickException("--redis-url: must start with redis://, rediss:// or unix://")
+    return _settings(redis_url=redis_url)
 
 
 def _clock(settings: Settings, now: datetime | None) -> Clock:
@@ -461,24 +470,39 @@ def staff_revoke_token(account_id: str, token_id: str) -> None:
     click.echo(f"revoked token {token_id} of {account_id}")
 
 
-def _scratch_service_factory(settings: Settings):
-    """Services on a private embedded Redis, emptied for each script (never the REDIS_URL data)."""
+def _scratch_service_factory(settings: Settings, redis_url: str | None = None):
+    """Services on a private embedded Redis, emptied for each script (never the REDIS_URL data); with
+    `redis_url` (`--redis-url`) on that Redis instead, a single server or a cluster, which must be empty
+    (the scripts empty it between them, and at the end)."""
     import tempfile
 
     from bot.service import BotService
-    from bot.store import embedded_redis
+    from bot.store import connect, embedded_redis
+    from bot.store.nodes import flush, key_count
 
     offices = load_offices(settings.profiles_dir)
-    tmp = tempfile.TemporaryDirectory(prefix="hwbot-dialogs-")
-    client = embedded_redis(Path(tmp.name), scratch=True)
+    if redis_url:
+        client = connect(settings)
+        keys = key_count(client)
+        if keys:
+            client.close()
+            raise click.ClickException(f"--redis-url: the database holds {keys} key(s); scripted dialogs run only "
+                                       "on an empty one (they empty it between scripts)")
+        tmp = None
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="hwbot-dialogs-")
+        client = embedded_redis(Path(tmp.name), scratch=True)
 
     def make(clock):
-        client.flushdb()
+        flush(client)
         return BotService(settings, client=client, offices=offices, clock=clock)
 
     def close() -> None:
-        client.close()  # stops the server: nobody else knows this directory
-        tmp.cleanup()
+        if tmp is None:
+            flush(client)
+        client.close()  # the embedded one stops: nobody else knows its directory
+        if tmp is not None:
+            tmp.cleanup()
 
     return make, close
 
@@ -492,17 +516,20 @@ def dialogs() -> None:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--now", metavar="ISO", help="Run every script as if it were this instant.")
 @click.option("--quiet", "-q", is_flag=True, help="Only PASS/FAIL lines and failures.")
-def dialogs_run(paths: tuple[Path, ...], now: str | None, quiet: bool) -> None:
+@click.option("--redis-url", metavar="URL",
+              help="Run on this empty Redis (a single server or any node of a Redis Cluster) instead of a "
+                   "private embedded one; it is emptied between scripts.")
+def dialogs_run(paths: tuple[Path, ...], now: str | None, quiet: bool, redis_url: str | None) -> None:
     """Run scripted dialogs, print each transcript and PASS/FAIL; exit 1 on a failure."""
     from bot.testing.scripts import run_script, script_paths
 
-    settings = _settings()
+    settings = _redis_settings(redis_url)
     instant = _instant(now)
     files = script_paths(list(paths) or [Path("dialogs")])
     if not files:
         raise click.ClickException("no scripted dialog found (dialogs/*.yaml)")
     try:
-        make, close = _scratch_service_factory(settings)
+        make, close = _scratch_service_factory(settings, redis_url)
     except HwbotError as exc:
         raise click.ClickException(str(exc)) from None
     failed = 0
@@ -564,14 +591,17 @@ def chat(office_id: str | None, now: str | None, user: str) -> None:
               help="Production-shaped run: users chatting at once.")
 @click.option("--latency-seconds", type=click.FloatRange(min=0.5),
               help="Length of each production-shaped run (default 12).")
+@click.option("--redis-url", metavar="URL",
+              help="An empty Redis to run on (a single server or any node of a Redis Cluster; default: "
+                   "REDIS_URL, else a fresh embedded Redis). What the bench writes is deleted at the end.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def bench(users: int, rate: float, seconds: float | None, line_latency_ms: float, in_flight: int,
-          latency_seconds: float | None, as_json: bool) -> None:
+          latency_seconds: float | None, redis_url: str | None, as_json: bool) -> None:
     """Benchmark the app under gunicorn against a minimal baseline, and as the Procfile runs it with a
     slow LINE (all on this machine)."""
     from bot.bench import report_text, run_bench
 
-    settings = _settings()
+    settings = _redis_settings(redis_url)
     progress = (lambda line: None) if as_json else (lambda line: click.echo(f"... {line}", err=True))
     try:
         report = run_bench(users, rate, seconds, settings=settings, line_latency_ms=line_latency_ms,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import logging
 import re
 from typing import Any
 
@@ -16,12 +17,15 @@ from flask import Flask, Response, abort, request
 
 from bot.channels.line.api import LineMessaging
 from bot.channels.line.webhook import MAX_BODY_BYTES, create_blueprint
-from bot.errors import UnknownOfficeError
+from bot.errors import StoreError, UnknownOfficeError
 from bot.logs import configure_logging
 from bot.service import BotService
 from bot.settings import DEFAULT_LINE_HOST, Settings, load_settings
 from bot.staff.assets import create_blueprint as staff_assets
 from bot.staff.console import create_blueprint as staff_console
+from bot.store.nodes import health
+
+log = logging.getLogger("hwbot.web")
 
 # The terms page's only style, inline; the page's Content-Security-Policy allows exactly this text (its hash).
 TERMS_STYLE = """
@@ -112,9 +116,13 @@ def create_app(settings: Settings | None = None, *, service: BotService | None =
     app.after_request(security_headers)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        service.client.ping()
-        return {"ok": True, "offices": list(service.offices), "simulator": simulator}
+    def healthz() -> tuple[dict[str, Any], int]:
+        try:
+            redis_state = health(service.client)  # every master answers; a cluster says cluster_state:ok
+        except StoreError as exc:
+            log.error("healthz_store_unavailable error=%s", exc)
+            return {"ok": False, "error": "store unavailable"}, 503
+        return {"ok": True, "offices": list(service.offices), "simulator": simulator, **redis_state}, 200
 
     @app.get("/offices/<office_id>/terms")
     def terms(office_id: str) -> Response:

@@ -44,9 +44,11 @@ from bot.bench.servers import (
     clear_bench_keys,
     gunicorns,
     procfile_processes,
+    redis_env,
 )
 from bot.errors import BenchError
 from bot.settings import REPO_ROOT, Settings, load_settings
+from bot.store.nodes import commands_run, used_memory
 
 CLOSED_LOOP_IN_FLIGHT = 8  # users in flight in the throughput run (2 sync workers stay busy)
 ROUNDS = 4  # app and baseline alternate this many times
@@ -86,6 +88,7 @@ def run_bench(
         profiles = bench_profiles(settings.profiles_dir, workdir / "office_profiles")
         env = {
             "REDIS_URL": redis_url,
+            **redis_env(settings),
             "LINE_CHANNEL_SECRET": BENCH_SECRET,
             "LINE_CHANNEL_ACCESS_TOKEN": BENCH_TOKEN,
             "LINE_API_HOST": line.url,
@@ -121,16 +124,16 @@ def run_bench(
         for number, (closed_part, paced_part) in enumerate(zip(_rounds(closed), _rounds(paced)), 1):
             progress(f"round {number}/{ROUNDS}: closed loop ({len(closed_part)} users, "
                      f"{CLOSED_LOOP_IN_FLIGHT} in flight), then open loop at {rate:g} events/s")
-            used_before, commands_before = client.info("memory")["used_memory"], _commands(client)
+            used_before, commands_before = used_memory(client), commands_run(client)
             app_closed.add(_measured(app, lambda: closed_loop(
                 app.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
             _settle(client)  # the worker's sending of these answers counts for the app, not the baseline
-            app_commands += _commands(client) - commands_before
-            used_growth += client.info("memory")["used_memory"] - used_before
-            commands_before = _commands(client)
+            app_commands += commands_run(client) - commands_before
+            used_growth += used_memory(client) - used_before
+            commands_before = commands_run(client)
             base_closed.add(_measured(base, lambda: closed_loop(
                 base.url, closed_part, in_flight=CLOSED_LOOP_IN_FLIGHT, seconds=closed_seconds / ROUNDS)))
-            base_commands += _commands(client) - commands_before
+            base_commands += commands_run(client) - commands_before
             app_open.add(_measured(app, lambda: open_loop(app.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
             _settle(client)
             base_open.add(_measured(base, lambda: open_loop(base.url, paced_part, rate=rate, seconds=open_seconds / ROUNDS)))
@@ -281,11 +284,6 @@ def _settle(client: Any, timeout: float = SETTLE_S) -> None:
         if time.monotonic() >= deadline:
             raise BenchError(f"the worker did not send the app's answers within {timeout:.0f} s")
         time.sleep(0.01)
-
-
-def _commands(client: Any) -> int:
-    """Commands Redis has run (INFO commandstats), scripts' inner commands included."""
-    return sum(stats["calls"] for stats in client.info("commandstats").values())
 
 
 def _machine() -> str:

@@ -110,15 +110,18 @@ def _wait_healthy(url: str, process: subprocess.Popen, logfile: Path, name: str)
 
 @contextmanager
 def bench_redis(settings: Settings, workdir: Path) -> Iterator[tuple[Any, str]]:
-    """(client, url for the servers): REDIS_URL when set and empty, else a fresh embedded Redis."""
+    """(client, url for the servers): REDIS_URL (or `hwbot bench --redis-url`) when set and empty,
+    a single server or any node of a Redis Cluster; else a fresh embedded Redis."""
+    from bot.errors import StoreError
     from bot.store import connect, embedded_redis, stop_embedded
+    from bot.store.nodes import key_count
 
     if settings.redis_url:
-        client = connect(settings)
         try:
-            keys = client.dbsize()
-        except Exception as exc:
-            raise BenchError(f"REDIS_URL: cannot reach the server ({exc.__class__.__name__})") from None
+            client = connect(settings)
+            keys = key_count(client)  # every master of a cluster
+        except StoreError as exc:
+            raise BenchError(f"REDIS_URL: cannot reach the server ({exc})") from None
         if keys:
             raise BenchError(
                 f"REDIS_URL: the database holds {keys} key(s); the benchmark only runs on an empty "
@@ -136,10 +139,25 @@ def bench_redis(settings: Settings, workdir: Path) -> Iterator[tuple[Any, str]]:
         stop_embedded(client)
 
 
+def redis_env(settings: Settings) -> dict[str, str]:
+    """The Redis variables the bench's servers need beside REDIS_URL: the mode and the TLS files."""
+    env = {"HWBOT_REDIS_MODE": settings.redis_mode} if settings.redis_url else {}
+    for variable, path in (("HWBOT_REDIS_CA_FILE", settings.redis_ca_file),
+                           ("HWBOT_REDIS_CERT_FILE", settings.redis_cert_file),
+                           ("HWBOT_REDIS_KEY_FILE", settings.redis_key_file)):
+        if path is not None:
+            env[variable] = str(path)
+    return env
+
+
 def clear_bench_keys(client: Any) -> None:
-    """Delete what the benchmark wrote (`hwbot:*`, `bench:*`; the database was empty when it began)."""
+    """Delete what the benchmark wrote (`hwbot:*`, `bench:*`; the database was empty when it began).
+
+    On a cluster the keys are found on every master and each batch's UNLINK is split by slot."""
+    from bot.store.nodes import scan
+
     for pattern in ("hwbot:*", "bench:*"):
-        for batch in _batches(client.scan_iter(match=pattern, count=1000), 500):
+        for batch in _batches(scan(client, pattern), 500):
             client.unlink(*batch)
 
 
