@@ -25,6 +25,7 @@ from bot.profiles.models import OfficeProfile
 from bot.service import BotService
 from bot.settings import REPO_ROOT, load_settings
 from bot.testing.browser import ensure_chromium, headless_chromium
+from bot.testing.cluster import LocalCluster, missing as cluster_missing
 from bot.testing.driver import ManualClock
 from bot.testing.line_spec import load_spec
 from bot.testing.line_standin import LineStandIn
@@ -75,6 +76,26 @@ def _redis_server(_no_redis_server_left):
 def redis_client(_redis_server):
     """A real Redis with an empty database."""
     return _redis_server.fresh()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(_no_redis_server_left, tmp_path_factory):
+    """A real Redis Cluster for the session: 3 masters and 3 replicas from the machine's redis-server on
+    loopback ports (bot/testing/cluster.py); stopped at the end. Skips, saying why, without
+    redis-server and redis-cli (Debian's redis-server package; `.ci/run` installs it)."""
+    reason = cluster_missing()
+    if reason:
+        pytest.skip(f"no Redis Cluster: {reason}")
+    with LocalCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster(redis_cluster):
+    """The session's cluster, emptied, every node up and in sync (a test that killed one revives it)."""
+    redis_cluster.restore()
+    redis_cluster.flush()
+    return redis_cluster
 
 
 @pytest.fixture
