@@ -208,3 +208,27 @@ def test_a_master_killed_during_bookings_answers_503_then_carries_on_and_loses_n
     assert [booking["status"] for booking in after.bookings()] == ["booked"]
     service.client.close()
     worker_client.close()
+
+
+def test_hwbot_bench_runs_against_the_cluster(cluster):
+    """`hwbot bench --redis-url` on the cluster, a short run: every user books, every figure is there,
+    the Procfile's web and worker ran on it, and what the bench wrote is gone afterwards."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from bot.store.nodes import key_count
+
+    result = CliRunner().invoke(main, [
+        "bench", "--users", "20", "--rate", "100", "--seconds", "1", "--line-latency-ms", "50", "--in-flight", "4",
+        "--latency-seconds", "1.5", "--redis-url", cluster.url, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["bookings"] == 20
+    assert report["app_closed"]["errors"] == 0 and report["app_closed"]["users_done"] == 20
+    assert report["round_trips_per_event"] > 0 and report["bytes_per_conversation"] > 0
+    for run in (report["shaped_latency"], report["shaped_no_latency"]):
+        assert run["events"] > 0 and run["answered"] == run["events"] and run["errors"] == 0
+        assert {name: process["exit"] for name, process in run["processes"].items()} == {"web": 0, "worker": 0}
+    client = connect(load_settings(redis_url=cluster.url))
+    assert key_count(client) == 0  # the bench deleted what it wrote
+    client.close()

@@ -52,6 +52,21 @@ def test_the_source_scan_finds_the_store_s_steps():
     assert kinds >= {"script", "multi"} and len(sites) >= 20
 
 
+def test_every_pipeline_of_the_store_says_whether_it_is_a_transaction():
+    """On a single server `pipeline()` is a MULTI/EXEC; on a cluster redis-py's default is no
+    transaction (its own multi-key helpers rely on that), so a step written as `pipeline()` would be
+    atomic on one and quietly not on the other. The store says which it means, every time."""
+    import ast
+
+    bare = []
+    for path in sorted((REPO_ROOT / "bot" / "store").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "pipeline"
+                    and not node.args and not any(keyword.arg == "transaction" for keyword in node.keywords)):
+                bare.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert bare == [], "pipeline() without transaction=True or False: " + ", ".join(bare)
+
+
 def test_the_recorder_sees_steps_run_and_refused(cluster):
     client = connect(load_settings(redis_url=cluster.url))
     recorder = StepRecorder(client)
@@ -59,7 +74,7 @@ def test_the_recorder_sees_steps_run_and_refused(cluster):
     two_slots = client.register_script("return redis.call('SET', KEYS[1], '1') and redis.call('SET', KEYS[2], '1')")
     with pytest.raises(Exception):
         two_slots(keys=["hwbot:{a}:x", "hwbot:{b}:x"])
-    pipe = client.pipeline()  # a transaction, as on a single server
+    pipe = client.pipeline(transaction=True)
     pipe.set("hwbot:{a}:y", "1")
     pipe.set("hwbot:{b}:y", "1")
     with pytest.raises(Exception):

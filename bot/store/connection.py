@@ -462,20 +462,10 @@ def _why_not(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-class ClusterClient(RedisCluster):
-    """redis-py's cluster client, whose `pipeline()` is a MULTI/EXEC unless told otherwise, as on a
-    single server: redis-py's own default there is no transaction, which would quietly make a
-    store step written as `pipeline()` non-atomic on a cluster (keys of one slot are required, and
-    checked: CrossSlotTransactionError)."""
-
-    def pipeline(self, transaction: bool | None = True, shard_hint: Any = None) -> Any:
-        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
-
-
 def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
     """redis-py's cluster client, started from the node in `url` (it reads the whole topology from it)."""
     try:
-        client = ClusterClient.from_url(url, retry=Retry(NoBackoff(), CLUSTER_RETRIES), **options)
+        client = RedisCluster.from_url(url, retry=Retry(NoBackoff(), CLUSTER_RETRIES), **options)
     except RedisClusterException as exc:
         if "db" in str(exc):  # a database number other than 0: a cluster has only database 0
             raise ConfigError(f"REDIS_URL: a Redis Cluster has only database 0 ({exc})") from None
@@ -549,7 +539,7 @@ class RoundTripCounter:
             node = client.get_primaries()[0]
             # A redis:// URL whatever the scheme was: with rediss:// redis-py would put its own TLS
             # connection class in place of ours (Counting is one when the nodes speak TLS).
-            self.client = ClusterClient(url=f"redis://{node.host}:{node.port}", connection_class=Counting,
+            self.client = RedisCluster(url=f"redis://{node.host}:{node.port}", connection_class=Counting,
                                        retry=Retry(NoBackoff(), CLUSTER_RETRIES), **kwargs)
         else:
             self.client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=Counting, **kwargs))

@@ -195,7 +195,7 @@ class StaffAccountStore:
 
     def update(self, account: str, fields: dict[str, str], *, remove: tuple[str, ...] = ()) -> None:
         with _redis_errors("cannot update staff account"):
-            pipe = self.client.pipeline()
+            pipe = self.client.pipeline(transaction=True)
             if fields:
                 pipe.hset(account_key(account), mapping=fields)
             if remove:
@@ -229,7 +229,7 @@ class StaffAccountStore:
 
     def create_session(self, session_digest: str, fields: dict[str, str], ttl_seconds: int) -> None:
         with _redis_errors("cannot store session"):
-            pipe = self.client.pipeline()
+            pipe = self.client.pipeline(transaction=True)
             pipe.hset(session_key(session_digest), mapping=fields)
             pipe.expire(session_key(session_digest), max(ttl_seconds, 1))
             pipe.sadd(sessions_key(fields["account"]), session_digest)
@@ -247,7 +247,7 @@ class StaffAccountStore:
 
     def drop_session(self, session_digest: str, account: str) -> None:
         with _redis_errors("cannot end session"):
-            pipe = self.client.pipeline()
+            pipe = self.client.pipeline(transaction=True)
             pipe.delete(session_key(session_digest))
             pipe.srem(sessions_key(account), session_digest)
             pipe.execute()
@@ -269,7 +269,7 @@ class StaffAccountStore:
         """End every session of the account; how many there were."""
         with _redis_errors("cannot end sessions"):
             digests = self.client.smembers(sessions_key(account))
-            pipe = self.client.pipeline()
+            pipe = self.client.pipeline(transaction=True)
             for session_digest in digests:
                 pipe.delete(session_key(session_digest))
             pipe.delete(sessions_key(account))
@@ -280,7 +280,7 @@ class StaffAccountStore:
 
     def add_token(self, account: str, token_id: str, token_digest: str, created: str) -> None:
         with _redis_errors("cannot store API token"):
-            pipe = self.client.pipeline()
+            pipe = self.client.pipeline(transaction=True)
             pipe.hset(token_key(token_digest), mapping={"account": account, "id": token_id, "created": created})
             pipe.hset(tokens_key(account), token_id, json.dumps({"digest": token_digest, "created": created}))
             pipe.execute()
@@ -300,7 +300,7 @@ class StaffAccountStore:
             raw = self.client.hget(tokens_key(account), token_id)
             if raw is None:
                 return False
-            pipe = self.client.pipeline()
+            pipe = self.client.pipeline(transaction=True)
             pipe.delete(token_key(json.loads(raw)["digest"]))
             pipe.hdel(tokens_key(account), token_id)
             pipe.execute()
@@ -310,7 +310,7 @@ class StaffAccountStore:
 
     def set_recovery(self, account: str, digests: list[str]) -> None:
         with _redis_errors("cannot store recovery codes"):
-            pipe = self.client.pipeline()
+            pipe = self.client.pipeline(transaction=True)
             pipe.delete(recovery_key(account))
             if digests:
                 pipe.sadd(recovery_key(account), *digests)
