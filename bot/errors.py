@@ -9,6 +9,7 @@
     │   └── PasswordRejected    a new password breaks the rules (Japanese text for the set-password page)
     ├── StoreError              Redis could not be reached or answered unexpectedly
     │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+    ├── LayoutError             Redis holds data of an older key layout: `hwbot store migrate` first
     ├── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
     └── BenchError              `hwbot bench` cannot run (a non-empty REDIS_URL, a server that did not start…)
 """
@@ -54,6 +55,10 @@ class StoreError(HwbotError):
 
 class ConflictError(StoreError):
     """Raised when a compare-and-set save finds a newer version than the one it loaded."""
+
+
+class LayoutError(HwbotError):
+    """Raised at start-up when Redis holds keys of an older layout; the message names `hwbot store migrate`."""
 
 
 class DeliveryError(HwbotError):
