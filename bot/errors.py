@@ -10,6 +10,7 @@
     ├── StoreError              Redis could not be reached or answered unexpectedly
     │   ├── StoreUnavailable    Redis (a node, a cluster slot's master) cannot take the command now: 503, retry later
     │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+    ├── LayoutError             Redis holds data of an older key layout: `hwbot store migrate` first
     ├── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
     └── BenchError              `hwbot bench` cannot run (a non-empty REDIS_URL, a server that did not start…)
 """
@@ -64,6 +65,10 @@ class StoreUnavailable(StoreError):
 
 class ConflictError(StoreError):
     """Raised when a compare-and-set save finds a newer version than the one it loaded."""
+
+
+class LayoutError(HwbotError):
+    """Raised at start-up when Redis holds keys of an older layout; the message names `hwbot store migrate`."""
 
 
 class DeliveryError(HwbotError):

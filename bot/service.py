@@ -25,7 +25,7 @@ from bot.store import (
     RedisClient, SlotStore, connect,
 )
 from bot.store.bookings import PERSONAL_FIELDS
-from bot.store.handoffs import new_thread_id
+from bot.store.shards import DEFAULT_SHARDS
 
 log = logging.getLogger("hwbot.service")
 
@@ -51,10 +51,10 @@ def user_hash(user: str, key: str) -> str:
 class StoreBookings:
     """The dialog's `Bookings` port over Redis."""
 
-    def __init__(self, client: RedisClient, retention_days: int, clock: Clock):
+    def __init__(self, client: RedisClient, retention_days: int, clock: Clock, *, shards: int = DEFAULT_SHARDS):
         self.clock = clock
         self.slots = SlotStore(client)
-        self.store = BookingStore(client)
+        self.store = BookingStore(client, shards=shards)
         self.retention = timedelta(days=retention_days)
 
     def booked_counts(self, office: str, slot_keys: list[str]) -> dict[str, int]:
@@ -178,12 +178,13 @@ class BotService:
         self.clock = clock or (Clock(settings.now) if settings.now else Clock())
         ttl = timedelta(minutes=settings.conversation_ttl_minutes)
         self.dialog = Dialog(self.offices, ttl=ttl, reminders=settings.reminders)
+        shards = settings.outbox_shards
         self.conversations = ConversationStore(
-            self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds())
+            self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds()), shards=shards
         )
-        self.bookings = StoreBookings(self.client, settings.retention_days, self.clock)
-        self.outbox = Outbox(self.client)
-        self.handoffs = HandoffStore(self.client)
+        self.bookings = StoreBookings(self.client, settings.retention_days, self.clock, shards=shards)
+        self.outbox = Outbox(self.client, shards=shards)
+        self.handoffs = HandoffStore(self.client, shards=shards)
         self.pushes = PushCounter(self.client)
         self.audit = AuditLog(self.client, self.clock)  # who saw and changed what (bot.store.audit)
         self._log_key = settings.line_channel_secret or "hwbot"
@@ -203,6 +204,10 @@ class BotService:
         so that the answer goes out (by the worker) if and only if the turn was saved.
         """
         who = user_hash(event.user, self._log_key)
+        try:
+            self.outbox.note_shards()  # once per process: the workers then read every shard written to
+        except StoreError:
+            pass  # the turn's own calls say whether Redis is away
         once = event_id or uuid.uuid4().hex  # what the user wrote is kept once, whatever is retried
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if event_id is not None:
@@ -216,7 +221,7 @@ class BotService:
             outcome = self.dialog.handle(conversation, event, self.clock.now(), self.bookings)
             for notice in outcome.notices:
                 if notice.kind == "handoff":  # the thread's opaque id, for the console link
-                    notice.fields["thread"] = new_thread_id()
+                    notice.fields["thread"] = self.handoffs.new_id(event.user)
             # Before the save, so that the "wrote again" notice is saved with the turn (once per event).
             wrote_again = self._keep_thread(event.user, outcome, once)
             notices = [notice_entry(notice, self.clock.now()) for notice in outcome.notices]
@@ -249,9 +254,10 @@ class BotService:
             return outcome
         raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")
 
-    def claim_event(self, event_id: str) -> bool:
-        """Mark a webhook event processed whose only effect is a reply; False when it already was."""
-        return self.conversations.mark_event(event_id)
+    def claim_event(self, event_id: str, owner: str) -> bool:
+        """Mark a webhook event processed whose only effect is a reply (`owner`: the group or room it came
+        from, whose shard keeps the marker); False when it already was."""
+        return self.conversations.mark_event(event_id, owner)
 
     def queue_push(self, user: str, messages: list[dict[str, Any]], *, retry_key: str) -> None:
         """Queue LINE messages for the worker to push (a reply that failed, a reminder…)."""

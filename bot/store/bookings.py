@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 import redis
 
 from bot.errors import ConflictError, StoreError
-from bot.store.conversations import OUTBOX_KEY, OUTBOX_MAXLEN, encode_notice
+from bot.store.conversations import encode_notice
 from bot.store.errors import redis_errors
+from bot.store.shards import DEFAULT_SHARDS, OUTBOX_MAXLEN, entry_owner, outbox_key, shard_of
 from bot.store.slots import day_tag, slot_redis_key
 
 PERSONAL_FIELDS = ("name", "number", "email", "phone")
@@ -260,8 +261,9 @@ _redis_errors = redis_errors
 class BookingStore:
     """Claims slots, reads bookings by user and by day, cancels and updates them."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, *, shards: int = DEFAULT_SHARDS):
         self.client = client
+        self.shards = shards  # the outbox's: a plan's entries go to their recipient's shard
         self._claim = client.register_script(_CLAIM_LUA)
         self._rewrite = client.register_script(_REWRITE_LUA)
         self._step = client.register_script(_STEP_LUA)
@@ -500,7 +502,8 @@ class BookingStore:
                     writes += ["sadd" if add else "srem", key_index(user_index_key(user)), ref]
                 for entry in plan.entries:
                     flat = encode_notice(entry)
-                    writes += ["xadd", key_index(OUTBOX_KEY), OUTBOX_MAXLEN, len(flat), *flat]
+                    shard = shard_of(entry_owner(entry), self.shards)  # the recipient's shard
+                    writes += ["xadd", key_index(outbox_key(shard)), OUTBOX_MAXLEN, len(flat), *flat]
                 answer = self._step(keys=keys, args=[len(checks), *(item for check in checks for item in check), *writes])
                 if answer[0] == 1:
                     return plan.result
