@@ -25,6 +25,7 @@ from bot.store import (
     RedisClient, SlotStore, connect,
 )
 from bot.store.bookings import PERSONAL_FIELDS
+from bot.store.durable import Durable
 from bot.store.handoffs import new_thread_id
 
 log = logging.getLogger("hwbot.service")
@@ -51,10 +52,11 @@ def user_hash(user: str, key: str) -> str:
 class StoreBookings:
     """The dialog's `Bookings` port over Redis."""
 
-    def __init__(self, client: RedisClient, retention_days: int, clock: Clock):
+    def __init__(self, client: RedisClient, retention_days: int, clock: Clock, *, durable: Durable | None = None,
+                 outbox: Outbox | None = None):
         self.clock = clock
         self.slots = SlotStore(client)
-        self.store = BookingStore(client)
+        self.store = BookingStore(client, durable=durable, outbox=outbox, now=lambda: clock.now().timestamp())
         self.retention = timedelta(days=retention_days)
 
     def booked_counts(self, office: str, slot_keys: list[str]) -> dict[str, int]:
@@ -181,8 +183,11 @@ class BotService:
         self.conversations = ConversationStore(
             self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds())
         )
-        self.bookings = StoreBookings(self.client, settings.retention_days, self.clock)
         self.outbox = Outbox(self.client)
+        # Booking steps wait for HWBOT_REDIS_MIN_REPLICAS replicas before the user is told (bot.store.durable).
+        durable = Durable(self.client, settings.redis_min_replicas, settings.redis_replica_timeout_ms)
+        self.bookings = StoreBookings(self.client, settings.retention_days, self.clock, durable=durable,
+                                      outbox=self.outbox)
         self.handoffs = HandoffStore(self.client)
         self.pushes = PushCounter(self.client)
         self.audit = AuditLog(self.client, self.clock)  # who saw and changed what (bot.store.audit)
