@@ -154,7 +154,7 @@ def test_scheduled_tasks_throttle_themselves(make_service, clock):
         task(START + timedelta(seconds=seconds))
     assert calls == [START, START + timedelta(seconds=60), START + timedelta(seconds=125)]
     tasks = scheduled_tasks(service)
-    assert [t.name for t in tasks] == ["reminders", "reconsent", "proposals", "overdue", "retention", "thread_retention", "audit_retention"]
+    assert [t.name for t in tasks] == ["after_effects", "reminders", "reconsent", "proposals", "overdue", "retention", "thread_retention", "audit_retention"]
     for run in tasks:
         run(clock.now())
 
