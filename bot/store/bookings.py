@@ -686,21 +686,28 @@ class BookingStore:
         done = 0
         for office, ids in zip(offices, found):
             for intent_id in ids:
-                keys = [intent_key(office, intent_id), intents_key(office)]
-                with _redis_errors("cannot take an intent"):
-                    # Waits for the replicas: the step that wrote the intent is then safe to tell about.
-                    raw = self.durable.script(self._take, keys, [intent_id, now])
-                if raw is None:
-                    continue
                 try:
-                    intent = Intent.from_json(intent_id, raw)
-                except (ValueError, KeyError, TypeError):
-                    log.error("intent_unreadable office=%s intent=%s", office, intent_id)
-                    continue
-                self._apply(intent)
-                log.info("intent_recovered office=%s intent=%s", office, intent_id)
-                done += 1
+                    done += self._recover_one(office, intent_id, now)
+                except StoreError as exc:  # that node is still away: the intent waits for the next run
+                    log.warning("intent_not_recovered office=%s intent=%s error=%s", office, intent_id, exc)
         return done
+
+    def _recover_one(self, office: str, intent_id: str, now: float) -> int:
+        keys = [intent_key(office, intent_id), intents_key(office)]
+        with _redis_errors("cannot take an intent"):
+            # Re-stamped (the next look is a while away) and waited for: the step that wrote the intent
+            # is then on the replicas, so its after-effects may tell the user.
+            raw = self.durable.script(self._take, keys, [intent_id, now])
+        if raw is None:
+            return 0
+        try:
+            intent = Intent.from_json(intent_id, raw)
+        except (ValueError, KeyError, TypeError):
+            log.error("intent_unreadable office=%s intent=%s", office, intent_id)
+            return 0
+        self._apply(intent)
+        log.info("intent_recovered office=%s intent=%s", office, intent_id)
+        return 1
 
     def _get_many(self, keys: list[str]) -> list[dict | None]:
         """GET the keys in one round trip (a pipeline; it may span hash tags: no transaction)."""

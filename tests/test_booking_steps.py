@@ -1,0 +1,188 @@
+"""A booking step that changes keys of two hash slots: the office's script, then its after-effects (the
+user index, the outbox) as idempotent steps in a fixed order, with a recovery for a crash between them.
+
+Every store call here goes through `one_slot`, which refuses a script or MULTI over several slots as a
+Redis Cluster would. A crash is played by `BookingStore.step_hook` raising after step k; the worker's
+recovery task must then complete the step exactly once: no second push, no double booking, capacity kept.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.errors import StoreError
+from bot.staff.aftercare import AfterEffects, scheduled_tasks
+from bot.store import BookingStore
+from bot.store.bookings import RECOVER_AFTER_S, STEPS, intent_key, intents_key, user_index_key
+from bot.testing.slots import CrossSlot, one_slot
+
+USER = "u-7f3a"
+OLD = "2026-12-01T10:00"
+NEW = "2026-12-03T14:00"
+AT = "2026-11-25T09:00:00+09:00"
+LATER = timedelta(seconds=RECOVER_AFTER_S + 1)
+
+
+def booking(booking_id: str, slot: str = OLD, user: str = USER, **extra) -> dict:
+    return {"id": booking_id, "office": "noto", "slot": slot, "user": user, "status": "booked", **extra}
+
+
+def ref(booking_id: str, slot: str = OLD) -> str:
+    return f"noto|{slot}|{booking_id}"
+
+
+class Crash(Exception):
+    """The process dies here."""
+
+
+def crash_after(store: BookingStore, step: str) -> None:
+    def hook(name: str) -> None:
+        if name == step:
+            raise Crash(step)
+
+    store.step_hook = hook
+
+
+@pytest.fixture
+def store(redis_client, clock):
+    return BookingStore(one_slot(redis_client), now=lambda: clock.now().timestamp())
+
+
+def recover(store: BookingStore, clock, **kwargs) -> int:
+    return store.recover(["noto", "sakata"], clock.now().timestamp(), **kwargs)
+
+
+def leftovers(client) -> list[str]:
+    return sorted(client.keys("hwbot:{noto}:intent*"))
+
+
+def test_the_keys_of_an_office_share_one_slot_across_days(store, redis_client):
+    store.claim(booking("b1"), 1)
+    assert store.move(ref("b1"), NEW, 1, new_id="m1", at=AT, by="user").ok
+    assert sorted(redis_client.keys("hwbot:{noto}:*")) == [
+        "hwbot:{noto}:2026-12-01:booking:b1",
+        "hwbot:{noto}:2026-12-01:bookings",
+        "hwbot:{noto}:2026-12-03:booking:m1",
+        "hwbot:{noto}:2026-12-03:bookings",
+        "hwbot:{noto}:2026-12-03:slot:1400",
+    ]
+    assert redis_client.smembers(user_index_key(USER)) == {ref("b1"), ref("m1", NEW)}
+
+
+def test_the_slot_checker_refuses_what_a_cluster_refuses(redis_client):
+    checked = one_slot(redis_client)
+    pipe = checked.pipeline(transaction=True)
+    pipe.sadd("hwbot:{noto}:2026-12-01:slot:1000", "b1")
+    pipe.sadd(user_index_key(USER), ref("b1"))
+    with pytest.raises(CrossSlot):
+        pipe.execute()
+    script = checked.register_script("return 1")
+    with pytest.raises(CrossSlot):
+        script(keys=["hwbot:{noto}:intents", "hwbot:{sakata}:intents"])
+    assert script(keys=["hwbot:{noto}:intents", "hwbot:{noto}:intent:x"]) == 1
+    assert redis_client.keys("*") == []
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_claim_cut_off_after_any_step_is_completed_once_by_the_recovery(store, redis_client, clock, step):
+    crash_after(store, step)
+    with pytest.raises(Crash):
+        store.claim(booking("b1"), 1)
+    store.step_hook = None
+    left = step != "done"
+    assert bool(leftovers(redis_client)) == left
+    # The booking holds its slot whatever step it stopped after: capacity is kept.
+    assert store.claim(booking("b2", user="u-other"), 1).reason == "full"
+    assert [b["id"] for b in store.on_day("noto", OLD[:10])] == ["b1"]
+    assert recover(store, clock) == 0  # a fresh intent may still be on its way: not the recovery's yet
+    clock.advance(LATER)
+    assert recover(store, clock) == int(left)
+    assert [b["id"] for b in store.for_user(USER)] == ["b1"]
+    assert leftovers(redis_client) == []
+    assert recover(store, clock) == 0
+    # LINE's redelivery (or a save conflict) claims the same id again: already, nothing doubled.
+    assert store.claim(booking("b1"), 1).already
+    assert redis_client.smembers("hwbot:{noto}:2026-12-01:slot:1000") == {"b1"}
+
+
+@pytest.mark.parametrize("step", STEPS[:2])
+def test_a_move_cut_off_after_a_step_is_completed_by_the_recovery(store, redis_client, clock, step):
+    store.claim(booking("b1"), 1)
+    crash_after(store, step)
+    with pytest.raises(Crash):
+        store.move(ref("b1"), NEW, 1, new_id="m1", at=AT, by="user")
+    store.step_hook = None
+    # Never neither, never both: the office step is whole.
+    assert redis_client.smembers("hwbot:{noto}:2026-12-01:slot:1000") == set()
+    assert redis_client.smembers("hwbot:{noto}:2026-12-03:slot:1400") == {"m1"}
+    clock.advance(LATER)
+    assert recover(store, clock) == 1
+    assert [(b["id"], b["status"]) for b in store.for_user(USER)] == [("b1", "cancelled"), ("m1", "booked")]
+    assert leftovers(redis_client) == []
+    again = store.move(ref("b1"), NEW, 1, new_id="m1", at=AT, by="user")
+    assert again.ok and again.already
+    assert redis_client.smembers("hwbot:{noto}:2026-12-03:slot:1400") == {"m1"}
+
+
+def test_a_step_whose_index_node_is_down_leaves_its_intent_for_the_recovery(store, redis_client, clock, monkeypatch):
+    """The user index's node unreachable after the office step: an error (503 for the webhook), and the
+    recovery completes the step once the node is back."""
+    real = store.durable.command
+
+    def down(key, *command):
+        raise StoreError("cannot apply a booking's after-effects: ConnectionError")
+
+    monkeypatch.setattr(store.durable, "command", down)
+    with pytest.raises(StoreError):
+        store.claim(booking("b1"), 1)
+    clock.advance(LATER)
+    assert recover(store, clock) == 0  # still down: the intent stays
+    assert len(leftovers(redis_client)) == 2
+    monkeypatch.setattr(store.durable, "command", real)
+    assert recover(store, clock) == 0  # re-stamped by the last try: looked at again a while later
+    clock.advance(LATER)
+    assert recover(store, clock) == 1
+    assert [b["id"] for b in store.for_user(USER)] == ["b1"]
+
+
+def test_an_index_entry_without_its_intent_is_dropped(store, redis_client, clock):
+    redis_client.zadd(intents_key("noto"), {"f" * 32: clock.now().timestamp() - 60})
+    assert recover(store, clock) == 0
+    assert not redis_client.exists(intents_key("noto"))
+
+
+def test_two_workers_recovering_at_once_complete_a_step_once(redis_client, clock):
+    first = BookingStore(one_slot(redis_client), now=lambda: clock.now().timestamp())
+    crash_after(first, "office")
+    with pytest.raises(Crash):
+        first.claim(booking("b1"), 1)
+    clock.advance(LATER)
+    second = BookingStore(one_slot(redis_client), now=lambda: clock.now().timestamp())
+    first.step_hook = None
+    [intent_id] = redis_client.zrange(intents_key("noto"), 0, -1)
+    assert redis_client.exists(intent_key("noto", intent_id))
+    # The first takes it and stops before finishing; the second finds it re-stamped (not stale yet).
+    crash_after(first, "index")
+    with pytest.raises(Crash):
+        recover(first, clock)
+    assert recover(second, clock) == 0
+    clock.advance(LATER)
+    assert recover(second, clock) == 1
+    assert [b["id"] for b in second.for_user(USER)] == ["b1"]
+
+
+def test_the_worker_runs_the_recovery(service, clock, redis_client):
+    store = service.bookings.store
+    crash_after(store, "office")
+    with pytest.raises(Crash):
+        store.claim(booking("b1"), 1)
+    store.step_hook = None
+    [task] = [task for task in scheduled_tasks(service) if task.name == "after_effects"]
+    assert isinstance(task.task, AfterEffects)
+    task(clock.now())
+    assert service.bookings.for_user(USER) == []  # not yet: the step may still be under way
+    clock.advance(LATER)
+    task(clock.now())  # throttled to every 5 s: due again
+    assert [b["id"] for b in service.bookings.for_user(USER)] == ["b1"]
