@@ -180,15 +180,16 @@ class BotService:
         self.clock = clock or (Clock(settings.now) if settings.now else Clock())
         ttl = timedelta(minutes=settings.conversation_ttl_minutes)
         self.dialog = Dialog(self.offices, ttl=ttl, reminders=settings.reminders)
+        shards = settings.outbox_shards
         self.conversations = ConversationStore(
-            self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds())
+            self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds()), shards=shards
         )
-        self.outbox = Outbox(self.client)
+        self.outbox = Outbox(self.client, shards=shards)
         # Booking steps wait for HWBOT_REDIS_MIN_REPLICAS replicas before the user is told (bot.store.durable).
         durable = Durable(self.client, settings.redis_min_replicas, settings.redis_replica_timeout_ms)
         self.bookings = StoreBookings(self.client, settings.retention_days, self.clock, durable=durable,
                                       outbox=self.outbox)
-        self.handoffs = HandoffStore(self.client)
+        self.handoffs = HandoffStore(self.client, shards=shards)
         self.pushes = PushCounter(self.client)
         self.audit = AuditLog(self.client, self.clock)  # who saw and changed what (bot.store.audit)
         self._log_key = settings.line_channel_secret or "hwbot"
@@ -208,6 +209,10 @@ class BotService:
         so that the answer goes out (by the worker) if and only if the turn was saved.
         """
         who = user_hash(event.user, self._log_key)
+        try:
+            self.outbox.note_shards()  # once per process: the workers then read every shard written to
+        except StoreError:
+            pass  # the turn's own calls say whether Redis is away
         once = event_id or uuid.uuid4().hex  # what the user wrote is kept once, whatever is retried
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if event_id is not None:
@@ -254,9 +259,10 @@ class BotService:
             return outcome
         raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")
 
-    def claim_event(self, event_id: str) -> bool:
-        """Mark a webhook event processed whose only effect is a reply; False when it already was."""
-        return self.conversations.mark_event(event_id)
+    def claim_event(self, event_id: str, owner: str) -> bool:
+        """Mark a webhook event processed whose only effect is a reply (`owner`: the group or room it came
+        from, whose shard keeps the marker); False when it already was."""
+        return self.conversations.mark_event(event_id, owner)
 
     def queue_push(self, user: str, messages: list[dict[str, Any]], *, retry_key: str) -> None:
         """Queue LINE messages for the worker to push (a reply that failed, a reminder…)."""

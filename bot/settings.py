@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     worker_lease_seconds: int = Field(default=60, ge=0, le=3600, validation_alias="HWBOT_WORKER_LEASE_SECONDS")
     # Threads of `hwbot worker` sending to LINE at once (each waits ~150 ms for LINE from afar).
     worker_threads: int = Field(default=64, ge=1, le=256, validation_alias="HWBOT_WORKER_THREADS")
+    # Streams the outbox is split into (bot.store.shards): a user's keys and entries live in one of them.
+    outbox_shards: int = Field(default=16, ge=1, le=1024, validation_alias="HWBOT_OUTBOX_SHARDS")
     reminders: Literal["all", "opt_in", "off"] = Field(default="all", validation_alias="HWBOT_REMINDERS")
     var_dir: Path = Field(default=Path("var"), validation_alias="HWBOT_VAR_DIR")
     retention_days: int = Field(default=90, ge=1, le=3650, validation_alias="HWBOT_RETENTION_DAYS")

@@ -20,6 +20,7 @@ from bot.staff import worker as worker_module
 from bot.staff.worker import Lanes, Worker
 from bot.store.conversations import last_reply_key
 from bot.store.outbox import Entry
+from bot.store.shards import outbox_key
 from bot.testing.standin import Stall
 from bot.web import create_app
 from test_worker import kill_at_stall, redis_url, start_worker, wait_for  # noqa: F401 (redis_url is a fixture)
@@ -57,7 +58,8 @@ def make_worker(service, line, consumer: str = "w1") -> Worker:
 
 
 def queued(service) -> list[Entry]:
-    return [Entry(stream_id, fields) for stream_id, fields in reversed(service.outbox.entries())]
+    shard = service.outbox.shard(USER)  # everything here is USER's: in USER's shard
+    return [Entry(stream_id, fields, shard) for stream_id, fields in reversed(service.outbox.entries())]
 
 
 def text(request) -> str:
@@ -75,14 +77,14 @@ def test_the_webhook_saves_the_answer_with_the_turn_and_calls_no_one(app, line, 
     assert float(entry.raw["received"]) == received  # the real clock, when the webhook got it
     assert entry.raw["after"] == ""  # the user's first answer
     assert "ご利用になるハローワーク" in entry.raw["messages"]
-    assert service.client.get(last_reply_key(USER)) == entry.id
+    assert service.client.get(last_reply_key(service.outbox.shard(USER), USER)) == entry.id
     with freeze_time("2026-11-20T01:00:49Z"):  # 49 s later: the token is still fresh
         stats = make_worker(service, line).run_once(service.clock.now())
     assert stats == {"delivered": 1, "replied": 1}
     [reply] = line.requests
     assert reply.path == REPLY and reply.body["replyToken"] == event["replyToken"]
     assert reply.body["messages"] == json.loads(entry.raw["messages"])
-    assert service.client.xlen("hwbot:outbox") == 0 and service.outbox.settled()  # deleted once sent
+    assert service.client.xlen(outbox_key(service.outbox.shard(USER))) == 0 and service.outbox.settled()  # deleted once sent
 
 
 def test_an_answer_whose_token_has_expired_is_pushed_once(service, line):

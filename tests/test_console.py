@@ -17,6 +17,7 @@ from bot.settings import load_settings
 from bot.staff.actions import StaffActions
 from bot.staff.export import feed_state
 from bot.store import BookingStore
+from bot.store.outbox import dead_key
 from bot.testing.driver import NOTO_USER, ChatDriver, book_at_noto
 from bot.web import create_app
 
@@ -215,7 +216,7 @@ def test_the_day_view_defaults_to_today_and_survives_bad_parameters(staff):
 
 
 def test_banners_for_dead_letters_and_users_waiting(staff, service):
-    service.client.xadd("hwbot:outbox:dead", {"kind": "booking", "office": "noto", "summary": "新しい予約", "error": "HTTP 500"})
+    service.client.xadd(dead_key(3), {"kind": "booking", "office": "noto", "summary": "新しい予約", "error": "HTTP 500"})
     driver = ChatDriver(service, user="U-waiting")
     driver.say("こんにちは")
     driver.say("担当者と話したい")

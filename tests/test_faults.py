@@ -295,7 +295,7 @@ user_ids = st.text(max_size=40) | st.builds(lambda n: f"U{n:032x}", st.integers(
 def test_any_event_id_or_user_id_is_never_a_5xx_and_a_repeat_has_no_second_effect(
     webhook, redis_client, line, event_id, user, kind, text, redelivered
 ):
-    for key in redis_client.keys("hwbot:event:*"):
+    for key in redis_client.keys("hwbot:*:event:*"):
         redis_client.delete(key)  # an id that an earlier example used is new to this one
     event = event_json(user, kind, text)
     event["webhookEventId"] = event_id

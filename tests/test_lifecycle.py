@@ -29,8 +29,8 @@ from bot.settings import REPO_ROOT, load_settings
 from bot.staff.worker import Worker
 from bot.store import embedded_redis
 from bot.store.connection import DB_FILE, socket_path
-from bot.store.conversations import OUTBOX_KEY
 from bot.store.outbox import GROUP
+from bot.store.shards import outbox_key
 from bot.testing.driver import ManualClock
 from bot.testing.line_standin import LineStandIn
 from bot.testing.redis import redis_servers
@@ -123,7 +123,7 @@ def test_serve_and_worker_started_together_share_one_server_and_the_last_one_out
         with embedded_redis(var) as client:  # joins that server (and lets go of it at the end)
             def consumers() -> set[str]:
                 try:
-                    return {row["name"] for row in client.xinfo_consumers(OUTBOX_KEY, GROUP)}
+                    return {row["name"] for row in client.xinfo_consumers(outbox_key(0), GROUP)}
                 except Exception:  # the group appears with the first worker cycle
                     return set()
 
@@ -289,7 +289,8 @@ def test_a_stopped_worker_hands_back_what_it_has_not_sent(redis_client, offices)
 
         worker = Worker(service, settings, consumer="w1", line=StopAfterOnePush(line.url, "t"))
         assert worker.run_once(NOW, stop=stopping) == {"delivered": 1, "handed_back": 2}
-        assert redis_client.xpending(OUTBOX_KEY, GROUP)["pending"] == 2  # still this consumer's
+        shard = service.outbox.shard("U" + "b" * 32)  # the user's entries are all in the user's shard
+        assert redis_client.xpending(outbox_key(shard), GROUP)["pending"] == 2  # still this consumer's
 
         restarted = Worker(service, settings, consumer="w1", line=LineMessaging(line.url, "t"))
         assert restarted.run_once(NOW) == {"delivered": 2}

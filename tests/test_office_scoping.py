@@ -17,6 +17,7 @@ from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.store import BookingStore
+from bot.store.outbox import dead_key
 from bot.testing.driver import ChatDriver
 
 # Distinctive personal data of each seeded user (nothing else in the suite has them).
@@ -73,10 +74,10 @@ def world(service):
         "izumo": waiting(service, "izumo", "U" + "d4" * 16, "出雲の相談です"),
         "": waiting(service, None, "U" + "e5" * 16, "どこの窓口かわかりません"),
     }
-    dead = service.client
-    dead.xadd("hwbot:outbox:dead", {"kind": "booking", "office": "noto", "summary": "能登の通知", "error": "HTTP 500"})
-    dead.xadd("hwbot:outbox:dead", {"kind": "booking", "office": "izumo", "summary": "出雲の通知", "error": "HTTP 500"})
-    dead.xadd("hwbot:outbox:dead", {"kind": "push", "to": SEEDED["izumo"]["user"], "messages": "[]", "error": "HTTP 400"})
+    dead = service.client  # dead letters of several shards: the console shows them together
+    dead.xadd(dead_key(0), {"kind": "booking", "office": "noto", "summary": "能登の通知", "error": "HTTP 500"})
+    dead.xadd(dead_key(5), {"kind": "booking", "office": "izumo", "summary": "出雲の通知", "error": "HTTP 500"})
+    dead.xadd(dead_key(15), {"kind": "push", "to": SEEDED["izumo"]["user"], "messages": "[]", "error": "HTTP 400"})
     return {"noto": (noto, noto_ref), "izumo": (izumo, izumo_ref), "threads": threads}
 
 

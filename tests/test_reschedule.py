@@ -173,7 +173,7 @@ def test_a_turn_run_again_after_a_save_conflict_moves_once_and_notifies_once(ser
     driver.tap("変更する")
     assert service.conversations.conflicts == 1
     assert [n.kind for n in driver.exchanges[-1].outcome.notices] == ["rescheduled"]
-    entries = [fields for _, fields in redis_client.xrange("hwbot:outbox")]
+    entries = [fields for _, fields in service.outbox.entries()]
     assert [entry["kind"] for entry in entries].count("rescheduled") == 1
     assert len(booked_of(driver)) == 1 and len(driver.bookings()) == 2
     assert redis_client.scard(slot_redis_key("noto", NEW_KEY)) == 1

@@ -17,6 +17,9 @@ from bot.store import BookingStore, ClaimResult, ConversationStore, slot_redis_k
 
 TTL = 1800
 USER = "u-7f3a"
+# USER's shard is zlib.crc32(b"u-7f3a") % 16 == 0: every key of their conversation carries {o0}
+CONV = "hwbot:{o0}:conv:u-7f3a"
+OUTBOX = "hwbot:{o0}:outbox"
 DAY = "2026-12-01"
 SLOTS = ["2026-12-01T10:00", "2026-12-01T10:30", "2026-12-01T11:00", "2026-12-01T13:00", "2026-12-01T13:30"]
 
@@ -52,8 +55,8 @@ def test_save_then_load(conversations, redis_client):
     assert conversations.load(USER) == (data, 1)
     assert conversations.save(USER, {**data, "state": "choosing_slot"}, 1) == 2
     assert conversations.load(USER) == ({**data, "state": "choosing_slot"}, 2)
-    assert redis_client.keys("*") == ["hwbot:{u:u-7f3a}:conv"]
-    assert redis_client.hgetall("hwbot:{u:u-7f3a}:conv") == {
+    assert redis_client.keys("*") == [CONV]
+    assert redis_client.hgetall(CONV) == {
         "v": "2",
         "data": '{"state":"choosing_slot","answers":{"name":"山田 太郎"},"seen":[]}',
     }
@@ -81,28 +84,28 @@ def test_first_saves_race_only_one_wins(conversations):
 def test_notices_reach_the_outbox_only_with_the_saved_state(conversations, redis_client):
     notice = {"kind": "booked", "office": "noto", "slot": "2026-12-01T10:00", "count": 2, "extra": {"a": [1]}}
     conversations.save(USER, {"state": "done"}, 0, notices=[notice, {"kind": "second"}])
-    entries = redis_client.xrange("hwbot:outbox")
+    entries = redis_client.xrange(OUTBOX)
     assert [fields for _, fields in entries] == [
         {"kind": "booked", "office": "noto", "slot": "2026-12-01T10:00", "count": "2", "extra": '{"a":[1]}'},
         {"kind": "second"},
     ]
     with pytest.raises(ConflictError):
         conversations.save(USER, {"state": "again"}, 0, notices=[{"kind": "lost"}])
-    assert len(redis_client.xrange("hwbot:outbox")) == 2
+    assert len(redis_client.xrange(OUTBOX)) == 2
     conversations.save(USER, {"state": "later"}, 1)  # no notices: the outbox is untouched
-    assert len(redis_client.xrange("hwbot:outbox")) == 2
+    assert len(redis_client.xrange(OUTBOX)) == 2
 
 
 def test_erase_deletes_with_its_notices_and_event_mark_atomically(conversations, redis_client):
     conversations.save(USER, {"state": "asking_number", "answers": {"name": "山田 太郎"}}, 0)
     with pytest.raises(ConflictError):
         conversations.erase(USER, 0, notices=[{"kind": "user_blocked"}], event_id="ev-1")
-    assert redis_client.xlen("hwbot:outbox") == 0 and not redis_client.exists("hwbot:event:ev-1")
+    assert redis_client.xlen(OUTBOX) == 0 and not redis_client.exists("hwbot:{o0}:event:ev-1")
     assert conversations.load(USER)[1] == 1
     conversations.erase(USER, 1, notices=[{"kind": "user_blocked", "ref": "r"}], event_id="ev-1")
     assert conversations.load(USER) == (None, 0)
-    assert [fields for _, fields in redis_client.xrange("hwbot:outbox")] == [{"kind": "user_blocked", "ref": "r"}]
-    assert redis_client.exists("hwbot:event:ev-1")
+    assert [fields for _, fields in redis_client.xrange(OUTBOX)] == [{"kind": "user_blocked", "ref": "r"}]
+    assert redis_client.exists("hwbot:{o0}:event:ev-1")
     conversations.erase(USER, 0)  # nothing there: still fine, and a new conversation starts at version 1
     assert conversations.save(USER, {"state": "idle"}, 0) == 1
 
@@ -111,20 +114,20 @@ def test_empty_notice_is_refused_before_anything_is_written(conversations, redis
     with pytest.raises(ValueError):
         conversations.save(USER, {"state": "a"}, 0, notices=[{}])
     assert conversations.load(USER) == (None, 0)
-    assert not redis_client.exists("hwbot:outbox")
+    assert not redis_client.exists(OUTBOX)
 
 
 def test_idle_conversation_expires(conversations, redis_client):
     conversations.save(USER, {"state": "a"}, 0)
-    assert 0 < redis_client.ttl("hwbot:{u:u-7f3a}:conv") <= TTL
-    redis_client.expire("hwbot:{u:u-7f3a}:conv", 1)
+    assert 0 < redis_client.ttl(CONV) <= TTL
+    redis_client.expire(CONV, 1)
     conversations.save(USER, {"state": "b"}, 1)  # each save restarts the idle timer
-    assert redis_client.ttl("hwbot:{u:u-7f3a}:conv") > 1
+    assert redis_client.ttl(CONV) > 1
 
 
 def test_expired_conversation_makes_a_stale_save_conflict(conversations, redis_client):
     conversations.save(USER, {"state": "a"}, 0)
-    redis_client.delete("hwbot:{u:u-7f3a}:conv")  # as if the TTL ran out
+    redis_client.delete(CONV)  # as if the TTL ran out
     with pytest.raises(ConflictError):
         conversations.save(USER, {"state": "b"}, 1)
     assert conversations.load(USER) == (None, 0)
@@ -138,7 +141,7 @@ def test_delete(conversations):
 
 
 def test_unreadable_conversation_is_a_store_error_without_the_data(conversations, redis_client):
-    redis_client.hset("hwbot:{u:u-7f3a}:conv", mapping={"v": "1", "data": "{secret 090-1234-5678"})
+    redis_client.hset(CONV, mapping={"v": "1", "data": "{secret 090-1234-5678"})
     with pytest.raises(StoreError) as caught:
         conversations.load(USER)
     assert "090" not in str(caught.value)

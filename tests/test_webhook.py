@@ -115,8 +115,8 @@ def test_an_event_id_that_cannot_be_a_key_as_it_is_is_hashed_and_still_deduplica
     event = event_json(USER, "text", "こんにちは")
     event["webhookEventId"] = event_id
     assert post(client, webhook_body(event)).status_code == 200
-    [marker] = redis_client.keys("hwbot:event:*")
-    assert re.fullmatch(r"hwbot:event:#[0-9a-f]{64}", marker)
+    [marker] = redis_client.keys("hwbot:*:event:*")
+    assert re.fullmatch(r"hwbot:\{o\d+\}:event:#[0-9a-f]{64}", marker)
     event["deliveryContext"] = {"isRedelivery": True}
     assert post(client, webhook_body(event)).status_code == 200
     assert len(line.sent(REPLY)) == 1
@@ -129,7 +129,7 @@ def test_an_empty_event_id_is_no_id(client, line, redis_client):
     assert post(client, webhook_body(event)).status_code == 200
     assert post(client, webhook_body(event)).status_code == 200
     assert len(line.sent(REPLY)) == 2
-    assert redis_client.keys("hwbot:event:*") == []
+    assert redis_client.keys("hwbot:*:event:*") == []
 
 
 def test_redis_down_is_503_then_the_redelivery_books_exactly_once(client, line, settings, service, offices):

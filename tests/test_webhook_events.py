@@ -20,6 +20,9 @@ from bot.clock import parse_instant
 from bot.dialog import texts as T
 from bot.service import BotService
 from bot.settings import load_settings
+from bot.store.conversations import event_key
+from bot.store.outbox import SHARDS_KEY
+from bot.store.shards import outbox_key
 from bot.testing.delivery import SendingClient
 from bot.testing.driver import ManualClock
 from bot.testing.line_spec import WEBHOOK_SPEC_FILE, check_limits, examples, load_spec, validate_request
@@ -246,10 +249,13 @@ def _join(*, line, service, client, before, event, **_):
     # The only changes in Redis: the event is marked processed (its redelivery is not answered twice),
     # and the outbox that carried the reply (the entry itself is deleted once sent).
     new = set(keyspace(client)) - set(before)
-    assert f"hwbot:event:{event['webhookEventId']}" in new
-    assert all(key.startswith("hwbot:outbox") for key in new - {f"hwbot:event:{event['webhookEventId']}"}), new
-    assert client.xlen("hwbot:outbox") == 0 and service.outbox.settled()
-    assert all(keyspace(client)[key] == value for key, value in before.items() if not key.startswith("hwbot:outbox"))
+    shard = service.outbox.shard(chat)  # the group's shard keeps its marker and carried its answer
+    marker = event_key(shard, event["webhookEventId"])
+    assert marker in new
+    assert all(key.startswith(outbox_key(shard)) for key in new - {marker} if ":outbox" in key), new
+    assert all(":outbox" in key or key == SHARDS_KEY for key in new - {marker}), new
+    assert client.xlen(outbox_key(shard)) == 0 and service.outbox.settled()
+    assert all(keyspace(client)[key] == value for key, value in before.items() if ":outbox" not in key)
 
 
 CHECKS = {"nothing": _nothing, "dialog": _dialog, "media": _media, "greet": _greet, "erase": _erase, "join": _join}

@@ -14,8 +14,8 @@ from bot.clock import parse_instant
 from bot.service import BotService
 from bot.settings import REPO_ROOT, load_settings
 from bot.staff.worker import Worker, retry_key
-from bot.store.conversations import OUTBOX_KEY
-from bot.store.outbox import GROUP, RETRY_KEY, Outbox, done_key
+from bot.store.outbox import GROUP, Outbox, done_key, retry_key as retry_zset
+from bot.store.shards import outbox_key, shard_of
 from bot.testing.driver import ManualClock
 from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.slack_standin import SlackStandIn, block_errors
@@ -64,7 +64,14 @@ def make_worker(redis_client, offices, clock, slack, line):
 
 
 def pending(client) -> int:
-    return client.xpending(OUTBOX_KEY, GROUP)["pending"]
+    """Entries read and not acknowledged, in all shards."""
+    return sum(client.xpending(outbox_key(shard), GROUP)["pending"] for shard in range(16)
+               if client.exists(outbox_key(shard)))
+
+
+def retries(client) -> str:
+    """The retry schedule of the shard of Noto's notices (`notice()`)."""
+    return retry_zset(shard_of("noto", 16))
 
 
 def test_a_notice_reaches_slack_as_valid_block_kit(make_worker, slack, redis_client):
@@ -88,13 +95,13 @@ def test_failures_back_off_exponentially_on_the_injected_clock(make_worker, slac
     now = NOW
     for attempt, delay in ((1, 2), (2, 4), (3, 8)):
         assert worker.run_once(now) == {"failed": 1}
-        assert redis_client.zscore(RETRY_KEY, stream_id) == pytest.approx(now.timestamp() + delay)
+        assert redis_client.zscore(retries(redis_client), stream_id) == pytest.approx(now.timestamp() + delay)
         assert worker.run_once(now + timedelta(seconds=delay - 0.5)) == {}  # not due yet: no request
         assert len(slack.requests) == attempt
         now += timedelta(seconds=delay)
     assert worker.run_once(now) == {"delivered": 1}
     assert len(slack.messages) == 1 and pending(redis_client) == 0
-    assert redis_client.zcard(RETRY_KEY) == 0
+    assert redis_client.zcard(retries(redis_client)) == 0
 
 
 def test_backoff_is_capped_at_ten_minutes(make_worker, slack, redis_client):
@@ -104,7 +111,7 @@ def test_backoff_is_capped_at_ten_minutes(make_worker, slack, redis_client):
     now = NOW
     for _ in range(12):
         worker.run_once(now)
-        due = redis_client.zscore(RETRY_KEY, stream_id)
+        due = redis_client.zscore(retries(redis_client), stream_id)
         assert due - now.timestamp() <= 600
         now = parse_instant("1970-01-01T00:00Z") + timedelta(seconds=due)
     assert due - (now - timedelta(seconds=600)).timestamp() == pytest.approx(600)
@@ -156,7 +163,7 @@ def test_a_marker_set_but_not_acked_is_acked_without_resending(make_worker, slac
     entry = notice()
     worker.outbox.add(entry)
     worker.outbox.read_new("w1")
-    redis_client.set(done_key(entry["id"]), "1")  # delivered, then the worker died before XACK
+    redis_client.set(done_key(shard_of("noto", 16), entry["id"]), "1")  # delivered, then the worker died before XACK
     assert make_worker().run_once(NOW) == {"skipped": 1}
     assert slack.requests == [] and pending(redis_client) == 0
 

@@ -24,7 +24,7 @@ def measure_sample(client: Any, profiles: Path, line: Any, script: Script) -> di
     from bot.service import BotService
     from bot.store import BookingStore, RoundTripCounter
     from bot.store.bookings import booking_key, user_index_key
-    from bot.store.conversations import conversation_key, event_key
+    from bot.store.conversations import event_key
     from bot.web import create_app
 
     counter = RoundTripCounter(client)
@@ -48,7 +48,7 @@ def measure_sample(client: Any, profiles: Path, line: Any, script: Script) -> di
             plan = script.events_for(index)
             for number, (kind, text) in enumerate(plan):
                 if number == len(plan) - 1:  # at the confirmation card: every answer is held
-                    conversation_bytes.append(client.memory_usage(conversation_key(user)) or 0)
+                    conversation_bytes.append(client.memory_usage(service.conversations.key(user)) or 0)
                 body, signature = event_body(user, kind, text)
                 before = counter.count
                 response = app.post("/callback", data=body, headers={"X-Line-Signature": signature},
@@ -58,7 +58,7 @@ def measure_sample(client: Any, profiles: Path, line: Any, script: Script) -> di
                 trips += counter.count - before
                 events += 1
                 event_id = json.loads(body)["events"][0]["webhookEventId"]
-                marker_bytes.append(client.memory_usage(event_key(event_id)) or 0)
+                marker_bytes.append(client.memory_usage(event_key(service.conversations.shard(user), event_id)) or 0)
             for booking in BookingStore(client).for_user(user):
                 booking_bytes.append(
                     (client.memory_usage(booking_key(booking["office"], booking["slot"], booking["id"])) or 0)

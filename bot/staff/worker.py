@@ -17,6 +17,9 @@ from afar) does not queue everybody behind everybody. A reply names the user's p
 (`after`); one taken by another worker process waits (a bounded time) until that one is sent, so that
 two quick taps are answered in order even with several workers. `run` keeps reading while the lanes
 send; `run_once` waits for what it dispatched.
+
+The outbox is split into shards (`bot.store.shards`); every worker reads every shard (0 .. the highest
+shard count any process noted), and a user's entries are all in the user's shard, in order.
 """
 
 from __future__ import annotations
@@ -49,8 +52,10 @@ log = logging.getLogger("hwbot.worker")
 Task = Callable[[datetime], None]
 BLOCK_MS = 1000  # the blocking read of `run`: how long a stop request may wait
 BATCH = 100
-# `run` looks for retries and for entries of dead workers at most this often (each is a Redis call).
+# `run` looks for retries and for entries of dead workers at most this often (a pipeline over the shards).
 MAINTENANCE_EVERY_S = 0.5
+# `run` reads the highest shard count any process noted this often (a process with more shards started).
+SHARDS_EVERY_S = 10.0
 # A reply whose previous reply (`after`) another worker is still sending waits at most this long.
 AFTER_WAIT_S = 2.0
 AFTER_POLL_S = 0.02
@@ -192,9 +197,9 @@ class Worker:
         self.lanes = Lanes(settings.worker_threads)
         self.later = _LATER  # the loading animation for an answer that waits for a free sender
         self._started = False
-        self._cursor = "0-0"
+        self._cursors: dict[int, str] = {}  # per shard: where the next XAUTOCLAIM looks
         self._nowhere_logged: set[str] = set()
-        self._in_flight: set[str] = set()  # stream ids dispatched and not finished
+        self._in_flight: set[str] = set()  # entries (`Entry.label`) dispatched and not finished
         self._recent: OrderedDict[str, None] = OrderedDict()  # ids of entries sent by this process
         self._lock = threading.Lock()
 
@@ -220,7 +225,7 @@ class Worker:
         log.info("worker_started consumer=%s threads=%d", self.consumer, self.settings.worker_threads)
         stats = _Stats()
         limit = self.settings.worker_threads * 4
-        tasks_at = maintenance_at = float("-inf")
+        tasks_at = maintenance_at = shards_at = float("-inf")
         while not stop.is_set():
             try:
                 if not self.lanes.wait(below=limit, timeout=BLOCK_MS / 1000):
@@ -233,7 +238,11 @@ class Worker:
                 maintenance = tick - maintenance_at >= MAINTENANCE_EVERY_S
                 if maintenance:
                     maintenance_at = tick
-                room = min(BATCH, limit - self.lanes.busy)
+                if self._started and tick - shards_at >= SHARDS_EVERY_S:
+                    shards_at = tick
+                    self._refresh_shards()
+                # At most `room` entries in all, spread over the shards (a busy shard is read again at once).
+                room = max(1, -(-min(BATCH, limit - self.lanes.busy) // len(self.outbox.read_shards())))
                 self._dispatch(self._collect(now, room, BLOCK_MS, maintenance=maintenance), now, stop, stats)
             except Exception as exc:  # keep delivering whatever went wrong in one cycle
                 log.error("worker_cycle_failed error=%s", exc.__class__.__name__)
@@ -241,10 +250,19 @@ class Worker:
         self.lanes.wait(timeout=STOP_WAIT_S)  # queued entries are handed back; sends under way end
         log.info("worker_stopped consumer=%s", self.consumer)
 
+    def _refresh_shards(self) -> None:
+        """Read every shard another process noted too (one configured with more shards started): their
+        consumer groups are made before the first read."""
+        known = len(self.outbox.read_shards())
+        if len(self.outbox.refresh_shards()) != known:
+            log.info("worker_shards shards=%d", len(self.outbox.read_shards()))
+            self.outbox.ensure_group()
+
     def _collect(self, now: datetime, count: int, block_ms: int | None, *,
                  maintenance: bool) -> list[tuple[Entry, bool]]:
-        """(entry, first attempt?) of what is due: at the first call this consumer's own pending entries,
-        then (with `maintenance`) those of dead workers and retries whose time has come, then new ones."""
+        """(entry, first attempt?) of what is due, from every shard: at the first call this consumer's own
+        pending entries, then (with `maintenance`) those of dead workers and retries whose time has come,
+        then new ones (at most `count` per shard)."""
         taken: list[Entry] = []
         if not self._started:
             self.outbox.ensure_group()
@@ -252,7 +270,7 @@ class Worker:
             self._started = True
         if maintenance:
             lease_ms = self.settings.worker_lease_seconds * 1000
-            self._cursor, stale = self.outbox.claim_stale(self.consumer, lease_ms, self._cursor, BATCH)
+            self._cursors, stale = self.outbox.claim_stale(self.consumer, lease_ms, self._cursors, BATCH)
             taken += stale
             taken += self.outbox.claim_due(self.consumer, now.timestamp(), BATCH)
         new = self.outbox.read_new(self.consumer, max(count, 1), None if taken else block_ms)
@@ -262,10 +280,10 @@ class Worker:
                   stats: _Stats) -> None:
         """Hand each entry to its recipient's lane (skipping what another thread of ours is sending)."""
         with self._lock:
-            unique = {entry.stream_id: (entry, first) for entry, first in entries
-                      if entry.stream_id not in self._in_flight}
+            unique = {entry.label: (entry, first) for entry, first in entries
+                      if entry.label not in self._in_flight}
         # A new answer's id is a fresh uuid4: it cannot have been delivered already (no Redis check).
-        done = self.outbox.delivered([done_key(entry.id) for entry, first in unique.values()
+        done = self.outbox.delivered([entry.done_key() for entry, first in unique.values()
                                       if not (first and entry.kind == replies.KIND)])
         for entry, first in unique.values():
             if stop is not None and stop.is_set():
@@ -273,13 +291,13 @@ class Worker:
             elif not entry.raw:  # trimmed from the stream before anyone delivered it
                 self.outbox.ack(entry)
                 stats.add("skipped")
-            elif done_key(entry.id) in done:
-                log.info("outbox_already_delivered stream_id=%s kind=%s", entry.stream_id, entry.kind)
+            elif entry.done_key() in done:
+                log.info("outbox_already_delivered entry=%s kind=%s", entry.label, entry.kind)
                 self.outbox.ack(entry)
                 stats.add("skipped")
             else:
                 with self._lock:
-                    self._in_flight.add(entry.stream_id)
+                    self._in_flight.add(entry.label)
                 lane = _lane(entry)
                 loading = self._loading_later(entry) if first else None
                 self.lanes.submit(lane, lambda e=entry, f=first, c=loading: self._job(e, f, now, stop, stats, c))
@@ -296,11 +314,11 @@ class Worker:
                 self._wait_for_previous(entry)
             stats.add(*self._deliver(entry, now, first))
         except Exception as exc:  # Redis away mid-send: the entry stays pending and is taken again
-            log.error("worker_send_failed stream_id=%s error=%s", entry.stream_id, exc.__class__.__name__)
+            log.error("worker_send_failed entry=%s error=%s", entry.label, exc.__class__.__name__)
             stats.add("error")
         finally:
             with self._lock:
-                self._in_flight.discard(entry.stream_id)
+                self._in_flight.discard(entry.label)
 
     def _loading_later(self, entry: Entry) -> Callable[[], None] | None:
         """Show LINE's loading animation if a user's answer is still waiting for a sender when it is due."""
@@ -320,7 +338,8 @@ class Worker:
             with self._lock:
                 if after in self._recent:
                     return
-            if self.outbox.delivered([done_key(after)]) or time.monotonic() >= deadline:
+            # The previous answer is the same user's: in the same shard.
+            if self.outbox.delivered([done_key(entry.shard, after)]) or time.monotonic() >= deadline:
                 return
             time.sleep(AFTER_POLL_S)  # another worker is sending it right now
 
@@ -358,11 +377,11 @@ class Worker:
                 permanent=exc.permanent,
             )
             if failure.dead:
-                log.error("outbox_dead stream_id=%s kind=%s attempts=%d error=%s",
-                          entry.stream_id, entry.kind, failure.attempts, exc)
+                log.error("outbox_dead entry=%s kind=%s attempts=%d error=%s",
+                          entry.label, entry.kind, failure.attempts, exc)
                 return ("dead",)
-            log.warning("outbox_retry stream_id=%s kind=%s attempts=%d error=%s next_in=%.0fs",
-                        entry.stream_id, entry.kind, failure.attempts, exc, (failure.next_at or 0) - now.timestamp())
+            log.warning("outbox_retry entry=%s kind=%s attempts=%d error=%s next_in=%.0fs",
+                        entry.label, entry.kind, failure.attempts, exc, (failure.next_at or 0) - now.timestamp())
             return ("failed",)
         answer = entry.kind == replies.KIND
         self.outbox.ack(entry, first=first, drop=entry.kind in USER_KINDS,
@@ -370,7 +389,7 @@ class Worker:
         self._sent(entry)
         if answer:  # one line per event would be most of the worker's log: the counts say it
             return ("delivered", "replied" if outcome == "reply" else "pushed_instead")
-        log.info("outbox_delivered stream_id=%s kind=%s to=%s", entry.stream_id, entry.kind, outcome)
+        log.info("outbox_delivered entry=%s kind=%s to=%s", entry.label, entry.kind, outcome)
         return ("nowhere",) if outcome == "nowhere" else ("delivered",)
 
     def _answer(self, entry: Entry, first: bool) -> str:
@@ -447,9 +466,9 @@ class Worker:
                 log.warning("notice_no_channel kind=%s office=%s", entry.kind, office or "(none)")
             return "nowhere"
         # With two channels, one that went out is not sent again when the other one is retried.
-        done = self.outbox.delivered([done_key(entry.id, name) for name, _ in channels]) if len(channels) > 1 else set()
+        done = self.outbox.delivered([entry.done_key(name) for name, _ in channels]) if len(channels) > 1 else set()
         for name, send in channels:
-            if done_key(entry.id, name) in done:
+            if entry.done_key(name) in done:
                 continue
             send(message)
             if len(channels) > 1:

@@ -1,15 +1,15 @@
 """Conversation state per user: plain JSON with a version, saved by compare-and-set.
 
-A conversation is the hash `hwbot:{u:<user>}:conv` with fields `v` (version, an integer) and `data`
-(JSON). Webhook workers may handle two events of one user at once (gunicorn promises no order), so
-`save` only succeeds against the version that was loaded; the loser gets `ConflictError`, reloads
-and runs its event again. Staff notices produced by the same step are appended to the outbox stream
-in the same atomic step, so a notice is sent if and only if the state that caused it was saved.
+A conversation is the hash `hwbot:{o<k>}:conv:<user>` with fields `v` (version, an integer) and `data`
+(JSON), where `{o<k>}` is the user's outbox shard (`bot.store.shards`). Webhook workers may handle two
+events of one user at once (gunicorn promises no order), so `save` only succeeds against the version
+that was loaded; the loser gets `ConflictError`, reloads and runs its event again. Staff notices
+produced by the same step are appended to the user's outbox shard in the same atomic step, so a notice
+is sent if and only if the state that caused it was saved.
 
 One Lua script does the check, the write, the expiry and the XADDs: one round trip, no retry loop.
-It touches the conversation key and `hwbot:outbox`, which hash to different Redis Cluster slots;
-that is fine on the single Redis server we deploy (embedded or REDIS_URL). On a cluster the outbox
-would have to be split per hash tag (e.g. `hwbot:{u:<user>}:outbox`) for the step to stay atomic.
+Its keys (the conversation, the user's last answer, the event marker and the shard's stream) all
+carry the user's shard tag, so the step is one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ from contextlib import contextmanager
 import redis
 
 from bot.errors import ConflictError, StoreError
+from bot.store.shards import DEFAULT_SHARDS, OUTBOX_MAXLEN, outbox_key, shard_of, shard_tag
 
-OUTBOX_KEY = "hwbot:outbox"
-OUTBOX_MAXLEN = 100_000  # approximate (XADD MAXLEN ~): trimming whole stream nodes is cheap
-
-# KEYS[1] conversation hash, KEYS[2] outbox stream, KEYS[3] the user's last-reply key, optional KEYS[4]
+# KEYS (one shard tag): KEYS[1] conversation hash, KEYS[2] the shard's outbox stream, KEYS[3] the user's last-reply key, optional KEYS[4]
 # processed-event marker.
 # ARGV[1] expected version, ARGV[2] data JSON ('' deletes the conversation), ARGV[3] ttl seconds, ARGV[4] outbox maxlen,
 # ARGV[5] number of entries, ARGV[6] the reply entry's position among them (1-based; 0: the turn has no reply)
@@ -74,31 +72,36 @@ LAST_REPLY_TTL_SECONDS = 120
 EVENT_TTL_SECONDS = 2 * 24 * 3600
 
 
-def last_reply_key(user: str) -> str:
-    """`hwbot:{u:<user>}:last_reply`: the id of the user's latest reply entry (ordering across workers)."""
-    return conversation_key(user).removesuffix(":conv") + ":last_reply"
-
-
-def conversation_key(user: str) -> str:
-    """`hwbot:{u:<user>}:conv`; `user` is already an opaque (hashed) id."""
+def _user_part(user: str) -> str:
     if not user or any(ch in user for ch in "{}"):
         raise ValueError("user id must be a non-empty string without braces")
-    return f"hwbot:{{u:{user}}}:conv"
+    return user
+
+
+def last_reply_key(shard: int, user: str) -> str:
+    """`hwbot:{o<k>}:last_reply:<user>`: the id of the user's latest reply entry (ordering across workers)."""
+    return f"hwbot:{shard_tag(shard)}:last_reply:{_user_part(user)}"
+
+
+def conversation_key(shard: int, user: str) -> str:
+    """`hwbot:{o<k>}:conv:<user>` in the user's shard `k`; `user` is already an opaque (LINE) id."""
+    return f"hwbot:{shard_tag(shard)}:conv:{_user_part(user)}"
 
 
 # A webhook event id used in its key as it is (LINE's are ULIDs: 26 letters and digits).
 _PLAIN_EVENT_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
-def event_key(event_id: str) -> str:
-    """`hwbot:event:<id>`: set once the effects of a webhook event are saved.
+def event_key(shard: int, event_id: str) -> str:
+    """`hwbot:{o<k>}:event:<id>`: set once the effects of a webhook event are saved; in the shard of the
+    event's user (or, for a group's `join`, of the group), so that it is saved in the turn's step.
 
-    Any other id (empty, spaces, braces, very long, any character) is hashed, `hwbot:event:#<sha256>`,
+    Any other id (empty, spaces, braces, very long, any character) is hashed, `...:event:#<sha256>`,
     so that a signed body never fails on it and its redelivery is still recognised.
     """
     if _PLAIN_EVENT_ID.fullmatch(event_id):
-        return f"hwbot:event:{event_id}"
-    return "hwbot:event:#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"hwbot:{shard_tag(shard)}:event:{event_id}"
+    return f"hwbot:{shard_tag(shard)}:event:#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def encode_notice(notice: Mapping[str, object]) -> list[str]:
@@ -131,16 +134,26 @@ def _redis_errors(what: str) -> Iterator[None]:
 class ConversationStore:
     """Loads and saves one user's conversation; idle conversations expire after `ttl_seconds`."""
 
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int):
+    def __init__(self, client: redis.Redis, *, ttl_seconds: int, shards: int = DEFAULT_SHARDS):
         if type(ttl_seconds) is not int or ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be a positive integer")
+        shard_of("", shards)  # validates the count
         self.client = client
         self.ttl_seconds = ttl_seconds
+        self.shards = shards
         self._save = client.register_script(_SAVE_LUA)
+
+    def shard(self, user: str) -> int:
+        """The user's outbox shard: the hash tag of every key of theirs here."""
+        return shard_of(user, self.shards)
+
+    def key(self, user: str) -> str:
+        """The user's conversation key."""
+        return conversation_key(self.shard(user), user)
 
     def load(self, user: str) -> tuple[dict | None, int]:
         """(data, version) of the user's conversation; (None, 0) when there is none (or it expired)."""
-        key = conversation_key(user)
+        key = self.key(user)
         with _redis_errors("cannot load conversation"):
             version, raw = self.client.hmget(key, ["v", "data"])
         return self._decode(version, raw)
@@ -159,20 +172,23 @@ class ConversationStore:
         return data, number
 
     def load_for_event(self, user: str, event_id: str) -> tuple[dict | None, int, bool]:
-        """(data, version, already processed) in one round trip, for a webhook event."""
-        key = conversation_key(user)
+        """(data, version, already processed) in one round trip, for a webhook event (both keys are in
+        the user's shard: one node of a cluster)."""
+        shard = self.shard(user)
         with _redis_errors("cannot load conversation"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.hmget(key, ["v", "data"])
-            pipe.exists(event_key(event_id))
+            pipe.hmget(conversation_key(shard, user), ["v", "data"])
+            pipe.exists(event_key(shard, event_id))
             (version, raw), seen = pipe.execute()
         data, number = self._decode(version, raw)
         return data, number, bool(seen)
 
-    def mark_event(self, event_id: str) -> bool:
-        """Mark an event processed that has no conversation save (a group's join); False if it already was."""
+    def mark_event(self, event_id: str, owner: str) -> bool:
+        """Mark an event processed that has no conversation save (a group's join; `owner` the group id, whose
+        shard keeps the marker); False if it already was."""
         with _redis_errors("cannot mark event"):
-            return bool(self.client.set(event_key(event_id), "1", ex=EVENT_TTL_SECONDS, nx=True))
+            key = event_key(shard_of(owner, self.shards), event_id)
+            return bool(self.client.set(key, "1", ex=EVENT_TTL_SECONDS, nx=True))
 
     def save(
         self,
@@ -221,16 +237,16 @@ class ConversationStore:
     ) -> int:
         if type(expected_version) is not int or expected_version < 0:
             raise ValueError("expected_version must be a non-negative integer")
-        key = conversation_key(user)
+        shard = self.shard(user)
         entries = [reply, *notices] if reply else list(notices)
         args: list[object] = [expected_version, payload, self.ttl_seconds, OUTBOX_MAXLEN, len(entries),
                               1 if reply else 0, str(reply["id"]) if reply else "", LAST_REPLY_TTL_SECONDS]
         for entry in entries:
             flat = encode_notice(entry)
             args += [len(flat), *flat]
-        keys = [key, OUTBOX_KEY, last_reply_key(user)]
+        keys = [conversation_key(shard, user), outbox_key(shard), last_reply_key(shard, user)]
         if event_id is not None:
-            keys.append(event_key(event_id))
+            keys.append(event_key(shard, event_id))
             args.append(EVENT_TTL_SECONDS)
         with _redis_errors("cannot save conversation"):
             saved, version = self._save(keys=keys, args=args)
@@ -243,4 +259,4 @@ class ConversationStore:
     def delete(self, user: str) -> None:
         """Forget the user's conversation (a later save must start again from version 0)."""
         with _redis_errors("cannot delete conversation"):
-            self.client.delete(conversation_key(user))
+            self.client.delete(self.key(user))

@@ -22,7 +22,8 @@ from typing import Any
 
 import redis
 
-from bot.store.conversations import OUTBOX_KEY, OUTBOX_MAXLEN, _redis_errors, encode_notice
+from bot.store.conversations import _redis_errors, encode_notice
+from bot.store.shards import DEFAULT_SHARDS, OUTBOX_MAXLEN, entry_owner, outbox_key, shard_of
 
 HANDOFFS_KEY = "hwbot:handoffs"
 CLOSED_KEY = "hwbot:threads:closed"
@@ -86,8 +87,9 @@ def valid_thread_id(text: str) -> bool:
 class HandoffStore:
     """The staff console's list of users waiting for staff, and what was said in each thread."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, *, shards: int = DEFAULT_SHARDS):
         self.client = client
+        self.shards = shards
         self._reply = client.register_script(_REPLY_LUA)
         self._user_message = client.register_script(_USER_MESSAGE_LUA)
 
@@ -175,7 +177,8 @@ class HandoffStore:
         text = json.dumps(message, ensure_ascii=False)
         args = [nonce, text, str(message.get("at", "")), OUTBOX_MAXLEN, *encode_notice(push)]
         with _redis_errors("cannot send a staff reply"):
-            return int(self._reply(keys=[thread_key(thread), messages_key(thread), OUTBOX_KEY], args=args))
+            outbox = outbox_key(shard_of(entry_owner(push), self.shards))
+            return int(self._reply(keys=[thread_key(thread), messages_key(thread), outbox], args=args))
 
     # -- erasure and retention ------------------------------------------------------------------
 

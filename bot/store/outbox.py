@@ -1,44 +1,57 @@
-"""The outbox stream `hwbot:outbox`: staff notices and pushes waiting for the worker to deliver them.
+"""The outbox: answers to webhook events, staff notices and pushes waiting for the worker to deliver them.
 
-The worker reads it through the consumer group `workers`. Per entry (by stream id) Redis keeps:
+It is `HWBOT_OUTBOX_SHARDS` streams (`bot.store.shards`), each read by the consumer group `workers`.
+Shard k's keys share the hash tag `{o<k>}` with the conversations of its users, so a turn's save (and
+any step that adds entries for one user) is one Redis Cluster slot. Per shard, per entry (by stream id):
 
-    hwbot:outbox:attempts      hash  stream id -> failed attempts so far
-    hwbot:outbox:retry         zset  stream id -> next attempt (unix seconds of the worker's clock)
-    hwbot:outbox:done:<id>     string, set right after a delivery (TTL a few days); <id> is the entry's
-                               own `id` field (a notice id or a push's retry key)
-    hwbot:outbox:done:<id>:<channel>  the same for one channel of an entry sent to several
-    hwbot:outbox:dead          stream of entries given up on, with `attempts`, `error`, `failed_at`
+    hwbot:{o<k>}:outbox                  stream  the entries (a user's entries are all in the user's shard)
+    hwbot:{o<k>}:outbox:attempts         hash    stream id -> failed attempts so far
+    hwbot:{o<k>}:outbox:retry            zset    stream id -> next attempt (unix seconds of the worker's clock)
+    hwbot:{o<k>}:outbox:done:<id>        string  set right after a delivery (TTL a few days); <id> is the
+                                                 entry's own `id` field (a notice id or a push's retry key)
+    hwbot:{o<k>}:outbox:done:<id>:<channel>      the same for one channel of an entry sent to several
+    hwbot:{o<k>}:outbox:dead             stream  entries given up on, with `attempts`, `error`, `failed_at`
+    hwbot:{o<k>}:outbox:dedup:<key>      string  `add_many(dedup=key)` added its entries (a few days)
+    hwbot:outbox:shards                  string  the highest shard count any process used (the worker
+                                                 reads shards 0 .. max(its own count, this) - 1)
 
 An entry waiting for a retry stays pending (unacknowledged) and is taken by whichever worker first
 removes it from the retry schedule (ZREM is the lock). An entry pending longer than the lease and not
 scheduled was being delivered by a worker that died: XAUTOCLAIM hands it to a live one.
+
+Every call works on both a single Redis and a Redis Cluster: atomic steps touch one shard's keys; reads
+that span shards are pipelines (split by node on a cluster) and never transactions.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
-from bot.store.conversations import OUTBOX_KEY, OUTBOX_MAXLEN, _redis_errors, encode_notice
+from bot.store.conversations import _redis_errors, encode_notice
+from bot.store.shards import DEFAULT_SHARDS, MAX_SHARDS, OUTBOX_MAXLEN, entry_owner, outbox_key, shard_of, shard_tag
 
-# Entries the worker gave up on after `HWBOT_WORKER_MAX_ATTEMPTS` failures (the staff console lists them).
-DEAD_KEY = "hwbot:outbox:dead"
-DEAD_MAXLEN = 10_000
+DEAD_MAXLEN = 10_000  # per shard
 GROUP = "workers"
-ATTEMPTS_KEY = "hwbot:outbox:attempts"
-RETRY_KEY = "hwbot:outbox:retry"
 DONE_TTL_SECONDS = 4 * 24 * 3600
+DEDUP_TTL_SECONDS = 4 * 24 * 3600  # `add_many`'s markers: longer than anything is retried or redelivered
+SHARDS_KEY = "hwbot:outbox:shards"
 # Backoff after the n-th failure: BACKOFF_BASE_S * 2**(n-1), at most BACKOFF_CAP_S.
 BACKOFF_BASE_S = 2
 BACKOFF_CAP_S = 600
+# On a Redis Cluster the shards are in different slots, so one blocking XREADGROUP cannot wait on all of
+# them: an idle worker looks at every shard this often instead (one pipeline per node).
+CLUSTER_POLL_S = 0.02
 # Fields of an entry that `encode_notice` stored as JSON.
 _JSON_FIELDS = ("fields", "messages")
 
-# KEYS: outbox, attempts hash, retry zset, dead stream.
+# KEYS: outbox, attempts hash, retry zset, dead stream (one shard).
 # ARGV: stream id, group, max attempts, now (unix s), error, failed_at (ISO), dead maxlen,
 #       permanent (0/1), backoff base, backoff cap, then the entry's own field/value pairs.
 # Returns {attempts, 1} when the entry went to the dead letters, {attempts, 0, next attempt} otherwise.
@@ -57,10 +70,62 @@ redis.call('ZADD', KEYS[3], at, ARGV[1])
 return {n, 0, tostring(at)}
 """
 
+# KEYS: the shard's stream, optional KEYS[2] the dedup marker (same shard).
+# ARGV: maxlen, marker ttl seconds, number of entries, then per entry: 2 * field count, field, value, ...
+# Returns the new stream ids; {} when the marker was already set (nothing added).
+_ADD_MANY_LUA = """
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+  return {}
+end
+local ids = {}
+local i = 4
+for position = 1, tonumber(ARGV[3]) do
+  local n = tonumber(ARGV[i])
+  ids[position] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, i + 1, i + n))
+  i = i + 1 + n
+end
+if KEYS[2] then
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+end
+return ids
+"""
 
-def done_key(entry_id: str, channel: str | None = None) -> str:
-    """`hwbot:outbox:done:<id>[:<channel>]`: that entry (or one channel of it) was delivered."""
-    return f"hwbot:outbox:done:{entry_id}" + (f":{channel}" if channel else "")
+# KEYS: the shard-count key. ARGV: this process's count. Keeps the highest; returns it.
+_NOTE_SHARDS_LUA = """
+local known = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > known then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return tonumber(ARGV[1])
+end
+return known
+"""
+
+
+def attempts_key(shard: int) -> str:
+    """`hwbot:{o<k>}:outbox:attempts`."""
+    return outbox_key(shard) + ":attempts"
+
+
+def retry_key(shard: int) -> str:
+    """`hwbot:{o<k>}:outbox:retry`."""
+    return outbox_key(shard) + ":retry"
+
+
+def dead_key(shard: int) -> str:
+    """`hwbot:{o<k>}:outbox:dead`."""
+    return outbox_key(shard) + ":dead"
+
+
+def done_key(shard: int, entry_id: str, channel: str | None = None) -> str:
+    """`hwbot:{o<k>}:outbox:done:<id>[:<channel>]`: that entry (or one channel of it) was delivered."""
+    return f"{outbox_key(shard)}:done:{entry_id}" + (f":{channel}" if channel else "")
+
+
+def dedup_key(shard: int, dedup: str) -> str:
+    """`hwbot:{o<k>}:outbox:dedup:<key>`: `add_many(..., dedup=key)` added its entries."""
+    if not dedup or any(ch in dedup for ch in "{}"):
+        raise ValueError("a dedup key must be a non-empty string without braces")
+    return f"{outbox_key(shard)}:dedup:{dedup}"
 
 
 def backoff_seconds(failures: int) -> float:
@@ -70,10 +135,11 @@ def backoff_seconds(failures: int) -> float:
 
 @dataclass(frozen=True)
 class Entry:
-    """One outbox entry as read from the stream."""
+    """One outbox entry as read from shard `shard`'s stream."""
 
     stream_id: str
     raw: dict[str, str]
+    shard: int
 
     @property
     def id(self) -> str:
@@ -83,6 +149,16 @@ class Entry:
     @property
     def kind(self) -> str:
         return self.raw.get("kind", "")
+
+    @property
+    def label(self) -> str:
+        """`o<shard>/<stream id>`: which entry this is across the shards (stream ids repeat between
+        shards); no data of the entry, so fit for logs."""
+        return f"o{self.shard}/{self.stream_id}"
+
+    def done_key(self, channel: str | None = None) -> str:
+        """This entry's delivered marker (in its shard)."""
+        return done_key(self.shard, self.id, channel)
 
     def get(self, name: str) -> Any:
         """A field, JSON-decoded where `encode_notice` encoded it; ValueError when it is garbled."""
@@ -106,96 +182,225 @@ def _id(stream_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
-def _entries(rows: list | None) -> list[Entry]:
+def _entries(shard: int, rows: list | None) -> list[Entry]:
     """Entries of XREADGROUP/XCLAIM rows; a trimmed entry (no fields) keeps an empty dict."""
-    return [Entry(stream_id, dict(fields or {})) for stream_id, fields in rows or []]
+    return [Entry(stream_id, dict(fields or {}), shard) for stream_id, fields in rows or []]
+
+
+def _stream_rows(answer: Any) -> dict[str, list]:
+    """stream name -> rows of an XREADGROUP answer (RESP2: a list of [name, rows]; RESP3: {name: [rows]})."""
+    if not answer:
+        return {}
+    if isinstance(answer, dict):
+        return {name: value[0] if value else [] for name, value in answer.items()}
+    return {name: rows for name, rows in answer}
 
 
 class Outbox:
-    """Appends entries, and gives `hwbot worker` what is due to deliver."""
+    """Appends entries to the shards, and gives `hwbot worker` what is due to deliver from every shard."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, *, shards: int = DEFAULT_SHARDS):
+        shard_of("", shards)  # validates the count
         self.client = client
+        self.shards = shards
+        self.cluster = isinstance(client, RedisCluster)
         self._fail = client.register_script(_FAIL_LUA)
+        self._add_many = client.register_script(_ADD_MANY_LUA)
+        self._note = client.register_script(_NOTE_SHARDS_LUA)
+        self._noted = False
+        self._known = shards  # shards to read: max(own count, the highest any process noted)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def shard(self, owner: str) -> int:
+        """The shard of a user (or group, or office)."""
+        return shard_of(owner, self.shards)
 
     def add(self, entry: Mapping[str, object]) -> str:
-        """Append one entry (a dict of str -> str | int | JSON-able); returns its stream id."""
+        """Append one entry (a dict of str -> str | int | JSON-able) to the shard of its recipient (`to`),
+        or of its office for a notice that names no user; returns its stream id."""
         flat = encode_notice(entry)
         fields = dict(zip(flat[::2], flat[1::2]))
+        shard = self.shard(entry_owner(entry))
         with _redis_errors("cannot append to the outbox"):
-            return self.client.xadd(OUTBOX_KEY, fields, maxlen=OUTBOX_MAXLEN, approximate=True)
+            return self.client.xadd(outbox_key(shard), fields, maxlen=OUTBOX_MAXLEN, approximate=True)
+
+    def add_many(self, entries: list[Mapping[str, object]], *, user: str, dedup: str | None = None) -> list[str]:
+        """Append `entries` to `user`'s shard in one step (one Lua script, one slot); their stream ids.
+
+        With `dedup`, once only: if the marker of that key is set nothing is added and [] is returned,
+        else the entries are added and the marker set (for `DEDUP_TTL_SECONDS`) in the same step. A user's
+        pushes and the notices their actions cause go to the user's shard, so they keep their order.
+        """
+        shard = self.shard(user)
+        keys = [outbox_key(shard)]
+        if dedup is not None:
+            keys.append(dedup_key(shard, dedup))
+        args: list[object] = [OUTBOX_MAXLEN, DEDUP_TTL_SECONDS, len(entries)]
+        for entry in entries:
+            flat = encode_notice(entry)
+            args += [len(flat), *flat]
+        with _redis_errors("cannot append to the outbox"):
+            return [str(stream_id) for stream_id in self._add_many(keys=keys, args=args)]
+
+    def note_shards(self) -> None:
+        """Record this process's shard count (the highest one wins), so that every worker also reads the
+        shards of a process configured with more; once per process, a Redis error only postpones it."""
+        if self._noted:
+            return
+        with _redis_errors("cannot record the outbox shard count"):
+            self._known = max(self.shards, int(self._note(keys=[SHARDS_KEY], args=[self.shards])))
+        self._noted = True
+
+    # -- reading across shards ------------------------------------------------------------------
+
+    def read_shards(self) -> range:
+        """The shards to read: 0 .. max(this process's count, the highest count any process noted) - 1,
+        so that entries left in shards beyond a lowered count are still delivered."""
+        return range(min(self._known, MAX_SHARDS))
+
+    def refresh_shards(self) -> range:
+        """Read the noted shard count again (the worker, now and then) and return `read_shards()`."""
+        with _redis_errors("cannot read the outbox shard count"):
+            noted = self.client.get(SHARDS_KEY)
+        self._known = max(self.shards, int(noted or 0))
+        return self.read_shards()
+
+    def _each(self, command: str, key_of, *args: Any, shards: Iterable[int] | None = None, **kwargs: Any) -> list:
+        """One command per shard in one pipeline (split by node on a cluster); the answers in shard order."""
+        pipe = self.client.pipeline(transaction=False)
+        for shard in self.read_shards() if shards is None else shards:
+            getattr(pipe, command)(key_of(shard), *args, **kwargs)
+        return pipe.execute()
+
+    def _newest(self, key_of, count: int) -> list[tuple[str, dict[str, str]]]:
+        rows = [row for rows in self._each("xrevrange", key_of, count=count) for row in rows]
+        return sorted(rows, key=lambda row: _id(row[0]), reverse=True)[:count]
 
     def entries(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
-        """The newest entries, newest first (the simulator's staff pane, tests)."""
+        """The newest entries of all shards, newest first (the simulator's staff pane, tests)."""
         with _redis_errors("cannot read the outbox"):
-            return self.client.xrevrange(OUTBOX_KEY, count=count)
+            return self._newest(outbox_key, count)
 
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
-        """Entries moved to the dead-letter stream, newest first (the staff console shows them)."""
+        """Entries moved to the dead-letter streams of all shards, newest first (the staff console)."""
         with _redis_errors("cannot read the dead-letter stream"):
-            return self.client.xrevrange(DEAD_KEY, count=count)
+            return self._newest(dead_key, count)
 
     def settled(self) -> bool:
-        """True when every entry was delivered (or given up on): none left unread by the workers'
-        group, none read and unacknowledged (the test kit waits for this; works on Redis 6.2)."""
+        """True when every entry of every shard was delivered (or given up on): none left unread by the
+        workers' group, none read and unacknowledged (the test kit waits for this; works on Redis 6.2)."""
         with _redis_errors("cannot read the outbox state"):
-            if not self.client.exists(OUTBOX_KEY):
+            shards = [shard for shard, found in zip(self.read_shards(), self._each("exists", outbox_key)) if found]
+            if not shards:
                 return True
-            stream = self.client.xinfo_stream(OUTBOX_KEY)
-            group = next((g for g in self.client.xinfo_groups(OUTBOX_KEY) if g["name"] == GROUP), None)
-        if group is None:
-            return stream["length"] == 0
-        return group["pending"] == 0 and _id(group["last-delivered-id"]) >= _id(stream["last-generated-id"])
+            pipe = self.client.pipeline(transaction=False)
+            for shard in shards:
+                pipe.xinfo_stream(outbox_key(shard))
+                pipe.xinfo_groups(outbox_key(shard))
+            answers = pipe.execute()
+        for stream, groups in zip(answers[::2], answers[1::2]):
+            group = next((g for g in groups if g["name"] == GROUP), None)
+            if group is None:
+                if stream["length"]:
+                    return False
+            elif group["pending"] or _id(group["last-delivered-id"]) < _id(stream["last-generated-id"]):
+                return False
+        return True
 
     # -- the worker's side ----------------------------------------------------------------------
 
     def ensure_group(self) -> None:
-        """Create the consumer group (and the stream) unless it exists; from the start of the stream,
-        so entries appended before the first worker ever ran are delivered too."""
+        """Note the shard count, then create the consumer group (and the stream) of every shard unless it
+        exists; from the start of the stream, so entries appended before any worker ran are delivered too."""
+        self.note_shards()
         with _redis_errors("cannot create the outbox consumer group"):
-            try:
-                self.client.xgroup_create(OUTBOX_KEY, GROUP, id="0", mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            for shard in self.read_shards():
+                try:
+                    self.client.xgroup_create(outbox_key(shard), GROUP, id="0", mkstream=True)
+                except redis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
 
     def own_pending(self, consumer: str, count: int = 1000) -> list[Entry]:
         """This consumer's unacknowledged entries not waiting for a retry (what it was delivering when it stopped)."""
         with _redis_errors("cannot read pending outbox entries"):
-            rows = self.client.xreadgroup(GROUP, consumer, {OUTBOX_KEY: "0"}, count=count)
-            entries = _entries(rows[0][1] if rows else [])
-            return self._unscheduled(entries)
+            return self._unscheduled(self._read(consumer, "0", count))
 
-    def claim_stale(self, consumer: str, lease_ms: int, cursor: str = "0-0", count: int = 100) -> tuple[str, list[Entry]]:
-        """(next cursor, entries) taken over from consumers idle longer than the lease, retries excepted."""
+    def claim_stale(self, consumer: str, lease_ms: int, cursors: dict[int, str] | None = None,
+                    count: int = 100) -> tuple[dict[int, str], list[Entry]]:
+        """(next cursors, entries) taken over from consumers idle longer than the lease, retries excepted.
+
+        XAUTOCLAIM in every shard, each from its own cursor (`cursors`: shard -> stream id, as returned
+        by the previous call; None or a missing shard starts at the beginning)."""
+        cursors = dict(cursors or {})
+        shards = list(self.read_shards())
         with _redis_errors("cannot claim stale outbox entries"):
-            answer = self.client.xautoclaim(OUTBOX_KEY, GROUP, consumer, lease_ms, cursor, count=count)
-            return answer[0], self._unscheduled(_entries(answer[1]))
+            pipe = self.client.pipeline(transaction=False)
+            for shard in shards:
+                pipe.xautoclaim(outbox_key(shard), GROUP, consumer, lease_ms, cursors.get(shard, "0-0"), count=count)
+            taken: list[Entry] = []
+            for shard, answer in zip(shards, pipe.execute()):
+                cursors[shard] = answer[0]
+                taken += _entries(shard, answer[1])
+            return cursors, self._unscheduled(taken)
 
     def claim_due(self, consumer: str, now: float, count: int = 100) -> list[Entry]:
         """Entries whose retry time has come; removing one from the schedule is what makes it ours."""
         with _redis_errors("cannot claim due outbox retries"):
-            due = self.client.zrangebyscore(RETRY_KEY, "-inf", now, start=0, num=count)
+            due = {shard: ids for shard, ids in zip(
+                self.read_shards(), self._each("zrangebyscore", retry_key, "-inf", now, start=0, num=count)) if ids}
             if not due:
                 return []
             pipe = self.client.pipeline(transaction=False)
-            for stream_id in due:
-                pipe.zrem(RETRY_KEY, stream_id)
-            won = [stream_id for stream_id, removed in zip(due, pipe.execute()) if removed]
-            return _entries(self.client.xclaim(OUTBOX_KEY, GROUP, consumer, 0, won)) if won else []
+            for shard, ids in due.items():
+                for stream_id in ids:
+                    pipe.zrem(retry_key(shard), stream_id)
+            removed = iter(pipe.execute())
+            won = {shard: [stream_id for stream_id in ids if next(removed)] for shard, ids in due.items()}
+            pipe = self.client.pipeline(transaction=False)
+            shards = [shard for shard, ids in won.items() if ids]
+            for shard in shards:
+                pipe.xclaim(outbox_key(shard), GROUP, consumer, 0, won[shard])
+            return [entry for shard, rows in zip(shards, pipe.execute() if shards else []) for entry in _entries(shard, rows)]
 
     def read_new(self, consumer: str, count: int = 100, block_ms: int | None = None) -> list[Entry]:
-        """Entries never given to any consumer; waits up to `block_ms` for one when given."""
+        """Entries never given to any consumer, at most `count` per shard; waits up to `block_ms` for one.
+
+        On one Redis server one XREADGROUP reads (and blocks on) every shard; on a Redis Cluster, where
+        the shards are in different slots, one pipeline per node reads them, and an idle wait looks
+        again every `CLUSTER_POLL_S`.
+        """
         with _redis_errors("cannot read the outbox"):
-            rows = self.client.xreadgroup(GROUP, consumer, {OUTBOX_KEY: ">"}, count=count, block=block_ms)
-            return _entries(rows[0][1] if rows else [])
+            if not self.cluster:
+                return self._read(consumer, ">", count, block_ms)
+            deadline = time.monotonic() + (block_ms or 0) / 1000
+            while True:
+                found = self._read(consumer, ">", count)
+                if found or time.monotonic() >= deadline:
+                    return found
+                time.sleep(min(CLUSTER_POLL_S, max(deadline - time.monotonic(), 0)))
+
+    def _read(self, consumer: str, start: str, count: int, block_ms: int | None = None) -> list[Entry]:
+        """XREADGROUP from `start` in every shard: one call on a single server, a pipeline on a cluster."""
+        shards = list(self.read_shards())
+        if not self.cluster:
+            answer = self.client.xreadgroup(GROUP, consumer, {outbox_key(shard): start for shard in shards},
+                                            count=count, block=block_ms)
+            rows = _stream_rows(answer)
+            return [entry for shard in shards for entry in _entries(shard, rows.get(outbox_key(shard)))]
+        pipe = self.client.pipeline(transaction=False)
+        for shard in shards:
+            pipe.xreadgroup(GROUP, consumer, {outbox_key(shard): start}, count=count)
+        return [entry for shard, answer in zip(shards, pipe.execute())
+                for entry in _entries(shard, _stream_rows(answer).get(outbox_key(shard)))]
 
     def _unscheduled(self, entries: list[Entry]) -> list[Entry]:
         if not entries:
             return []
         pipe = self.client.pipeline(transaction=False)
         for entry in entries:
-            pipe.zscore(RETRY_KEY, entry.stream_id)
+            pipe.zscore(retry_key(entry.shard), entry.stream_id)
         return [entry for entry, score in zip(entries, pipe.execute()) if score is None]
 
     def delivered(self, keys: list[str]) -> set[str]:
@@ -211,26 +416,28 @@ class Outbox:
     def mark_channel(self, entry: Entry, channel: str) -> None:
         """One channel of a multi-channel entry went out: a retry skips it."""
         with _redis_errors("cannot mark a delivery"):
-            self.client.set(done_key(entry.id, channel), "1", ex=DONE_TTL_SECONDS)
+            self.client.set(entry.done_key(channel), "1", ex=DONE_TTL_SECONDS)
 
     def ack(self, entry: Entry, *, first: bool = False, drop: bool = False,
             done_seconds: int = DONE_TTL_SECONDS) -> None:
-        """Delivered: set the marker and acknowledge, in one MULTI (a retry or a duplicate id skips it).
+        """Delivered: set the marker and acknowledge, in one MULTI in the entry's shard (a retry or a
+        duplicate id skips it).
 
         `first`: the entry's first attempt (no retry state to clear); `drop`: delete it from the
         stream too (a user's messages: nothing reads them once sent, and they are the bulky entries).
         """
+        stream = outbox_key(entry.shard)
         with _redis_errors("cannot acknowledge an outbox entry"):
             # One round trip; without MULTI on a first attempt: the marker goes first, so an XACK lost
             # with the connection leaves a pending entry that the next delivery skips as delivered.
             pipe = self.client.pipeline(transaction=not first)
-            pipe.set(done_key(entry.id), "1", ex=done_seconds)
-            pipe.xack(OUTBOX_KEY, GROUP, entry.stream_id)
+            pipe.set(entry.done_key(), "1", ex=done_seconds)
+            pipe.xack(stream, GROUP, entry.stream_id)
             if not first:
-                pipe.zrem(RETRY_KEY, entry.stream_id)
-                pipe.hdel(ATTEMPTS_KEY, entry.stream_id)
+                pipe.zrem(retry_key(entry.shard), entry.stream_id)
+                pipe.hdel(attempts_key(entry.shard), entry.stream_id)
             if drop:
-                pipe.xdel(OUTBOX_KEY, entry.stream_id)
+                pipe.xdel(stream, entry.stream_id)
             pipe.execute()
 
     def fail(self, entry: Entry, error: str, *, now: float, failed_at: str, max_attempts: int,
@@ -242,7 +449,12 @@ class Outbox:
         flat = encode_notice({**entry.raw, "stream_id": entry.stream_id, "error": error, "failed_at": failed_at})
         args = [entry.stream_id, GROUP, max_attempts, now, error, failed_at, DEAD_MAXLEN, int(permanent),
                 BACKOFF_BASE_S, BACKOFF_CAP_S, *flat]
+        shard = entry.shard
         with _redis_errors("cannot record a failed delivery"):
-            answer = self._fail(keys=[OUTBOX_KEY, ATTEMPTS_KEY, RETRY_KEY, DEAD_KEY], args=args)
+            answer = self._fail(keys=[outbox_key(shard), attempts_key(shard), retry_key(shard), dead_key(shard)],
+                                args=args)
         attempts, dead = int(answer[0]), bool(answer[1])
         return Failure(attempts, True) if dead else Failure(attempts, False, float(answer[2]))
+
+
+__all__ = ["Entry", "Failure", "Outbox", "shard_tag"]

@@ -248,7 +248,7 @@ def _join(service: BotService, event: LineEvent, received: float) -> None:
     """The bot was added to a group or room: say what it does there, once (offices get staff notices so)."""
     chat = event.chat
     assert chat is not None
-    if event.event_id is not None and not service.claim_event(event.event_id):
+    if event.event_id is not None and not service.claim_event(event.event_id, chat):
         log.info("webhook_duplicate type=join source=%s redelivery=%s", event.source, event.redelivery)
         return
     place, name = JOIN_PLACES[event.source]
