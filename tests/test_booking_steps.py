@@ -186,3 +186,48 @@ def test_the_worker_runs_the_recovery(service, clock, redis_client):
     clock.advance(LATER)
     task(clock.now())  # throttled to every 5 s: due again
     assert [b["id"] for b in service.bookings.for_user(USER)] == ["b1"]
+
+
+# --- a staff action with a push and a notice ------------------------------------------------------
+
+
+@pytest.fixture
+def checked_service(redis_client, offices, clock):
+    """The bot on a client that refuses cross-slot steps, as a Redis Cluster would."""
+    from bot.service import BotService
+    from bot.settings import load_settings
+
+    return BotService(load_settings(), client=one_slot(redis_client), offices=offices, clock=clock)
+
+
+def outbox_entries(service) -> list[dict[str, str]]:
+    return [fields for _, fields in service.outbox.entries(1000)]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_staff_cancel_cut_off_after_any_step_pushes_and_notifies_exactly_once(checked_service, clock, step):
+    from bot.staff.actions import Refused, StaffActions
+
+    service = checked_service
+    slot = "2026-11-25T10:00"
+    store = service.bookings.store
+    store.claim(booking("b1", slot, start="2026-11-25T10:00:00+09:00", end="2026-11-25T10:30:00+09:00"), 1)
+    crash_after(store, step)
+    with pytest.raises(Crash):
+        StaffActions(service).cancel(ref("b1", slot), by="s-staff1")
+    store.step_hook = None
+    assert store.get(ref("b1", slot))["status"] == "cancelled"
+    assert service.bookings.booked_counts("noto", [slot]) == {}  # the slot is free whatever the step
+    [task] = [task for task in scheduled_tasks(service) if task.name == "after_effects"]
+    clock.advance(LATER)
+    task(clock.now())
+    entries = outbox_entries(service)
+    assert sorted(entry["kind"] for entry in entries) == ["cancellation", "push"]
+    [push] = [entry for entry in entries if entry["kind"] == "push"]
+    assert push["to"] == USER
+    # Staff repeat the action: refused (it is done), nothing sent twice; the recovery finds nothing left.
+    with pytest.raises(Refused):
+        StaffActions(service).cancel(ref("b1", slot), by="s-staff1")
+    clock.advance(LATER)
+    assert AfterEffects(service)(clock.now()) == 0
+    assert len(outbox_entries(service)) == 2
