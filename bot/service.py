@@ -26,7 +26,6 @@ from bot.store import (
 )
 from bot.store.bookings import PERSONAL_FIELDS
 from bot.store.durable import Durable
-from bot.store.handoffs import new_thread_id
 
 log = logging.getLogger("hwbot.service")
 
@@ -226,7 +225,7 @@ class BotService:
             outcome = self.dialog.handle(conversation, event, self.clock.now(), self.bookings)
             for notice in outcome.notices:
                 if notice.kind == "handoff":  # the thread's opaque id, for the console link
-                    notice.fields["thread"] = new_thread_id()
+                    notice.fields["thread"] = self.handoffs.new_id(event.user)
             # Before the save, so that the "wrote again" notice is saved with the turn (once per event).
             wrote_again = self._keep_thread(event.user, outcome, once)
             notices = [notice_entry(notice, self.clock.now()) for notice in outcome.notices]

@@ -1,7 +1,7 @@
 """A booking step that changes keys of two hash slots: the office's script, then its after-effects (the
 user index, the outbox) as idempotent steps in a fixed order, with a recovery for a crash between them.
 
-Every store call here goes through `one_slot`, which refuses a script or MULTI over several slots as a
+Every store call here runs under `single_slot`, which refuses a script or MULTI over several slots as a
 Redis Cluster would. A crash is played by `BookingStore.step_hook` raising after step k; the worker's
 recovery task must then complete the step exactly once: no second push, no double booking, capacity kept.
 """
@@ -16,7 +16,7 @@ from bot.errors import StoreError
 from bot.staff.aftercare import AfterEffects, scheduled_tasks
 from bot.store import BookingStore
 from bot.store.bookings import RECOVER_AFTER_S, STEPS, intent_key, intents_key, user_index_key
-from bot.testing.slots import CrossSlot, one_slot
+from bot.testing.slots import single_slot
 
 USER = "u-7f3a"
 OLD = "2026-12-01T10:00"
@@ -46,8 +46,15 @@ def crash_after(store: BookingStore, step: str) -> None:
 
 
 @pytest.fixture
-def store(redis_client, clock):
-    return BookingStore(one_slot(redis_client), now=lambda: clock.now().timestamp())
+def checked(redis_client):
+    """The test Redis, refusing cross-slot steps for the whole test."""
+    with single_slot(redis_client):
+        yield redis_client
+
+
+@pytest.fixture
+def store(checked, clock):
+    return BookingStore(checked, now=lambda: clock.now().timestamp())
 
 
 def recover(store: BookingStore, clock, **kwargs) -> int:
@@ -69,20 +76,6 @@ def test_the_keys_of_an_office_share_one_slot_across_days(store, redis_client):
         "hwbot:{noto}:2026-12-03:slot:1400",
     ]
     assert redis_client.smembers(user_index_key(USER)) == {ref("b1"), ref("m1", NEW)}
-
-
-def test_the_slot_checker_refuses_what_a_cluster_refuses(redis_client):
-    checked = one_slot(redis_client)
-    pipe = checked.pipeline(transaction=True)
-    pipe.sadd("hwbot:{noto}:2026-12-01:slot:1000", "b1")
-    pipe.sadd(user_index_key(USER), ref("b1"))
-    with pytest.raises(CrossSlot):
-        pipe.execute()
-    script = checked.register_script("return 1")
-    with pytest.raises(CrossSlot):
-        script(keys=["hwbot:{noto}:intents", "hwbot:{sakata}:intents"])
-    assert script(keys=["hwbot:{noto}:intents", "hwbot:{noto}:intent:x"]) == 1
-    assert redis_client.keys("*") == []
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -153,13 +146,13 @@ def test_an_index_entry_without_its_intent_is_dropped(store, redis_client, clock
     assert not redis_client.exists(intents_key("noto"))
 
 
-def test_two_workers_recovering_at_once_complete_a_step_once(redis_client, clock):
-    first = BookingStore(one_slot(redis_client), now=lambda: clock.now().timestamp())
+def test_two_workers_recovering_at_once_complete_a_step_once(checked, redis_client, clock):
+    first = BookingStore(checked, now=lambda: clock.now().timestamp())
     crash_after(first, "office")
     with pytest.raises(Crash):
         first.claim(booking("b1"), 1)
     clock.advance(LATER)
-    second = BookingStore(one_slot(redis_client), now=lambda: clock.now().timestamp())
+    second = BookingStore(checked, now=lambda: clock.now().timestamp())
     first.step_hook = None
     [intent_id] = redis_client.zrange(intents_key("noto"), 0, -1)
     assert redis_client.exists(intent_key("noto", intent_id))
@@ -192,12 +185,12 @@ def test_the_worker_runs_the_recovery(service, clock, redis_client):
 
 
 @pytest.fixture
-def checked_service(redis_client, offices, clock):
+def checked_service(checked, offices, clock):
     """The bot on a client that refuses cross-slot steps, as a Redis Cluster would."""
     from bot.service import BotService
     from bot.settings import load_settings
 
-    return BotService(load_settings(), client=one_slot(redis_client), offices=offices, clock=clock)
+    return BotService(load_settings(), client=checked, offices=offices, clock=clock)
 
 
 def outbox_entries(service) -> list[dict[str, str]]:

@@ -149,7 +149,7 @@ def test_a_disabled_accounts_sessions_tokens_and_feed_stop_at_once(app, identity
 def test_a_disabled_account_is_refused_even_while_its_session_key_lingers(app, identity, staff_member, service):
     """The account is read on every request: a session the disable did not reach still stops."""
     member = staff_member("出雲 職員", ("izumo",))
-    service.client.hset(f"hwbot:staff:account:{member.account.id}", "disabled_at", "2026-11-20T10:00:00+09:00")
+    service.client.hset(f"hwbot:{{staff}}:account:{member.account.id}", "disabled_at", "2026-11-20T10:00:00+09:00")
     assert member.client.get("/staff").status_code == 302
 
 
@@ -207,7 +207,7 @@ def test_an_admin_enrols_totp_at_the_first_login_and_gets_ten_single_use_recover
     codes = re.findall(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>", done.get_data(as_text=True))
     assert done.status_code == 200 and len(set(codes)) == 10
     assert member.client.get("/staff").status_code == 200  # signed in now
-    stored = json.dumps(identity.store.client.hgetall(f"hwbot:staff:account:{account.id}"))
+    stored = json.dumps(identity.store.client.hgetall(f"hwbot:{{staff}}:account:{account.id}"))
     assert all(code not in stored for code in codes)
     assert identity.recovery_left(identity.require(account.id)) == 10
 
@@ -302,7 +302,7 @@ def test_the_account_page_lists_sessions_and_revokes_one_or_all(app, identity, s
     assert "Chrome（Windows）（この端末）" in page and "Safari（iOS）" in page
     assert "2026-11-20 10:05" in page  # the phone's login
     digests = re.findall(r'name="session" value="([0-9a-f]{64})"', page)
-    phone_digest = next(d for d in digests if service.client.hget(f"hwbot:staff:session:{d}", "client") == "198.51.100.20")
+    phone_digest = next(d for d in digests if service.client.hget(f"hwbot:{{staff}}:session:{d}", "client") == "198.51.100.20")
     done = office.client.post("/staff/account/revoke", data={"session": phone_digest, "csrf": office.csrf("/staff/account")},
                               follow_redirects=True)
     assert "ログインを取り消しました" in done.get_data(as_text=True)
@@ -376,7 +376,7 @@ def test_a_burst_of_wrong_passwords_slows_that_pair_down_and_locks_nobody_else(a
         burst = [attacker.login(hammered.id, f"guess-{n}") for n in range(40)]
         assert burst[0] == (401, 0)
         assert all(status == 429 and wait >= 1 for status, wait in burst[1:])  # refused unchecked
-        assert service.client.hget(f"hwbot:staff:fail:pair:{hammered.id}|127.0.0.1", "n") == "1"
+        assert service.client.hget(f"hwbot:{{staff}}:fail:pair:{hammered.id}|127.0.0.1", "n") == "1"
         assert attacker.login(hammered.id, right)[0] == 429  # even the right one waits out its window
 
         # A colleague at the same address, another account: in at once.
@@ -424,7 +424,7 @@ def test_an_address_trying_many_accounts_waits_but_not_one_hammering_a_single_ac
     for name in ("alice", "bob", "carol", "dave", "erin"):
         identity.login_failed(name, "192.0.2.50")
     # A name that is no account is counted by its digest: what was typed (a mistyped password?) is not kept.
-    kept = service.client.keys("hwbot:staff:*") + sorted(service.client.smembers("hwbot:staff:tried:192.0.2.50"))
+    kept = service.client.keys("hwbot:{staff}:*") + sorted(service.client.smembers("hwbot:{staff}:tried:192.0.2.50"))
     assert len(kept) > 5 and not any("alice" in key for key in kept)
     assert identity.wait_seconds(colleague.id, "192.0.2.50") == 0  # five names: no wait yet
     identity.login_failed("frank", "192.0.2.50")

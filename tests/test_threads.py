@@ -25,7 +25,7 @@ from bot.staff.identity import Identity
 from bot.staff.notify import compose, plain_text
 from bot.staff.threads import ThreadActions
 from bot.staff.worker import Worker
-from bot.store.handoffs import messages_key, thread_key, user_threads_key
+from bot.store.handoffs import messages_key, thread_key, user_threads_key, valid_thread_id
 from bot.testing.driver import ChatDriver, ManualClock
 from bot.testing.line_spec import check_limits, validate_request
 from bot.testing.simulator import LiveServer, SimPhone, http
@@ -118,7 +118,7 @@ def test_a_thread_of_several_messages_each_way_closed_by_staff(service, staff, m
                                                               messaging_spec):
     driver = waiting_user(service)
     thread = thread_of(service)
-    assert thread != USER and USER not in thread and len(thread) == 16
+    assert thread != USER and USER not in thread and valid_thread_id(thread)  # `<shard>-<16 hex>`
     driver.say(QUESTION)
     assert "メッセージを担当者にお伝えしました。本日17:15までに" in driver.last_text()
     clock.advance(timedelta(minutes=1))

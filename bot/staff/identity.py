@@ -6,7 +6,7 @@ Passwords are argon2id hashes (argon2-cffi's RFC 9106 profile); a new password i
 characters, not one of the 30,000 most common passwords (zxcvbn's list) and not the account's name.
 Admins must use a second factor (TOTP, pyotp), with ten single-use recovery codes; staff may.
 
-A session is server-side (`hwbot:staff:session:<digest>`): the browser holds only a random id. It ends
+A session is server-side (`hwbot:{staff}:session:<digest>`): the browser holds only a random id. It ends
 after 2 idle hours or 12 hours in all, at logout, when revoked, and at once when its account is
 disabled: `session()` reads the account with the session on every request and caches nothing.
 

@@ -1,21 +1,26 @@
 """Staff accounts, their sessions, API tokens, set-password links, recovery codes and login backoff.
 
-    hwbot:staff:account:<id>            hash   id, name, role (staff|admin), offices (comma-separated),
-                                               created_at, disabled_at, password (argon2id), password_at,
-                                               totp (base32 secret), totp_at, totp_last (last time step
-                                               used), feed (the account's ICS feed secret), link (digest
-                                               of its current set-password link), simulator ("1")
-    hwbot:staff:names                   hash   display name -> id (names are unique: login by name)
-    hwbot:staff:link:<digest>           string the account a set-password link is for (short TTL, taken once)
-    hwbot:staff:session:<digest>        hash   a console session: account, stage, created, seen, client,
-                                               agent, csrf, office, totp_pending (TTL: its absolute end)
-    hwbot:staff:sessions:<id>           set    the account's session digests (gone ones are dropped on read)
-    hwbot:staff:token:<digest>          hash   an API token: account, id, created
-    hwbot:staff:tokens:<id>             hash   token id -> digest, for listing and revoking
-    hwbot:staff:recovery:<id>           set    digests of the account's unused recovery codes
-    hwbot:staff:fail:<scope>:<who>      hash   failed logins: n, until (unix seconds of the app's clock);
-                                               scope `pair` (<account>|<address>), `account` or `address`
-    hwbot:staff:tried:<address>         set    the account names that failed from an address (spraying)
+    hwbot:{staff}:account:<id>            hash   id, name, role (staff|admin), offices (comma-separated),
+                                                 created_at, disabled_at, password (argon2id), password_at,
+                                                 totp (base32 secret), totp_at, totp_last (last time step
+                                                 used), feed (the account's ICS feed secret), link (digest
+                                                 of its current set-password link), simulator ("1")
+    hwbot:{staff}:names                   hash   display name -> id (names are unique: login by name)
+    hwbot:{staff}:link:<digest>           string the account a set-password link is for (short TTL, taken once)
+    hwbot:{staff}:session:<digest>        hash   a console session: account, stage, created, seen, client,
+                                                 agent, csrf, office, totp_pending (TTL: its absolute end)
+    hwbot:{staff}:sessions:<id>           set    the account's session digests (gone ones are dropped on read)
+    hwbot:{staff}:token:<digest>          hash   an API token: account, id, created
+    hwbot:{staff}:tokens:<id>             hash   token id -> digest, for listing and revoking
+    hwbot:{staff}:recovery:<id>           set    digests of the account's unused recovery codes
+    hwbot:{staff}:fail:<scope>:<who>      hash   failed logins: n, until (unix seconds of the app's clock);
+                                                 scope `pair` (<account>|<address>), `account` or `address`
+    hwbot:{staff}:tried:<address>         set    the account names that failed from an address (spraying)
+
+Every key carries the hash tag `{staff}`, so all of them are in one Redis Cluster slot and every
+multi-key step here (a Lua script, a MULTI, and the scripts that find the account key from a session
+or a link) is one slot. That puts the whole account store on one node: it is a few keys per member of
+staff, and a console request reads one session, so it is no load worth spreading.
 
 Every secret a client holds (session id, API token, set-password link, recovery code) is stored only
 as its SHA-256 digest (`digest`): each is 128+ random bits, so a plain hash is as good as a slow one,
@@ -33,7 +38,7 @@ import redis
 
 from bot.store.conversations import _redis_errors
 
-NAMES_KEY = "hwbot:staff:names"
+NAMES_KEY = "hwbot:{staff}:names"
 
 
 def digest(secret: str) -> str:
@@ -42,39 +47,39 @@ def digest(secret: str) -> str:
 
 
 def account_key(account: str) -> str:
-    return f"hwbot:staff:account:{account}"
+    return f"hwbot:{{staff}}:account:{account}"
 
 
 def link_key(link_digest: str) -> str:
-    return f"hwbot:staff:link:{link_digest}"
+    return f"hwbot:{{staff}}:link:{link_digest}"
 
 
 def session_key(session_digest: str) -> str:
-    return f"hwbot:staff:session:{session_digest}"
+    return f"hwbot:{{staff}}:session:{session_digest}"
 
 
 def sessions_key(account: str) -> str:
-    return f"hwbot:staff:sessions:{account}"
+    return f"hwbot:{{staff}}:sessions:{account}"
 
 
 def token_key(token_digest: str) -> str:
-    return f"hwbot:staff:token:{token_digest}"
+    return f"hwbot:{{staff}}:token:{token_digest}"
 
 
 def tokens_key(account: str) -> str:
-    return f"hwbot:staff:tokens:{account}"
+    return f"hwbot:{{staff}}:tokens:{account}"
 
 
 def recovery_key(account: str) -> str:
-    return f"hwbot:staff:recovery:{account}"
+    return f"hwbot:{{staff}}:recovery:{account}"
 
 
 def fail_key(scope: str, who: str) -> str:
-    return f"hwbot:staff:fail:{scope}:{who}"
+    return f"hwbot:{{staff}}:fail:{scope}:{who}"
 
 
 def tried_key(address: str) -> str:
-    return f"hwbot:staff:tried:{address}"
+    return f"hwbot:{{staff}}:tried:{address}"
 
 
 # KEYS: account hash, names hash. ARGV: id, name, then field/value pairs. 1 created, 0 id taken, -1 name taken.

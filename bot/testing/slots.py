@@ -1,73 +1,80 @@
-"""Refuse, on one Redis server, what a Redis Cluster refuses: a script or transaction over several slots.
+"""The single-slot check without a cluster: every atomic step must touch keys of one Redis Cluster slot.
 
-`one_slot(client)` is a client on the same connection pool whose every EVAL/EVALSHA (alone or in a
-pipeline) and every MULTI/EXEC pipeline raises `CrossSlot` when its keys hash to more than one slot
-(`redis.crc.key_slot`, as the cluster computes it). The real proof is a run on a real cluster; this
-one is cheap enough for every test that wants it.
+    with single_slot(client) as steps:
+        ...  # any store code on `client`
+    # an EVAL/EVALSHA, or a MULTI/EXEC pipeline, whose keys span two slots raised CrossSlot;
+    # `steps` lists (command, slots) of each atomic step seen
+
+Only the keys a step declares are checked (a Lua script's KEYS; the keys of each command inside a
+MULTI); a script that builds a key name from ARGV is checked by running it on a real cluster (the
+cluster tests). Plain pipelines (`transaction=False`) are not atomic steps and may span slots.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
-from redis.client import Pipeline
-from redis._parsers import CommandsParser  # what the cluster client uses to find keys
+from redis._parsers.commands import CommandsParser
 from redis.crc import key_slot
-
-_SCRIPTS = ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO")
 
 
 class CrossSlot(AssertionError):
-    """A step's keys span hash slots (a cluster answers CROSSSLOT)."""
+    """An atomic step touched keys of more than one hash slot (a Redis Cluster answers CROSSSLOT)."""
 
 
-def _keys(parser: CommandsParser, client: redis.Redis, args: tuple[Any, ...]) -> list[str]:
-    name = str(args[0]).upper()
-    if name in _SCRIPTS:
-        return [str(key) for key in args[3:3 + int(args[2])]]
-    if name in ("MULTI", "EXEC", "WATCH", "UNWATCH", "DISCARD"):
-        return [str(key) for key in args[1:]] if name == "WATCH" else []
-    return [str(key) for key in parser.get_keys(client, *args) or []]
+def _slots(keys: list[Any]) -> set[int]:
+    return {key_slot(key if isinstance(key, bytes) else str(key).encode()) for key in keys}
 
 
-def _check(what: str, keys: list[str]) -> None:
-    slots = {key_slot(key.encode()) for key in keys}
-    if len(slots) > 1:
-        raise CrossSlot(f"{what} spans {len(slots)} hash slots: {sorted(keys)}")
+def _script_keys(args: tuple[Any, ...]) -> list[Any]:
+    """KEYS of EVAL/EVALSHA <script|sha> <numkeys> key... arg..."""
+    return list(args[3:3 + int(args[2])])
 
 
-class _Checked(redis.Redis):
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._parser = CommandsParser(self)
+@contextmanager
+def single_slot(client: redis.Redis) -> Iterator[list[tuple[str, set[int]]]]:
+    """Within the block, an atomic step on `client` whose keys span slots raises `CrossSlot`."""
+    parser = CommandsParser(client)
+    steps: list[tuple[str, set[int]]] = []
 
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        if str(args[0]).upper() in _SCRIPTS:
-            _check(str(args[0]), _keys(self._parser, self, args))
-        return super().execute_command(*args, **options)
+    def check(name: str, keys: list[Any]) -> None:
+        slots = _slots(keys)
+        steps.append((name, slots))
+        if len(slots) > 1:
+            raise CrossSlot(f"{name} touches keys of {len(slots)} slots: {sorted(map(str, keys))}")
 
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
-        return _CheckedPipeline(self, self.connection_pool, self.response_callbacks, transaction, shard_hint)
+    real_execute = client.execute_command
+    real_pipeline = client.pipeline
 
+    def execute_command(*args: Any, **options: Any) -> Any:
+        if str(args[0]).upper() in ("EVAL", "EVALSHA"):
+            check(str(args[0]).upper(), _script_keys(args))
+        return real_execute(*args, **options)
 
-class _CheckedPipeline(Pipeline):
-    def __init__(self, owner: _Checked, *args: Any):
-        super().__init__(*args)
-        self._owner = owner
+    def pipeline(transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = real_pipeline(transaction=transaction, shard_hint=shard_hint)
+        real_run = pipe.execute
 
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        found: list[str] = []
-        for args, _ in self.command_stack:
-            keys = _keys(self._owner._parser, self._owner, args)
-            if str(args[0]).upper() in _SCRIPTS:
-                _check(str(args[0]), keys)
-            found += keys
-        if self.transaction and self.command_stack:
-            _check("MULTI/EXEC", found)
-        return super().execute(raise_on_error)
+        def execute(raise_on_error: bool = True) -> Any:
+            stack = [args for args, _ in pipe.command_stack]
+            for args in stack:
+                if str(args[0]).upper() in ("EVAL", "EVALSHA"):
+                    check(str(args[0]).upper(), _script_keys(args))
+            if pipe.transaction or pipe.explicit_transaction:
+                keys = [key for args in stack for key in (parser.get_keys(client, *args) or [])]
+                check("MULTI " + " ".join(str(args[0]).upper() for args in stack), keys)
+            return real_run(raise_on_error=raise_on_error)
 
+        pipe.execute = execute
+        return pipe
 
-def one_slot(client: redis.Redis) -> redis.Redis:
-    """A client on `client`'s connections that raises `CrossSlot` where a cluster would refuse."""
-    return _Checked(connection_pool=client.connection_pool)
+    client.execute_command = execute_command
+    client.pipeline = pipeline
+    try:
+        yield steps
+    finally:
+        del client.execute_command
+        del client.pipeline
