@@ -41,6 +41,17 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def _require_current_layout(client: Any) -> None:
+    """Refuse to start on data of an older key layout (the error names `hwbot store migrate`)."""
+    from bot.store.migrate import require_current_layout
+
+    try:
+        require_current_layout(client)
+    except HwbotError:
+        _close([client])
+        raise
+
+
 def _clock(settings: Settings, now: datetime | None) -> Clock:
     """`--now` wins over HWBOT_NOW; both fix the instant for one-shot commands."""
     instant = now or settings.now
@@ -246,6 +257,8 @@ def _worker(settings: Settings, consumer: str | None, clock: Clock | None = None
     from bot.store import connect
 
     client = connect(settings, socket_timeout=5.0)
+    if service is None:  # `hwbot serve` checked its own
+        _require_current_layout(client)
     service = BotService(
         settings,
         client=client,
@@ -308,6 +321,44 @@ def worker(now: str | None, once: bool, consumer: str | None) -> None:
 
 
 @main.group()
+def store() -> None:
+    """The stored data (README, "Upgrading stored data")."""
+
+
+@store.command("migrate")
+@click.option("--dry-run", is_flag=True, help="Only count what would move.")
+def store_migrate(dry_run: bool) -> None:
+    """Move keys of an older layout (and conversations after a change of HWBOT_OUTBOX_SHARDS) to the
+    current one; running it again does nothing. Stop every hwbot process first."""
+    from bot.store import connect
+    from bot.store.migrate import migrate
+
+    settings = _settings()
+    try:
+        client = connect(settings)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        report = migrate(client, shards=settings.outbox_shards, dry=dry_run)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        _close([client])
+    verb = "would move" if dry_run else "moved"
+    for name in dict.fromkeys([*report.moved, *report.dropped, *report.left]):
+        parts = [f"{report.moved[name]} {verb}" if name in report.moved else "",
+                 f"{report.dropped[name]} dropped" if name in report.dropped else "",
+                 f"{len(report.left[name])} left (the new name is taken)" if name in report.left else ""]
+        click.echo(f"{name}: {', '.join(part for part in parts if part)}")
+        for key in report.left.get(name, []):
+            click.echo(f"  left: {key}")
+    if not (report.moved or report.dropped or report.left):
+        click.echo("nothing to migrate")
+    if not report.done:
+        raise click.ClickException("some keys were left where they are: look at them, then run it again")
+
+
+@main.group()
 def richmenu() -> None:
     """The LINE rich menu (予約する / 予約の確認・キャンセル / ヘルプ)."""
 
@@ -341,6 +392,7 @@ def _identity() -> Iterator[Any]:
     settings = _settings()
     try:
         service = BotService(settings)
+        _require_current_layout(service.client)
     except HwbotError as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -542,6 +594,7 @@ def chat(office_id: str | None, now: str | None, user: str) -> None:
             profile = offices[office_id]
             offices = Offices({profile.id: profile}, {profile.id: offices.terms_text(profile.id)})
         service = BotService(settings, offices=offices, clock=Clock(instant) if instant else Clock())
+        _require_current_layout(service.client)
     except HwbotError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -11,6 +11,7 @@
     │   ├── ConflictError       a compare-and-set lost a race; the caller reloads and retries
     │   └── StoreUnavailable    Redis (or a cluster node) cannot take the step now: 503, the caller retries
     │       └── NotReplicated   a write was not acknowledged by HWBOT_REDIS_MIN_REPLICAS replicas in time
+    ├── LayoutError             Redis holds data of an older key layout: `hwbot store migrate` first
     ├── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
     └── BenchError              `hwbot bench` cannot run (a non-empty REDIS_URL, a server that did not start…)
 """
@@ -68,6 +69,10 @@ class NotReplicated(StoreUnavailable):
 
     The step is idempotent: the webhook answers 503, LINE redelivers, and the repeated step waits again;
     staff see an error asking them to repeat the action."""
+
+
+class LayoutError(HwbotError):
+    """Raised at start-up when Redis holds keys of an older layout; the message names `hwbot store migrate`."""
 
 
 class DeliveryError(HwbotError):

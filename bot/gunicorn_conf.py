@@ -4,8 +4,10 @@ The Procfile and `hwbot bench` start gunicorn with it. Its master checks the set
 profiles once, before it forks any worker: a bad variable or a broken profile is then one error line
 in gunicorn's log per problem (naming the variable, or the file and the field) and gunicorn exits with
 status 4 (its "app failed to load"), instead of every worker printing a traceback that buries the
-cause and the master giving up later with "Worker failed to boot". The master opens no Redis: the
-workers connect after the fork.
+cause and the master giving up later with "Worker failed to boot". With `REDIS_URL` set it also
+checks that Redis holds no data of an older key layout (which `hwbot store migrate` moves), on a client
+it closes before forking; otherwise the master opens no Redis: the workers connect after the fork (and
+the embedded server is not started twice).
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ def on_starting(server: Any) -> None:
     from bot.settings import load_settings
 
     try:
-        load_offices(load_settings().profiles_dir)
+        settings = load_settings()
+        load_offices(settings.profiles_dir)
+        if settings.redis_url:
+            from bot.store import connect
+            from bot.store.migrate import require_current_layout
+
+            client = connect(settings)
+            try:
+                require_current_layout(client)
+            finally:
+                client.close()
     except HwbotError as exc:
         for line in str(exc).splitlines():
             server.log.error("hwbot cannot start: %s", line)

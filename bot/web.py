@@ -22,6 +22,7 @@ from bot.service import BotService
 from bot.settings import DEFAULT_LINE_HOST, Settings, load_settings
 from bot.staff.assets import create_blueprint as staff_assets
 from bot.staff.console import create_blueprint as staff_console
+from bot.store.migrate import require_current_layout
 
 # The terms page's only style, inline; the page's Content-Security-Policy allows exactly this text (its hash).
 TERMS_STYLE = """
@@ -79,7 +80,9 @@ def create_app(settings: Settings | None = None, *, service: BotService | None =
     """Build the app; a bad variable or a broken profile stops start-up with a message naming it."""
     settings = settings or load_settings()
     configure_logging()
-    service = service or BotService(settings)
+    if service is None:
+        service = BotService(settings)
+        require_current_layout(service.client)  # data of an older layout: `hwbot store migrate` first
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["hwbot"] = service

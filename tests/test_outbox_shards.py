@@ -7,6 +7,9 @@ import uuid
 
 import pytest
 
+from bot.service import BotService
+from bot.settings import load_settings
+from bot.staff.worker import Worker
 from bot.store.outbox import GROUP, SHARDS_KEY, Outbox, dedup_key
 from bot.store.shards import outbox_key, shard_of
 
@@ -81,3 +84,73 @@ def test_the_highest_shard_count_any_process_used_is_noted_and_read(redis_client
     assert small.read_shards() == range(32) and Outbox(redis_client, shards=4).refresh_shards() == range(32)
     small.ensure_group()
     assert all(redis_client.xinfo_groups(outbox_key(shard))[0]["name"] == GROUP for shard in range(32))
+
+
+# -- the worker reads every shard --------------------------------------------------------------------
+
+PUSH = "/v2/bot/message/push"
+
+
+def sending_service(redis_client, offices, clock, line, shards: int) -> BotService:
+    settings = load_settings(line_channel_secret="secret", line_channel_access_token="token",
+                             line_api_host=line.url, outbox_shards=shards)
+    return BotService(settings, client=redis_client, offices=offices, clock=clock)
+
+
+def pushed(line) -> dict[str, list[str]]:
+    """user -> texts LINE accepted for them, in the order it got them."""
+    found: dict[str, list[str]] = {}
+    for request in line.sent(PUSH):
+        found.setdefault(request.body["to"], []).append(request.body["messages"][0]["text"])
+    return found
+
+
+def queue(service: BotService, users: list[str], rounds: int) -> None:
+    for round_ in range(rounds):
+        for user in users:
+            service.queue_push(user, [{"type": "text", "text": f"{round_}"}], retry_key=uuid.uuid4().hex)
+
+
+def test_the_worker_drains_every_shard_and_sends_each_users_entries_in_order(redis_client, offices, clock, line):
+    service = sending_service(redis_client, offices, clock, line, 16)
+    queue(service, USERS, 3)
+    assert len({service.outbox.shard(user) for user in USERS}) == 16  # every shard has entries
+    worker = Worker(service, service.settings, consumer="w1")
+    assert worker.run_once(clock.now()) == {"delivered": 3 * len(USERS)}
+    assert pushed(line) == {user: ["0", "1", "2"] for user in USERS}
+    assert service.outbox.settled() and worker.run_once(clock.now()) == {}
+
+
+def test_a_lowered_shard_count_still_drains_the_shards_beyond_it(redis_client, offices, clock, line):
+    before = sending_service(redis_client, offices, clock, line, 16)  # the web app before the change
+    before.outbox.note_shards()  # as it does at its first turn
+    queue(before, USERS, 2)
+    outside = [user for user in USERS if before.outbox.shard(user) >= 4]
+    assert outside  # entries a 4-shard worker would not read on its own
+    after = sending_service(redis_client, offices, clock, line, 4)
+    worker = Worker(after, after.settings, consumer="w1")
+    assert worker.run_once(clock.now()) == {"delivered": 2 * len(USERS)}
+    assert pushed(line) == {user: ["0", "1"] for user in USERS}
+    assert after.outbox.settled()
+
+
+def test_without_the_noted_count_a_smaller_worker_would_leave_entries_behind(redis_client, offices, clock, line):
+    """What the noted count is for: the same as above with the note gone reads shards 0-3 only."""
+    before = sending_service(redis_client, offices, clock, line, 16)
+    queue(before, USERS, 1)
+    after = sending_service(redis_client, offices, clock, line, 4)
+    stats = Worker(after, after.settings, consumer="w1").run_once(clock.now())
+    inside = [user for user in USERS if before.outbox.shard(user) < 4]
+    assert stats == {"delivered": len(inside)} and set(pushed(line)) == set(inside)
+    assert not before.outbox.settled()  # what a 16-shard reader sees: entries left
+
+
+def test_a_worker_that_started_before_a_larger_count_reads_it_after_its_refresh(redis_client, offices, clock, line):
+    small = sending_service(redis_client, offices, clock, line, 4)
+    worker = Worker(small, small.settings, consumer="w1")
+    assert worker.run_once(clock.now()) == {}  # started: groups of shards 0-3
+    large = sending_service(redis_client, offices, clock, line, 32)
+    large.outbox.note_shards()
+    queue(large, USERS, 1)
+    worker._refresh_shards()  # `run` does this every SHARDS_EVERY_S
+    assert worker.run_once(clock.now()) == {"delivered": len(USERS)}
