@@ -111,7 +111,7 @@ def test_an_existing_new_id_is_never_overwritten(store, redis_client):
     assert slot_members(redis_client, OLD) == {"b1"}
 
 
-def test_a_move_within_the_day_uses_one_day_tag(store, redis_client):
+def test_a_move_within_the_day_lists_both_records_on_that_day(store, redis_client):
     store.claim(booking("b1"), 1)
     assert store.move(ref("b1"), "2026-12-01T15:00", 1, new_id="m1", at=AT, by="user").ok
     assert [(b["id"], b["status"]) for b in store.on_day("noto", "2026-12-01")] == [("b1", "cancelled"), ("m1", "booked")]
