@@ -8,6 +8,7 @@ recovery task must then complete the step exactly once: no second push, no doubl
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -224,3 +225,123 @@ def test_a_staff_cancel_cut_off_after_any_step_pushes_and_notifies_exactly_once(
     clock.advance(LATER)
     assert AfterEffects(service)(clock.now()) == 0
     assert len(outbox_entries(service)) == 2
+
+
+# --- the turn that runs again after its booking step ----------------------------------------------
+
+
+def _at_the_card(service) -> tuple:
+    """A user at Noto's confirmation card (capacity 1, one upcoming booking at most): (driver, button data)."""
+    from bot.testing.driver import ChatDriver, labelled_options
+
+    driver = ChatDriver(service, user=USER)
+    driver.say("こんにちは")
+    driver.tap("ハローワーク能登")
+    for text in ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678"):
+        driver.say(text)
+    for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい", "11月25日(水) 10:00〜10:30", "同意する"):
+        driver.tap(label)
+    pairs = [pair for reply in driver.exchanges[-1].replies for pair in labelled_options(reply)]
+    return driver, next(option for label, option in pairs if label == "この内容で予約する").data
+
+
+@pytest.mark.parametrize("step", ["office", "index", "outbox"])
+def test_a_booking_turn_stopped_after_its_claim_books_once_when_the_event_comes_again(checked_service, clock, step):
+    """The webhook answered 503 after the claim (a node away, replicas late): LINE redelivers the event.
+    The turn finds its own booking (even already in the user's list, which counts against the limit of
+    one upcoming booking, in the slot of capacity 1) and answers it as booked, once."""
+    from bot.dialog import Inbound
+    from bot.errors import StoreUnavailable
+
+    service = checked_service
+    driver, data = _at_the_card(service)
+    store = service.bookings.store
+
+    def away(name: str) -> None:
+        if name == step:
+            raise StoreUnavailable("a node is away")
+
+    store.step_hook = away
+    event = Inbound(user=USER, kind="postback", text=data)
+    with pytest.raises(StoreUnavailable):
+        service.handle(event, event_id="01HWBOTSTOPPEDAFTERCLAIM00")
+    store.step_hook = None
+    if step != "office":
+        assert [b["id"] for b in service.bookings.for_user(USER)]  # already in the user's list
+    outcome = service.handle(event, event_id="01HWBOTSTOPPEDAFTERCLAIM00")
+    text = json.dumps([reply.__dict__ for reply in outcome.replies], ensure_ascii=False, default=str)
+    assert "ご予約を受け付けました" in text or "予約が確定しました" in text, text
+    assert outcome.conversation.state == "idle"
+    [mine] = driver.bookings()
+    assert mine["status"] == "booked" and mine["slot"] == "2026-11-25T10:00"
+    assert [notice.kind for notice in outcome.notices] == ["booking"]
+    assert service.handle(event, event_id="01HWBOTSTOPPEDAFTERCLAIM00") is None  # processed: no second effect
+    clock.advance(LATER)
+    assert AfterEffects(service)(clock.now()) == 0  # the repeated claim finished its after-effects
+
+
+def _written_then_not_replicated(monkeypatch, store: BookingStore) -> None:
+    """The next write step is done on the primary, then its WAIT comes back short (once)."""
+    from bot.errors import NotReplicated
+
+    real = store.durable.script
+
+    def once(script, keys, args):
+        result = real(script, keys, args)
+        monkeypatch.setattr(store.durable, "script", real)
+        raise NotReplicated("0 of 1 replicas acknowledged")
+
+    monkeypatch.setattr(store.durable, "script", once)
+
+
+def _tap_again(service, driver, label: str, monkeypatch, event_id: str):
+    """Tap `label` as a webhook event whose first delivery fails after the store's write (503), then
+    comes again (LINE's redelivery): the second outcome."""
+    from bot.dialog import Inbound
+    from bot.errors import NotReplicated
+
+    from bot.testing.driver import labelled_options
+
+    [option] = [option for reply in driver.exchanges[-1].replies for name, option in labelled_options(reply)
+                if name == label]
+    event = Inbound(user=USER, kind="postback", text=option.data)
+    _written_then_not_replicated(monkeypatch, service.bookings.store)
+    with pytest.raises(NotReplicated):
+        service.handle(event, event_id=event_id)
+    outcome = service.handle(event, event_id=event_id)
+    assert service.handle(event, event_id=event_id) is None
+    return outcome
+
+
+def _texts(outcome) -> str:
+    return json.dumps([reply.__dict__ for reply in outcome.replies], ensure_ascii=False, default=str)
+
+
+def test_a_cancel_turn_stopped_after_its_write_is_told_as_cancelled_once(checked_service, monkeypatch):
+    from bot.testing.driver import ChatDriver, book_at_noto
+
+    service = checked_service
+    driver = ChatDriver(service, user=USER)
+    book_at_noto(driver, "11月25日(水) 10:00〜10:30")
+    driver.say("予約の確認")
+    driver.tap("キャンセル 11/25 10:00")
+    outcome = _tap_again(service, driver, "キャンセルする", monkeypatch, "01HWBOTCANCELREDELIVERED00")
+    assert "キャンセルしました" in _texts(outcome), _texts(outcome)
+    assert [notice.kind for notice in outcome.notices] == ["cancellation"]
+    assert [b["status"] for b in driver.bookings()] == ["cancelled"]
+
+
+def test_a_move_turn_stopped_after_its_write_is_told_as_moved_once(checked_service, monkeypatch):
+    from bot.testing.driver import ChatDriver, book_at_noto
+
+    service = checked_service
+    driver = ChatDriver(service, user=USER)
+    book_at_noto(driver, "11月25日(水) 10:00〜10:30")
+    driver.say("予約の確認")
+    driver.tap("日時変更 11/25 10:00")
+    driver.tap("11月26日(木) 14:00〜14:30")
+    outcome = _tap_again(service, driver, "変更する", monkeypatch, "01HWBOTMOVEREDELIVERED0000")
+    assert "11月26日(木) 14:00〜14:30" in _texts(outcome), _texts(outcome)
+    assert [notice.kind for notice in outcome.notices] == ["rescheduled"]
+    assert [(b["slot"], b["status"]) for b in driver.bookings()] == [("2026-11-25T10:00", "cancelled"),
+                                                                     ("2026-11-26T14:00", "booked")]
