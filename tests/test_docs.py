@@ -11,10 +11,11 @@ from bot.settings import REPO_ROOT, Settings
 from bot.store import outbox, sim_inbox
 from bot.store.audit import AUDIT_KEY
 from bot.store.bookings import booking_key, day_index_key, intent_key, intents_key, user_index_key
+from bot.store.conversations import conversation_key, event_key, last_reply_key
 from bot.store.durable import fence_key
-from bot.store.conversations import OUTBOX_KEY, conversation_key, event_key
 from bot.store.handoffs import CLOSED_KEY, HANDOFFS_KEY, messages_key, thread_key, user_threads_key
 from bot.store.pushes import pushes_key
+from bot.store.shards import outbox_key
 from bot.store.slots import slot_redis_key
 from bot.store import staff_accounts as staff
 
@@ -62,8 +63,9 @@ def test_every_command_is_in_the_contracts():
 def test_every_redis_key_family_is_in_the_key_table():
     # Real keys from the store's own functions, with the sample values put back as placeholders.
     samples = {
-        conversation_key("U1"): "hwbot:{u:<user>}:conv",
-        event_key("E1"): "hwbot:event:<webhookEventId>",
+        conversation_key(3, "U1"): "hwbot:{o<k>}:conv:<user>",
+        last_reply_key(3, "U1"): "hwbot:{o<k>}:last_reply:<user>",
+        event_key(3, "E1"): "hwbot:{o<k>}:event:<webhookEventId>",
         slot_redis_key("noto", "2026-12-01T10:00"): "hwbot:{<office>}:<day>:slot:<HHMM>",
         booking_key("noto", "2026-12-01T10:00", "B1"): "hwbot:{<office>}:<day>:booking:<id>",
         day_index_key("noto", "2026-12-01"): "hwbot:{<office>}:<day>:bookings",
@@ -72,28 +74,30 @@ def test_every_redis_key_family_is_in_the_key_table():
         fence_key(intents_key("noto")): "hwbot:{<office>}:fence",
         fence_key(user_index_key("U1")): "hwbot:{u:<user>}:fence",
         user_index_key("U1"): "hwbot:{u:<user>}:bookings",
-        OUTBOX_KEY: "hwbot:outbox",
-        outbox.ATTEMPTS_KEY: "hwbot:outbox:attempts",
-        outbox.RETRY_KEY: "hwbot:outbox:retry",
-        outbox.done_key("E1"): "hwbot:outbox:done:<id>",
-        outbox.done_key("E1", "slack"): "hwbot:outbox:done:<id>:<channel>",
-        outbox.DEAD_KEY: "hwbot:outbox:dead",
+        outbox_key(3): "hwbot:{o<k>}:outbox",
+        outbox.attempts_key(3): "hwbot:{o<k>}:outbox:attempts",
+        outbox.retry_key(3): "hwbot:{o<k>}:outbox:retry",
+        outbox.done_key(3, "E1"): "hwbot:{o<k>}:outbox:done:<id>",
+        outbox.done_key(3, "E1", "slack"): "hwbot:{o<k>}:outbox:done:<id>:<channel>",
+        outbox.dead_key(3): "hwbot:{o<k>}:outbox:dead",
+        outbox.dedup_key(3, "K1"): "hwbot:{o<k>}:outbox:dedup:<key>",
+        outbox.SHARDS_KEY: "hwbot:outbox:shards",
         HANDOFFS_KEY: "hwbot:handoffs",
-        thread_key("H1"): "hwbot:thread:<id>",
-        messages_key("H1"): "hwbot:thread:<id>:messages",
+        thread_key("3-0123456789abcdef"): "hwbot:{o<k>}:thread:<id>",
+        messages_key("3-0123456789abcdef"): "hwbot:{o<k>}:thread:<id>:messages",
         user_threads_key("U1"): "hwbot:{u:<user>}:threads",
         CLOSED_KEY: "hwbot:threads:closed",
         pushes_key("2026-12"): "hwbot:pushes:<YYYY-MM>",
-        staff.account_key("A1"): "hwbot:staff:account:<id>",
-        staff.NAMES_KEY: "hwbot:staff:names",
-        staff.link_key("D1"): "hwbot:staff:link:<digest>",
-        staff.session_key("D1"): "hwbot:staff:session:<digest>",
-        staff.sessions_key("A1"): "hwbot:staff:sessions:<id>",
-        staff.token_key("D1"): "hwbot:staff:token:<digest>",
-        staff.tokens_key("A1"): "hwbot:staff:tokens:<id>",
-        staff.recovery_key("A1"): "hwbot:staff:recovery:<id>",
-        staff.fail_key("S1", "W1"): "hwbot:staff:fail:<scope>:<who>",
-        staff.tried_key("IP1"): "hwbot:staff:tried:<address>",
+        staff.account_key("A1"): "hwbot:{staff}:account:<id>",
+        staff.NAMES_KEY: "hwbot:{staff}:names",
+        staff.link_key("D1"): "hwbot:{staff}:link:<digest>",
+        staff.session_key("D1"): "hwbot:{staff}:session:<digest>",
+        staff.sessions_key("A1"): "hwbot:{staff}:sessions:<id>",
+        staff.token_key("D1"): "hwbot:{staff}:token:<digest>",
+        staff.tokens_key("A1"): "hwbot:{staff}:tokens:<id>",
+        staff.recovery_key("A1"): "hwbot:{staff}:recovery:<id>",
+        staff.fail_key("S1", "W1"): "hwbot:{staff}:fail:<scope>:<who>",
+        staff.tried_key("IP1"): "hwbot:{staff}:tried:<address>",
         AUDIT_KEY: "hwbot:audit",
         sim_inbox.inbox_key("U1"): "hwbot:sim:inbox:<user>",
         sim_inbox.reply_token_key("T1"): "hwbot:sim:reply:<token>",
@@ -101,12 +105,12 @@ def test_every_redis_key_family_is_in_the_key_table():
         sim_inbox.loading_key("U1"): "hwbot:sim:loading:<user>",
     }
     for key, documented in samples.items():
-        shape = (key.replace("noto", "<office>").replace("2026-12-01", "<day>").replace("1000", "<HHMM>")
+        shape = (key.replace("{o3}", "{o<k>}").replace("3-0123456789abcdef", "<id>").replace("noto", "<office>").replace("2026-12-01", "<day>").replace("1000", "<HHMM>")
                  .replace("U1", "<user>").replace("E1", "<id>").replace("B1", "<id>").replace("T1", "<token>")
                  .replace("K1", "<key>").replace("slack", "<channel>").replace("H1", "<id>")
                  .replace("2026-12", "<YYYY-MM>").replace("A1", "<id>").replace("D1", "<digest>")
                  .replace("S1", "<scope>").replace("W1", "<who>").replace("IP1", "<address>"))
-        if documented.startswith("hwbot:event:"):
+        if ":event:" in documented:
             shape = shape.replace("<id>", "<webhookEventId>")
         assert shape == documented, f"the store builds {key}, documented as {documented}"
         assert f"`{documented}`" in ARCHITECTURE, f"docs/architecture.md's key table lacks {documented}"

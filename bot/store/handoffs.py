@@ -248,7 +248,8 @@ class HandoffStore:
             if valid:
                 pipe = self.client.pipeline(transaction=False)
                 for thread in valid:
-                    pipe.delete(thread_key(thread), messages_key(thread))
+                    pipe.delete(thread_key(thread))  # one key each: a cluster pipeline splits by key
+                    pipe.delete(messages_key(thread))
                 pipe.execute()
             if threads:
                 self.client.zrem(CLOSED_KEY, *threads)
@@ -282,7 +283,8 @@ class HandoffStore:
             if valid:
                 pipe = self.client.pipeline(transaction=False)
                 for thread in valid:
-                    pipe.delete(thread_key(thread), messages_key(thread))
+                    pipe.delete(thread_key(thread))  # one key each: a cluster pipeline splits by key
+                    pipe.delete(messages_key(thread))
                 pipe.execute()
             owned = [(thread, user) for thread, user in zip(valid, users) if user]
             if owned:

@@ -48,6 +48,8 @@ BACKOFF_CAP_S = 600
 # On a Redis Cluster the shards are in different slots, so one blocking XREADGROUP cannot wait on all of
 # them: an idle worker looks at every shard this often instead (one pipeline per node).
 CLUSTER_POLL_S = 0.02
+# Readers across the shards (the console's dead letters, `settled`) look at the noted count this often.
+REFRESH_SHARDS_S = 10.0
 # Fields of an entry that `encode_notice` stored as JSON.
 _JSON_FIELDS = ("fields", "messages")
 
@@ -209,6 +211,7 @@ class Outbox:
         self._note = client.register_script(_NOTE_SHARDS_LUA)
         self._noted = False
         self._known = shards  # shards to read: max(own count, the highest any process noted)
+        self._refreshed_at = float("-inf")
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -251,6 +254,7 @@ class Outbox:
         with _redis_errors("cannot record the outbox shard count"):
             self._known = max(self.shards, int(self._note(keys=[SHARDS_KEY], args=[self.shards])))
         self._noted = True
+        self._refreshed_at = time.monotonic()
 
     # -- reading across shards ------------------------------------------------------------------
 
@@ -264,7 +268,13 @@ class Outbox:
         with _redis_errors("cannot read the outbox shard count"):
             noted = self.client.get(SHARDS_KEY)
         self._known = max(self.shards, int(noted or 0))
+        self._refreshed_at = time.monotonic()
         return self.read_shards()
+
+    def _fresh_shards(self) -> None:
+        """For the readers across shards: the noted count, read again at most every REFRESH_SHARDS_S."""
+        if time.monotonic() - self._refreshed_at >= REFRESH_SHARDS_S:
+            self.refresh_shards()
 
     def _each(self, command: str, key_of, *args: Any, shards: Iterable[int] | None = None, **kwargs: Any) -> list:
         """One command per shard in one pipeline (split by node on a cluster); the answers in shard order."""
@@ -279,17 +289,20 @@ class Outbox:
 
     def entries(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """The newest entries of all shards, newest first (the simulator's staff pane, tests)."""
+        self._fresh_shards()
         with _redis_errors("cannot read the outbox"):
             return self._newest(outbox_key, count)
 
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """Entries moved to the dead-letter streams of all shards, newest first (the staff console)."""
+        self._fresh_shards()
         with _redis_errors("cannot read the dead-letter stream"):
             return self._newest(dead_key, count)
 
     def settled(self) -> bool:
         """True when every entry of every shard was delivered (or given up on): none left unread by the
         workers' group, none read and unacknowledged (the test kit waits for this; works on Redis 6.2)."""
+        self._fresh_shards()
         with _redis_errors("cannot read the outbox state"):
             shards = [shard for shard, found in zip(self.read_shards(), self._each("exists", outbox_key)) if found]
             if not shards:
