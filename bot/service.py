@@ -103,7 +103,7 @@ class StoreBookings:
     def end_proposal(
         self, ref: str, *, answer: str, at: datetime, entries: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
-        """End the proposal whose held slot is `ref`, with `entries` (notice, push) in the same step.
+        """End the proposal whose held slot is `ref`; `entries` (notice, push) are its after-effects, sent once.
 
         `accepted` (before its deadline): the held booking becomes the booking, confirmed, and the
         request is cancelled as moved (its slot freed). `declined` / `lapsed`: the held slot is freed
