@@ -38,6 +38,8 @@ def test_values_are_read_and_parsed(monkeypatch):
         ("HWBOT_CONVERSATION_TTL_MINUTES", "-5"),
         ("HWBOT_REMINDERS", "sometimes"),
         ("HWBOT_TRUSTED_PROXIES", "-1"),
+        ("HWBOT_OUTBOX_SHARDS", "0"),
+        ("HWBOT_OUTBOX_SHARDS", "1025"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch, variable, value):

@@ -35,7 +35,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from bot.store.conversations import _redis_errors, encode_notice
-from bot.store.shards import DEFAULT_SHARDS, MAX_SHARDS, OUTBOX_MAXLEN, entry_owner, outbox_key, shard_of, shard_tag
+from bot.store.shards import DEFAULT_SHARDS, MAX_SHARDS, OUTBOX_MAXLEN, entry_owner, outbox_key, shard_of
 
 DEAD_MAXLEN = 10_000  # per shard
 GROUP = "workers"
@@ -470,4 +470,4 @@ class Outbox:
         return Failure(attempts, True) if dead else Failure(attempts, False, float(answer[2]))
 
 
-__all__ = ["Entry", "Failure", "Outbox", "shard_tag"]
+__all__ = ["Entry", "Failure", "Outbox"]
