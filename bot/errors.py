@@ -8,8 +8,9 @@
     ├── AccountError            a staff account cannot be made or changed as asked (`hwbot staff`)
     │   └── PasswordRejected    a new password breaks the rules (Japanese text for the set-password page)
     ├── StoreError              Redis could not be reached or answered unexpectedly
-    │   ├── StoreUnavailable    Redis (a node, a cluster slot's master) cannot take the command now: 503, retry later
-    │   └── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+    │   ├── ConflictError       a compare-and-set lost a race; the caller reloads and retries
+    │   └── StoreUnavailable    Redis (or a cluster node) cannot take the step now: 503, the caller retries
+    │       └── NotReplicated   a write was not acknowledged by HWBOT_REDIS_MIN_REPLICAS replicas in time
     ├── LayoutError             Redis holds data of an older key layout: `hwbot store migrate` first
     ├── DeliveryError           the worker could not deliver an outbox entry (retried with backoff)
     └── BenchError              `hwbot bench` cannot run (a non-empty REDIS_URL, a server that did not start…)
@@ -54,6 +55,10 @@ class StoreError(HwbotError):
     """Raised when Redis cannot be reached or a stored value cannot be read."""
 
 
+class ConflictError(StoreError):
+    """Raised when a compare-and-set save finds a newer version than the one it loaded."""
+
+
 class StoreUnavailable(StoreError):
     """Raised when Redis cannot serve the command now: a connection error or timeout, a cluster that is
     down or has no master for a slot (failover under way), a topology that cannot be read.
@@ -63,8 +68,12 @@ class StoreUnavailable(StoreError):
     """
 
 
-class ConflictError(StoreError):
-    """Raised when a compare-and-set save finds a newer version than the one it loaded."""
+class NotReplicated(StoreUnavailable):
+    """Raised when a booking step was written on its primary but fewer than `HWBOT_REDIS_MIN_REPLICAS`
+    replicas acknowledged it within `HWBOT_REDIS_REPLICA_TIMEOUT_MS`: the user must not be told it is done.
+
+    The step is idempotent: the webhook answers 503, LINE redelivers, and the repeated step waits again;
+    staff see an error asking them to repeat the action."""
 
 
 class LayoutError(HwbotError):

@@ -25,7 +25,7 @@ from bot.store import (
     RedisClient, SlotStore, connect,
 )
 from bot.store.bookings import PERSONAL_FIELDS
-from bot.store.shards import DEFAULT_SHARDS
+from bot.store.durable import Durable
 
 log = logging.getLogger("hwbot.service")
 
@@ -51,10 +51,11 @@ def user_hash(user: str, key: str) -> str:
 class StoreBookings:
     """The dialog's `Bookings` port over Redis."""
 
-    def __init__(self, client: RedisClient, retention_days: int, clock: Clock, *, shards: int = DEFAULT_SHARDS):
+    def __init__(self, client: RedisClient, retention_days: int, clock: Clock, *, durable: Durable | None = None,
+                 outbox: Outbox | None = None):
         self.clock = clock
         self.slots = SlotStore(client)
-        self.store = BookingStore(client, shards=shards)
+        self.store = BookingStore(client, durable=durable, outbox=outbox, now=lambda: clock.now().timestamp())
         self.retention = timedelta(days=retention_days)
 
     def booked_counts(self, office: str, slot_keys: list[str]) -> dict[str, int]:
@@ -102,7 +103,7 @@ class StoreBookings:
     def end_proposal(
         self, ref: str, *, answer: str, at: datetime, entries: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
-        """End the proposal whose held slot is `ref`, with `entries` (notice, push) in the same step.
+        """End the proposal whose held slot is `ref`; `entries` (notice, push) are its after-effects, sent once.
 
         `accepted` (before its deadline): the held booking becomes the booking, confirmed, and the
         request is cancelled as moved (its slot freed). `declined` / `lapsed`: the held slot is freed
@@ -182,8 +183,11 @@ class BotService:
         self.conversations = ConversationStore(
             self.client, ttl_seconds=int((ttl + EXPIRY_GRACE).total_seconds()), shards=shards
         )
-        self.bookings = StoreBookings(self.client, settings.retention_days, self.clock, shards=shards)
         self.outbox = Outbox(self.client, shards=shards)
+        # Booking steps wait for HWBOT_REDIS_MIN_REPLICAS replicas before the user is told (bot.store.durable).
+        durable = Durable(self.client, settings.redis_min_replicas, settings.redis_replica_timeout_ms)
+        self.bookings = StoreBookings(self.client, settings.retention_days, self.clock, durable=durable,
+                                      outbox=self.outbox)
         self.handoffs = HandoffStore(self.client, shards=shards)
         self.pushes = PushCounter(self.client)
         self.audit = AuditLog(self.client, self.clock)  # who saw and changed what (bot.store.audit)

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     conversation_ttl_minutes: int = Field(
         default=30, gt=0, le=24 * 60, validation_alias="HWBOT_CONVERSATION_TTL_MINUTES"
     )
+    # Replicas that must acknowledge a booking step before the user is told (0: no WAIT), and how long
+    # to wait for them (the step then fails with NotReplicated: 503, LINE redelivers).
+    redis_min_replicas: int = Field(default=0, ge=0, le=16, validation_alias="HWBOT_REDIS_MIN_REPLICAS")
+    redis_replica_timeout_ms: int = Field(
+        default=500, ge=1, le=60_000, validation_alias="HWBOT_REDIS_REPLICA_TIMEOUT_MS"
+    )
 
     @field_validator("now", mode="before")
     @classmethod

@@ -154,7 +154,7 @@ def test_scheduled_tasks_throttle_themselves(make_service, clock):
         task(START + timedelta(seconds=seconds))
     assert calls == [START, START + timedelta(seconds=60), START + timedelta(seconds=125)]
     tasks = scheduled_tasks(service)
-    assert [t.name for t in tasks] == ["reminders", "reconsent", "proposals", "overdue", "retention", "thread_retention", "audit_retention"]
+    assert [t.name for t in tasks] == ["after_effects", "reminders", "reconsent", "proposals", "overdue", "retention", "thread_retention", "audit_retention"]
     for run in tasks:
         run(clock.now())
 
@@ -263,7 +263,7 @@ def test_unfollow_with_a_pending_booking(make_service, clock, redis_client):
     assert service.bookings.get(ref)["name"] == PERSONAL[0]
     clock.instant = datetime(2026, 11, 25, 10, 30, tzinfo=JST)
     assert retention(clock.now()) == 1
-    raw = redis_client.get(f"hwbot:{{noto:2026-11-25}}:booking:{upcoming['id']}")
+    raw = redis_client.get(f"hwbot:{{noto}}:2026-11-25:booking:{upcoming['id']}")
     assert not any(p in raw for p in PERSONAL)
 
 
@@ -271,7 +271,7 @@ def test_retention_strips_personal_data_and_keeps_an_anonymous_record(make_servi
     service = make_service(HWBOT_RETENTION_DAYS="90")
     _, booking = book_noto(service)
     ref = f"noto|{SLOT}|{booking['id']}"
-    key = f"hwbot:{{noto:2026-11-25}}:booking:{booking['id']}"
+    key = f"hwbot:{{noto}}:2026-11-25:booking:{booking['id']}"
     # The anonymous record outlives retention: 365 days after the appointment, counted on the app's
     # clock (Redis counts the TTL down by its own clock, so no real date enters the assertion).
     end = datetime(2026, 11, 25, 10, 30, tzinfo=JST)

@@ -110,7 +110,7 @@ def test_two_processes_race_50_users_for_5_slots(service, redis_client):
     ]
     for slot in {b["slot"] for b in all_bookings}:
         day, hhmm = slot.split("T")
-        assert redis_client.scard(f"hwbot:{{noto:{day}}}:slot:{hhmm.replace(':', '')}") == 1
+        assert redis_client.scard(f"hwbot:{{noto}}:{day}:slot:{hhmm.replace(':', '')}") == 1
     # A loser is offered the other slots again, and its card comes back after picking one.
     loser = ChatDriver(service, user=next(u for u in users if u not in winners))
     data, _ = service.conversations.load(loser.user)

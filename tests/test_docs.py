@@ -10,8 +10,9 @@ from bot.cli import main
 from bot.settings import REPO_ROOT, Settings
 from bot.store import outbox, sim_inbox
 from bot.store.audit import AUDIT_KEY
-from bot.store.bookings import booking_key, day_index_key, user_index_key
+from bot.store.bookings import booking_key, day_index_key, intent_key, intents_key, user_index_key
 from bot.store.conversations import conversation_key, event_key, last_reply_key
+from bot.store.durable import fence_key
 from bot.store.handoffs import CLOSED_KEY, HANDOFFS_KEY, messages_key, thread_key, user_threads_key
 from bot.store.pushes import pushes_key
 from bot.store.shards import outbox_key
@@ -65,9 +66,13 @@ def test_every_redis_key_family_is_in_the_key_table():
         conversation_key(3, "U1"): "hwbot:{o<k>}:conv:<user>",
         last_reply_key(3, "U1"): "hwbot:{o<k>}:last_reply:<user>",
         event_key(3, "E1"): "hwbot:{o<k>}:event:<webhookEventId>",
-        slot_redis_key("noto", "2026-12-01T10:00"): "hwbot:{<office>:<day>}:slot:<HHMM>",
-        booking_key("noto", "2026-12-01T10:00", "B1"): "hwbot:{<office>:<day>}:booking:<id>",
-        day_index_key("noto", "2026-12-01"): "hwbot:{<office>:<day>}:bookings",
+        slot_redis_key("noto", "2026-12-01T10:00"): "hwbot:{<office>}:<day>:slot:<HHMM>",
+        booking_key("noto", "2026-12-01T10:00", "B1"): "hwbot:{<office>}:<day>:booking:<id>",
+        day_index_key("noto", "2026-12-01"): "hwbot:{<office>}:<day>:bookings",
+        intent_key("noto", "B1"): "hwbot:{<office>}:intent:<id>",
+        intents_key("noto"): "hwbot:{<office>}:intents",
+        fence_key(intents_key("noto")): "hwbot:{<office>}:fence",
+        fence_key(user_index_key("U1")): "hwbot:{u:<user>}:fence",
         user_index_key("U1"): "hwbot:{u:<user>}:bookings",
         outbox_key(3): "hwbot:{o<k>}:outbox",
         outbox.attempts_key(3): "hwbot:{o<k>}:outbox:attempts",

@@ -170,19 +170,19 @@ def bookings(redis_client):
 def test_claim_writes_the_expected_keys(bookings, redis_client):
     result = bookings.claim(booking("b1", name="山田 太郎", answers=[]), 1)
     assert result == ClaimResult(ok=True, already=False, reason="")
-    assert slot_redis_key("noto", "2026-12-01T10:00") == "hwbot:{noto:2026-12-01}:slot:1000"
+    assert slot_redis_key("noto", "2026-12-01T10:00") == "hwbot:{noto}:2026-12-01:slot:1000"
     assert sorted(redis_client.keys("*")) == [
-        "hwbot:{noto:2026-12-01}:booking:b1",
-        "hwbot:{noto:2026-12-01}:bookings",
-        "hwbot:{noto:2026-12-01}:slot:1000",
+        "hwbot:{noto}:2026-12-01:booking:b1",
+        "hwbot:{noto}:2026-12-01:bookings",
+        "hwbot:{noto}:2026-12-01:slot:1000",
         "hwbot:{u:u-7f3a}:bookings",
     ]
-    assert redis_client.smembers("hwbot:{noto:2026-12-01}:slot:1000") == {"b1"}
-    assert redis_client.smembers("hwbot:{noto:2026-12-01}:bookings") == {"b1"}
+    assert redis_client.smembers("hwbot:{noto}:2026-12-01:slot:1000") == {"b1"}
+    assert redis_client.smembers("hwbot:{noto}:2026-12-01:bookings") == {"b1"}
     assert redis_client.smembers("hwbot:{u:u-7f3a}:bookings") == {"noto|2026-12-01T10:00|b1"}
-    assert redis_client.ttl("hwbot:{noto:2026-12-01}:booking:b1") == -1  # no expire_in: kept
+    assert redis_client.ttl("hwbot:{noto}:2026-12-01:booking:b1") == -1  # no expire_in: kept
     # The script's keys share one cluster slot.
-    assert len({key_slot(key.encode()) for key in redis_client.keys("hwbot:{noto:2026-12-01}:*")}) == 1
+    assert len({key_slot(key.encode()) for key in redis_client.keys("hwbot:{noto}:2026-12-01:*")}) == 1
     assert bookings.get("noto|2026-12-01T10:00|b1") == booking("b1", name="山田 太郎", answers=[])
     assert BookingStore.ref(booking("b1")) == bookings.ref(booking("b1")) == "noto|2026-12-01T10:00|b1"
 
@@ -190,7 +190,7 @@ def test_claim_writes_the_expected_keys(bookings, redis_client):
 def test_capacity_1_refuses_a_second_booking(bookings, redis_client):
     assert bookings.claim(booking("b1"), 1).ok
     assert bookings.claim(booking("b2", user="u-other"), 1) == ClaimResult(ok=False, reason="full")
-    assert redis_client.smembers("hwbot:{noto:2026-12-01}:slot:1000") == {"b1"}
+    assert redis_client.smembers("hwbot:{noto}:2026-12-01:slot:1000") == {"b1"}
     assert bookings.get("noto|2026-12-01T10:00|b2") is None
     assert not redis_client.exists("hwbot:{u:u-other}:bookings")
 
@@ -198,7 +198,7 @@ def test_capacity_1_refuses_a_second_booking(bookings, redis_client):
 def test_same_id_twice_is_already_held(bookings, redis_client):
     assert bookings.claim(booking("b1", name="first"), 1) == ClaimResult(ok=True)
     assert bookings.claim(booking("b1", name="retry"), 1) == ClaimResult(ok=True, already=True)
-    assert redis_client.scard("hwbot:{noto:2026-12-01}:slot:1000") == 1
+    assert redis_client.scard("hwbot:{noto}:2026-12-01:slot:1000") == 1
     assert bookings.get("noto|2026-12-01T10:00|b1")["name"] == "first"  # not overwritten
 
 
@@ -213,7 +213,7 @@ def test_capacity_3(bookings, redis_client):
     results = [bookings.claim(booking(f"b{i}", user=f"u{i}"), 3) for i in range(5)]
     assert [r.ok for r in results] == [True, True, True, False, False]
     assert {r.reason for r in results[3:]} == {"full"}
-    assert redis_client.smembers("hwbot:{noto:2026-12-01}:slot:1000") == {"b0", "b1", "b2"}
+    assert redis_client.smembers("hwbot:{noto}:2026-12-01:slot:1000") == {"b0", "b1", "b2"}
     assert bookings.claim(booking("b9"), 0) == ClaimResult(ok=False, reason="full")
 
 
@@ -227,12 +227,12 @@ def test_cancel_frees_the_slot(bookings, redis_client):
         "cancelled_by": "user",
     }
     assert bookings.get("noto|2026-12-01T10:00|b1") == cancelled
-    assert redis_client.scard("hwbot:{noto:2026-12-01}:slot:1000") == 0
+    assert redis_client.scard("hwbot:{noto}:2026-12-01:slot:1000") == 0
     assert bookings.claim(booking("b2", user="u-other"), 1) == ClaimResult(ok=True)
 
     again = bookings.cancel("noto|2026-12-01T10:00|b1", at="2026-11-29T09:00:00+09:00", by="staff")
     assert again == cancelled  # harmless, the first cancellation stands
-    assert redis_client.smembers("hwbot:{noto:2026-12-01}:slot:1000") == {"b2"}
+    assert redis_client.smembers("hwbot:{noto}:2026-12-01:slot:1000") == {"b2"}
     assert bookings.cancel("noto|2026-12-01T10:00|nope", at="x", by="user") is None
 
 
@@ -240,7 +240,7 @@ def test_cancelled_id_is_not_revived_by_a_late_retry(bookings, redis_client):
     bookings.claim(booking("b1"), 2)
     bookings.cancel("noto|2026-12-01T10:00|b1", at="2026-11-28T09:00:00+09:00", by="user")
     assert bookings.claim(booking("b1"), 2) == ClaimResult(ok=False, reason="cancelled")
-    assert redis_client.scard("hwbot:{noto:2026-12-01}:slot:1000") == 0
+    assert redis_client.scard("hwbot:{noto}:2026-12-01:slot:1000") == 0
     assert bookings.get("noto|2026-12-01T10:00|b1")["status"] == "cancelled"
 
 
@@ -264,11 +264,11 @@ def test_for_user_and_on_day(bookings, redis_client):
 def test_dangling_refs_are_dropped(bookings, redis_client):
     bookings.claim(booking("b1"), 1)
     bookings.claim(booking("b2", slot="2026-12-01T11:00"), 1)
-    redis_client.delete("hwbot:{noto:2026-12-01}:booking:b1")  # as if its retention ran out
+    redis_client.delete("hwbot:{noto}:2026-12-01:booking:b1")  # as if its retention ran out
     assert [b["id"] for b in bookings.for_user(USER)] == ["b2"]
     assert redis_client.smembers("hwbot:{u:u-7f3a}:bookings") == {"noto|2026-12-01T11:00|b2"}
     assert [b["id"] for b in bookings.on_day("noto", DAY)] == ["b2"]
-    assert redis_client.smembers("hwbot:{noto:2026-12-01}:bookings") == {"b2"}
+    assert redis_client.smembers("hwbot:{noto}:2026-12-01:bookings") == {"b2"}
 
 
 def test_update(bookings):
@@ -289,7 +289,7 @@ def test_delete_personal(bookings, redis_client):
     bookings.claim(booking("b1", **personal, topic="求人相談"), 1)
     bookings.delete_personal("noto|2026-12-01T10:00|b1")
     assert bookings.get("noto|2026-12-01T10:00|b1") == booking("b1", topic="求人相談")
-    raw = redis_client.get("hwbot:{noto:2026-12-01}:booking:b1")
+    raw = redis_client.get("hwbot:{noto}:2026-12-01:booking:b1")
     assert "山田" not in raw and "090" not in raw
     bookings.delete_personal("noto|2026-12-01T10:00|b1")  # nothing left to remove: fine
     bookings.delete_personal("noto|2026-12-01T10:00|nope")
@@ -305,21 +305,21 @@ def test_anonymise_keeps_an_anonymous_record_and_cleans_the_user_index(bookings,
     kept = bookings.anonymise(ref, at="2027-03-01T00:00:00+09:00")
     stored = {k: v for k, v in booking("b1", topic="求人相談").items() if k != "user"}
     assert kept == bookings.get(ref) == {**stored, "anonymised_at": "2027-03-01T00:00:00+09:00"}
-    raw = redis_client.get("hwbot:{noto:2026-12-01}:booking:b1")
+    raw = redis_client.get("hwbot:{noto}:2026-12-01:booking:b1")
     assert USER not in raw and "山田" not in raw and "090" not in raw
     assert redis_client.smembers(f"hwbot:{{u:{USER}}}:bookings") == {"noto|2026-12-01T10:30|b2"}
     assert [b["id"] for b in bookings.for_user(USER)] == ["b2"]
     assert [b["id"] for b in bookings.on_day("noto", DAY)] == ["b1", "b2"]  # statistics still count it
-    assert redis_client.ttl("hwbot:{noto:2026-12-01}:booking:b1") > 364 * 86400
+    assert redis_client.ttl("hwbot:{noto}:2026-12-01:booking:b1") > 364 * 86400
     assert bookings.anonymise(ref, at="later") == kept  # a second run changes nothing
     assert bookings.anonymise("noto|2026-12-01T10:00|nope", at="t") is None
 
 
 def test_retention_expiry_survives_changes(bookings, redis_client):
     bookings.claim(booking("b1", name="x"), 1, expire_in=90 * 86400)
-    key = "hwbot:{noto:2026-12-01}:booking:b1"
+    key = "hwbot:{noto}:2026-12-01:booking:b1"
     assert 90 * 86400 - 5 <= redis_client.ttl(key) <= 90 * 86400
-    assert redis_client.ttl("hwbot:{noto:2026-12-01}:slot:1000") == -1  # only the booking expires
+    assert redis_client.ttl("hwbot:{noto}:2026-12-01:slot:1000") == -1  # only the booking expires
     bookings.update("noto|2026-12-01T10:00|b1", {"status": "attended"})
     bookings.delete_personal("noto|2026-12-01T10:00|b1")
     bookings.cancel("noto|2026-12-01T10:00|b1", at="t", by="staff")
@@ -344,7 +344,8 @@ def test_bad_input_is_refused(bookings):
         bookings.get("noto|2026-12-01T10:00")
 
 
-def test_a_warm_claim_takes_two_round_trips(bookings, monkeypatch):
+def test_a_warm_claim_takes_three_round_trips(bookings, monkeypatch):
+    """The office script (booking and intent), the user index, forgetting the intent; a refusal one."""
     bookings.claim(booking("warm-up", slot="2026-12-01T13:00"), 1)  # loads the script on the server
     sent = []
     connection_class = bookings.client.connection_pool.connection_class
@@ -356,7 +357,7 @@ def test_a_warm_claim_takes_two_round_trips(bookings, monkeypatch):
 
     monkeypatch.setattr(connection_class, "send_packed_command", counting)
     assert bookings.claim(booking("b1"), 1).ok
-    assert len(sent) == 2
+    assert len(sent) == 3
     sent.clear()
     assert bookings.claim(booking("b2"), 1).reason == "full"
     assert len(sent) == 1
@@ -422,5 +423,5 @@ def test_two_processes_never_overbook(redis_client):
     day = BookingStore(redis_client).on_day("noto", DAY)
     assert len(day) == 5
     assert {(b["user"], b["slot"]) for b in day} == {(f"u{number}", slot) for number, slot in winners.items()}
-    assert len(redis_client.keys("hwbot:{noto:2026-12-01}:booking:*")) == 5
+    assert len(redis_client.keys("hwbot:{noto}:2026-12-01:booking:*")) == 5
     assert len(redis_client.keys("hwbot:{u:*}:bookings")) == 5

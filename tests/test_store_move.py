@@ -59,8 +59,8 @@ def test_a_move_claims_the_new_slot_frees_the_old_and_links_the_two(store, redis
     assert [b["id"] for b in store.on_day("noto", "2026-12-02")] == ["m1"]
     assert [(b["id"], b["status"]) for b in store.for_user(USER)] == [("b1", "cancelled"), ("m1", "booked")]
     # Each record keeps its own lifetime: the old one's, and the new one's from the new appointment.
-    assert 399 * 86400 < redis_client.ttl("hwbot:{noto:2026-12-01}:booking:b1") <= 400 * 86400
-    assert 499 * 86400 < redis_client.ttl("hwbot:{noto:2026-12-02}:booking:m1") <= 500 * 86400
+    assert 399 * 86400 < redis_client.ttl("hwbot:{noto}:2026-12-01:booking:b1") <= 400 * 86400
+    assert 499 * 86400 < redis_client.ttl("hwbot:{noto}:2026-12-02:booking:m1") <= 500 * 86400
 
 
 def test_a_full_slot_refuses_and_changes_nothing(store, redis_client):
@@ -111,7 +111,7 @@ def test_an_existing_new_id_is_never_overwritten(store, redis_client):
     assert slot_members(redis_client, OLD) == {"b1"}
 
 
-def test_a_move_within_the_day_uses_one_day_tag(store, redis_client):
+def test_a_move_within_the_day_lists_both_records_on_that_day(store, redis_client):
     store.claim(booking("b1"), 1)
     assert store.move(ref("b1"), "2026-12-01T15:00", 1, new_id="m1", at=AT, by="user").ok
     assert [(b["id"], b["status"]) for b in store.on_day("noto", "2026-12-01")] == [("b1", "cancelled"), ("m1", "booked")]
@@ -138,7 +138,7 @@ def test_bad_moves_are_refused(store):
 
 def test_redis_errors_become_store_errors(store, redis_client):
     store.claim(booking("b1"), 1)
-    redis_client.set("hwbot:{noto:2026-12-02}:slot:1400", "not a set")
+    redis_client.set("hwbot:{noto}:2026-12-02:slot:1400", "not a set")
     with pytest.raises(StoreError, match="WRONGTYPE|ResponseError"):
         store.move(ref("b1"), NEW, 1, new_id="m1", at=AT, by="user")
     assert store.get(ref("b1"))["status"] == "booked"
@@ -176,8 +176,8 @@ def _consistent(store: BookingStore, client, days: list[str]) -> dict[str, set[s
         for record in store.on_day("noto", day):
             if record["status"] == "booked":
                 held.setdefault(record["slot"], set()).add(record["id"])
-    for slot_key in client.keys("hwbot:{noto:*}:slot:*"):
-        day = slot_key.split(":")[2].rstrip("}")
+    for slot_key in client.keys("hwbot:{noto}:*:slot:*"):
+        day = slot_key.split(":")[2]
         hhmm = slot_key.rsplit(":", 1)[1]
         slot = f"{day}T{hhmm[:2]}:{hhmm[2:]}"
         assert client.smembers(slot_key) == held.get(slot, set()), slot
@@ -267,8 +267,8 @@ def test_an_observer_never_sees_the_booking_in_neither_slot_or_in_both(store, re
 def test_a_booking_without_its_user_is_refused_before_anything_is_written(store, redis_client):
     store.claim(booking("b1"), 1)
     store.update(ref("b1"), {"note": "x"})
-    raw = redis_client.get("hwbot:{noto:2026-12-01}:booking:b1").replace(f'"user":"{USER}",', "")
-    redis_client.set("hwbot:{noto:2026-12-01}:booking:b1", raw)
+    raw = redis_client.get("hwbot:{noto}:2026-12-01:booking:b1").replace(f'"user":"{USER}",', "")
+    redis_client.set("hwbot:{noto}:2026-12-01:booking:b1", raw)
     with pytest.raises(ValueError):
         store.move(ref("b1"), NEW, 1, new_id="m1", at=AT, by="user")
     assert slot_members(redis_client, OLD) == {"b1"} and slot_members(redis_client, NEW) == set()

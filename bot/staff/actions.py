@@ -2,9 +2,12 @@
 
 Each action changes the booking in Redis, tells the user by push where they must know, and appends a
 staff notice to the outbox (kinds `cancellation`, `no_show`, `meeting_sent`, `follow_up`, and for
-requests `confirmed`, `declined`, `proposed`), all in one atomic step (`BookingStore.act`); notice
-fields carry references and times only, never personal data. A refused action raises StaffActionError
-(NotFound, BadRequest, Refused: the API's 404, 400, 409) with a Japanese message for the console's flash.
+requests `confirmed`, `declined`, `proposed`), through one `BookingStore.act` step: the booking change
+in its office's slot with an intent listing the push and the notice, which go to the outbox right
+after (or, after a crash, by the worker's recovery), exactly once. Notice fields carry references and
+times only, never personal data. A refused action raises StaffActionError (NotFound, BadRequest,
+Refused: the API's 404, 400, 409) with a Japanese message for the console's flash; a change no replica
+acknowledged in time raises `NotReplicated` (the console asks staff to repeat the action).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Scheduled work after booking: reminders, terms re-consent, lapsed proposals, overdue requests, retention
-(of bookings, handoff threads and the audit trail).
+(of bookings, handoff threads and the audit trail), and the after-effects of booking steps that stopped
+half-way (`AfterEffects`).
 
 `scheduled_tasks(service)` returns callables `(now) -> None`; the worker calls each one every cycle
 and each throttles itself. Due bookings are found by scanning the offices' day indexes
@@ -378,9 +379,26 @@ class AuditRetention:
         return dropped
 
 
+class AfterEffects:
+    """A booking step whose after-effects (the user index, its pushes and notices) were cut off by a crash
+    or an unreachable node left an intent in its office's slot: apply it, once (`BookingStore.recover`)."""
+
+    def __init__(self, service: BotService):
+        self.service = service
+
+    def __call__(self, now: datetime) -> int:
+        """Complete every intent older than a few seconds; returns how many."""
+        offices = [profile.id for profile in self.service.offices.values()]
+        done = self.service.bookings.store.recover(offices, now.timestamp())
+        if done:
+            log.info("after_effects_recovered intents=%d", done)
+        return done
+
+
 def scheduled_tasks(service: BotService) -> list[Callable[[datetime], None]]:
     """The periodic tasks the worker calls every cycle (each throttles itself)."""
     return [
+        Throttled("after_effects", timedelta(seconds=5), AfterEffects(service)),
         Throttled("reminders", timedelta(minutes=1), Reminders(service)),
         Throttled("reconsent", timedelta(minutes=10), Reconsent(service)),
         Throttled("proposals", timedelta(minutes=1), Proposals(service)),

@@ -24,7 +24,7 @@ from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_t
 from bot import calendar
 from bot.clock import JST
 from bot.dialog.texts import INTERPRETER_CHOICES
-from bot.errors import StaffActionError, StoreError
+from bot.errors import NotReplicated, StaffActionError, StoreError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService, user_hash
 from bot.settings import Settings
@@ -215,10 +215,17 @@ def create_blueprint(service: BotService, settings: Settings, *, identity: Ident
                                message="保存期間を過ぎたか、予約番号が正しくありません。"), 404
 
     @bp.errorhandler(StoreError)
-    def _store_down(exc: StoreError) -> tuple[str, int]:
+    def _store_down(exc: StoreError) -> Any:
         log.error("staff_store_error error=%s", exc)
-        return render_template("staff/message.html", title="一時的なエラー",
-                               message="データベースに接続できません。しばらくしてから再読み込みしてください。"), 503
+        if isinstance(exc, NotReplicated):
+            # Written on the primary, not yet on a replica in time: repeating the action is safe (it
+            # finds it done and waits again) and is the only way to know it is kept.
+            message = "変更を保存しましたが、控えのデータベースへの反映を確認できませんでした。もう一度同じ操作をしてください。"
+        else:
+            message = "データベースに接続できません。しばらくしてから再読み込みしてください。"
+        if request.path.startswith("/staff/api/"):
+            return jsonify({"error": message}), 503
+        return render_template("staff/message.html", title="一時的なエラー", message=message), 503
 
     def pick_office(value: str | None) -> OfficeProfile | None:
         """The office to show: the one asked for, else the session's last, else the account's first."""

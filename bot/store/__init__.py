@@ -1,4 +1,4 @@
-"""Redis: the only layer that imports redis. Keys are prefixed `hwbot:` and hash-tagged per office day."""
+"""Redis: the only layer that imports redis. Keys are prefixed `hwbot:` and hash-tagged (docs/architecture.md)."""
 
 from redis import Redis as RedisClient
 
@@ -9,7 +9,7 @@ from bot.store.conversations import ConversationStore
 from bot.store.handoffs import HandoffStore
 from bot.store.outbox import Outbox
 from bot.store.pushes import PushCounter
-from bot.store.slots import SlotStore, day_tag, slot_redis_key
+from bot.store.slots import SlotStore, office_tag, slot_redis_key
 
 __all__ = [
     "AuditLog",
@@ -26,8 +26,8 @@ __all__ = [
     "SlotFull",
     "SlotStore",
     "connect",
-    "day_tag",
     "embedded_redis",
+    "office_tag",
     "slot_redis_key",
     "stop_embedded",
 ]

@@ -20,6 +20,7 @@ the shard count".
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from bot.store.conversations import _redis_errors, conversation_key, last_reply_
 from bot.store.handoffs import CLOSED_KEY, HANDOFFS_KEY, messages_key, thread_key, user_threads_key
 from bot.store.outbox import DEAD_MAXLEN, GROUP, dead_key
 from bot.store.shards import OUTBOX_MAXLEN, entry_owner, outbox_key, shard_of
+from bot.store.slots import day_prefix
 
 COMMAND = "hwbot store migrate"
 
@@ -290,6 +292,23 @@ def _reshard(m: Migration, key: str) -> None:
         m.rename("conversations (shard count changed)", key, new, stale_if_taken=True)
 
 
+# -- bookings (cluster-bookings) ----------------------------------------------------------------------
+
+# A booking key of the old layout: tagged by office day, `hwbot:{noto:2026-12-01}:slot:1000`,
+# `...:booking:<id>`, `...:bookings`. The same name tagged by office: `hwbot:{noto}:2026-12-01:slot:1000`.
+_OLD_BOOKING = re.compile(r"hwbot:\{([^{}:|]+):(\d{4}-\d{2}-\d{2})\}:(slot:\d{4}|booking:[^{}|]+|bookings)")
+
+
+def _booking(m: Migration, key: str) -> None:
+    """A slot set, a booking or a day index moves under its office's tag (value and lifetime kept); the
+    refs in the user indexes (`<office>|<slot>|<id>`) and in the bookings stay as they are."""
+    match = _OLD_BOOKING.fullmatch(key)
+    if match is None:
+        return  # matched the pattern only by chance
+    office, day, rest = match.groups()
+    m.rename("bookings", key, day_prefix(office, day) + rest, stale_if_taken=False)
+
+
 FAMILIES: list[Family] = [
     # cluster-outbox: conversations, the outbox, handoff threads, staff accounts (docs/architecture.md)
     Family("conversations", "hwbot:{u:*}:conv", _conversation),
@@ -301,6 +320,10 @@ FAMILIES: list[Family] = [
     Family("delivery markers", "hwbot:outbox:done:*", _done),
     Family("staff accounts", "hwbot:staff:*", _staff, probes=("hwbot:staff:names",)),
     Family("reshard", "hwbot:{o*}:conv:*", _reshard, legacy=False),
+    # cluster-bookings: slot sets, bookings and day indexes, from the office day's tag to the office's.
+    # No probe of their own: a fixed name does not exist, and every deployment that booked has the old
+    # outbox (each booking sent a staff notice, and notices stay in the stream).
+    Family("bookings", "hwbot:{*:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]}:*", _booking),
 ]
 
 

@@ -1,7 +1,8 @@
 """Slot claims: each slot is a Redis set of booking ids, so a claim is idempotent and countable.
 
-Keys of one office day share a hash tag, e.g. `hwbot:{noto:2026-12-01}:slot:1000`, so every atomic
-step on a day runs on one Redis Cluster node.
+Every booking key of one office shares the office's hash tag, e.g. `hwbot:{noto}:2026-12-01:slot:1000`,
+so every atomic step on an office's bookings (a move across days included) runs in one Redis Cluster
+hash slot; offices are many, so they spread over the cluster's nodes.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ import redis
 from bot.store.errors import redis_errors
 
 
-def day_tag(office: str, day: date | str) -> str:
-    """`{noto:2026-12-01}`: the hash tag shared by everything one office day holds."""
-    return f"{{{office}:{day if isinstance(day, str) else day.isoformat()}}}"
+def office_tag(office: str) -> str:
+    """`{noto}`: the hash tag shared by every booking key of one office."""
+    return f"{{{office}}}"
+
+
+def day_prefix(office: str, day: date | str) -> str:
+    """`hwbot:{noto}:2026-12-01:`: what the keys of one office day start with."""
+    return f"hwbot:{office_tag(office)}:{day if isinstance(day, str) else day.isoformat()}:"
 
 
 def slot_redis_key(office: str, key: str) -> str:
-    """Redis key of the slot with calendar key `YYYY-MM-DDTHH:MM`."""
+    """Redis key of the slot with calendar key `YYYY-MM-DDTHH:MM`: `hwbot:{noto}:2026-12-01:slot:1000`."""
     day, hhmm = key.split("T")
-    return f"hwbot:{day_tag(office, day)}:slot:{hhmm.replace(':', '')}"
+    return f"{day_prefix(office, day)}slot:{hhmm.replace(':', '')}"
 
 
 class SlotStore:

@@ -119,10 +119,25 @@ def _booking_id(turn: Turn, slot: str) -> str:
     return base64.b32encode(digest).decode()[:8].replace("0", "Z").replace("1", "Y")
 
 
+def _booked_earlier(turn: Turn, slot_key: str, booking_id: str) -> dict[str, Any] | None:
+    """This very booking, when an earlier run of this turn made it (the turn's save conflicted, or the
+    webhook answered 503 after the claim: Redis unreachable, replicas late, and LINE redelivered)."""
+    booking = turn.bookings.get(f"{turn.profile.id}|{slot_key}|{booking_id}") if slot_key else None
+    if booking is None or booking.get("user") != turn.conv.user or booking.get("status") != "booked":
+        return None
+    return booking
+
+
 def _book(turn: Turn) -> None:
     profile = turn.profile
     answers = turn.conv.answers
     slot_key = answers.get("slot", "")
+    booking_id = _booking_id(turn, slot_key)
+    earlier = _booked_earlier(turn, slot_key, booking_id)
+    if earlier is not None:
+        # Claimed again (answered `already`, once its after-effects and replicas are done), and told
+        # as the first run would have: its own slot and its own place among the upcoming ones.
+        return _booked(turn, earlier)
     slot = live_slot(turn, slot_key)
     held = upcoming(turn, profile.id)
     if len(held) >= profile.booking.max_upcoming:
@@ -133,7 +148,7 @@ def _book(turn: Turn) -> None:
     if slot is None or turn.conv.consent is None:
         return _slot_lost(turn, slot_key, taken=False)
     booking: dict[str, Any] = {
-        "id": _booking_id(turn, slot_key),
+        "id": booking_id,
         "office": profile.id,
         "slot": slot_key,
         "start": slot.start.isoformat(),
@@ -148,6 +163,14 @@ def _book(turn: Turn) -> None:
     for key in ("name", "number", "email", "phone", "topic", "interpreter", "category", "category_detail"):
         if key in answers:
             booking[key] = answers[key]
+    _booked(turn, booking)
+
+
+def _booked(turn: Turn, booking: dict[str, Any]) -> None:
+    """Claim `booking` (new, or made by an earlier run of this turn) and tell the user and staff."""
+    profile = turn.profile
+    answers = turn.conv.answers
+    slot_key = booking["slot"]
     claim = turn.bookings.claim(booking, profile.schedule.capacity)
     if not claim.ok:
         return _slot_lost(turn, slot_key, taken=True)

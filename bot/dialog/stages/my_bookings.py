@@ -173,12 +173,17 @@ def _cancel(turn: Turn, confirmed: bool) -> None:
         turn.to_idle()
         return turn.ask_menu()
     booking = turn.bookings.get(ref)
-    if booking is None or booking.get("status") != "booked":
+    # Cancelled by the user while this confirmation is still open: an earlier run of this very turn did
+    # it (its save conflicted, or the webhook answered 503 and LINE redelivered). Cancelling again
+    # changes nothing and waits for the replicas; the user and staff are told as the first run would.
+    earlier = (booking is not None and booking.get("status") == "cancelled" and booking.get("cancelled_by") == "user"
+               and not booking.get("moved_to"))
+    if booking is None or (booking.get("status") != "booked" and not earlier):
         turn.say(Text(T.CANCEL_ALREADY))
         turn.to_idle()
         return turn.ask_menu()
     start = datetime.fromisoformat(booking["start"]).astimezone(JST)
-    if start.date() == turn.now.date():
+    if start.date() == turn.now.date() and not earlier:
         # The day turned while the user was deciding: the same-day rule applies.
         turn.to_idle()
         return ask_cancel(turn, ref)

@@ -122,7 +122,12 @@ def _move(turn: Turn) -> None:
     key = turn.conv.answers.get("slot", "")
     done = _moved_already(turn, ref, key)
     if done is not None:
-        return _tell_moved(turn, *done)
+        old, new = done
+        # The same move again: the store answers `already` once the first run's after-effects are done
+        # and its replicas have it, so the user is told only what survives a failover.
+        again = turn.bookings.move(ref, key, turn.profile.schedule.capacity, new_id=new["id"], at=turn.now.isoformat(),
+                                   changes={"start": new["start"], "end": new["end"]})
+        return _tell_moved(turn, old, again.booking or new)
     booking = own_upcoming(turn, ref)  # checked again: staff may have cancelled it meanwhile
     if booking is None:
         return
