@@ -36,9 +36,6 @@ TOKEN = "cluster-e2e-token"
 NOW = "2026-11-20T10:00:00+09:00"
 BOOKED = "ご予約を受け付けました"
 
-pytestmark = pytest.mark.xfail(reason="until cluster-outbox and cluster-bookings are merged", strict=False)
-
-
 def user_id(*parts: object) -> str:
     return "U" + hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:32]
 

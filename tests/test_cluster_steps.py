@@ -83,7 +83,6 @@ def test_the_recorder_sees_steps_run_and_refused(cluster):
     client.close()
 
 
-@pytest.mark.xfail(reason="until cluster-outbox and cluster-bookings are merged", strict=False)
 def test_every_atomic_step_of_the_store_runs_on_a_cluster(cluster, offices, line):
     client = connect(load_settings(redis_url=cluster.url))
     recorder = StepRecorder(client)  # before any store is built on the client: it sees each registration
