@@ -14,8 +14,6 @@ import json
 import threading
 import time
 
-import pytest
-
 from bot.clock import parse_instant
 from bot.dialog import Inbound, SlotPicker
 from bot.service import BotService
@@ -228,4 +226,44 @@ def test_hwbot_bench_runs_against_the_cluster(cluster):
         assert {name: process["exit"] for name, process in run["processes"].items()} == {"web": 0, "worker": 0}
     client = connect(load_settings(redis_url=cluster.url))
     assert key_count(client) == 0  # the bench deleted what it wrote
+    client.close()
+
+
+def test_the_app_the_worker_the_chat_and_the_scripted_dialogs_run_on_the_cluster(cluster, offices):
+    """Every entry point connects through REDIS_URL naming any node (here a replica): `hwbot chat`,
+    `hwbot worker --once`, `hwbot dialogs run --redis-url`, and the web app (GET /healthz)."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from bot.store.nodes import flush, key_count
+
+    replica = next(node for node in cluster.live() if cluster.role(node) == "slave")
+    url = cluster.url_of(replica)
+    env = {"REDIS_URL": url, "HWBOT_NOW": "", "LINE_CHANNEL_SECRET": "", "LINE_CHANNEL_ACCESS_TOKEN": ""}
+    chat = CliRunner(env=env).invoke(main, ["chat", "--office", "noto", "--now", NOW, "--user", "U-cluster-cli"],
+                                     input="山田 花子\n")
+    assert chat.exit_code == 0, chat.output
+    assert "求職番号を入力してください" in chat.output  # the name was saved: the next question
+    client = connect(load_settings(redis_url=url))
+    service = BotService(load_settings(redis_url=url), client=client, offices=offices)
+    data, _ = service.conversations.load("U-cluster-cli")
+    assert data and data["office"] == "noto"
+    assert service.outbox.add({"id": "cli-notice", "kind": "booking", "office": "noto", "summary": "s",
+                               "fields": {}, "at": NOW})
+    worker = CliRunner(env={**env, "SLACK_WEBHOOK_URL": ""}).invoke(main, ["worker", "--once", "--consumer", "cli"])
+    assert worker.exit_code == 0, worker.output
+    assert json.loads(worker.output.strip().splitlines()[-1])["nowhere"] == 1  # read from its shard, no channel
+
+    app = create_app(load_settings(redis_url=url), service=service).test_client()
+    assert app.get("/healthz").get_json() == {"ok": True, "offices": list(offices), "simulator": True,
+                                              "redis": "cluster", "masters": 3}
+
+    scripts = [str(REPO_ROOT / "dialogs" / f"{office}_booking.yaml") for office in ("noto", "sakata")]
+    refused = CliRunner(env=env).invoke(main, ["dialogs", "run", *scripts, "-q", "--redis-url", url])
+    assert refused.exit_code == 1 and "the database holds" in refused.output  # never on data it would empty
+    flush(client)
+    dialogs = CliRunner(env=env).invoke(main, ["dialogs", "run", *scripts, "-q", "--redis-url", url])
+    assert dialogs.exit_code == 0, dialogs.output
+    assert "2 passed, 0 failed" in dialogs.output
+    assert key_count(client) == 0  # emptied after the last script
     client.close()
