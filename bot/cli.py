@@ -365,6 +365,65 @@ def store_migrate(dry_run: bool) -> None:
         raise click.ClickException("some keys were left where they are: look at them, then run it again")
 
 
+@store.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def store_status(as_json: bool) -> None:
+    """What to watch on the Redis of REDIS_URL (README, "Running on Redis Cluster"): each master's
+    cluster state and replicas (lag), the outbox shards' backlog and dead letters, the booking steps
+    waiting for their after-effects. Exit 1 when a master is not ok or has fewer replicas online than
+    HWBOT_REDIS_MIN_REPLICAS (its bookings would fail)."""
+    from bot.store import connect
+    from bot.store.bookings import BookingStore
+    from bot.store.nodes import replication
+    from bot.store.outbox import Outbox
+
+    settings = _settings()
+    try:
+        offices = load_offices(settings.profiles_dir)
+        client = connect(settings)
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        masters = replication(client)
+        shards = Outbox(client, shards=settings.outbox_shards).backlog()
+        bookings = BookingStore(client)
+        intents = {office: len(bookings.pending(office, float("inf"))) for office in offices}
+    except HwbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        _close([client])
+    problems = [f"{master['address']}: cluster_state {master['cluster_state']}" for master in masters
+                if master.get("cluster_state", "ok") != "ok"]
+    problems += [f"{master['address']}: {online} replica(s) online, HWBOT_REDIS_MIN_REPLICAS is {settings.redis_min_replicas}"
+                 for master in masters
+                 for online in [sum(replica["state"] == "online" for replica in master["replicas"])]
+                 if online < settings.redis_min_replicas]
+    if as_json:
+        click.echo(json.dumps({"masters": masters, "outbox": shards, "intents": intents, "problems": problems},
+                              ensure_ascii=False))
+    else:
+        kind = "cluster" if any("cluster_state" in master for master in masters) else "single server"
+        click.echo(f"redis: {kind}, {len(masters)} master(s)")
+        for master in masters:
+            replicas = ", ".join(f"{r['address']} {r['state']} lag {r['lag_s']} s, {r['behind_bytes']} bytes behind"
+                                 for r in master["replicas"]) or "none"
+            state = f" cluster_state {master['cluster_state']}" if "cluster_state" in master else ""
+            click.echo(f"  {master['address']}{state}; replicas: {replicas}")
+        totals = {name: sum(row[name] or 0 for row in shards) for name in ("unread", "pending", "retries", "dead")}
+        click.echo(f"outbox, {len(shards)} shard(s): " + ", ".join(f"{value} {name}" for name, value in totals.items()))
+        for row in shards:
+            if row["unread"] or row["pending"] or row["retries"] or row["dead"]:
+                click.echo(f"  shard {row['shard']}: {row['unread']} unread, {row['pending']} pending, "
+                           f"{row['retries']} retries, {row['dead']} dead ({row['length']} in the stream)")
+        waiting = {office: count for office, count in intents.items() if count}
+        click.echo("booking steps waiting for their after-effects: "
+                   + (", ".join(f"{office} {count}" for office, count in waiting.items()) or "none"))
+        for problem in problems:
+            click.echo(f"problem: {problem}")
+    if problems:
+        raise SystemExit(1)
+
+
 @main.group()
 def richmenu() -> None:
     """The LINE rich menu (予約する / 予約の確認・キャンセル / ヘルプ)."""

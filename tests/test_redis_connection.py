@@ -4,6 +4,8 @@ cluster error becomes: StoreUnavailable, a 503, never a 500."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 from click.testing import CliRunner
@@ -299,3 +301,40 @@ def test_the_webhook_and_the_health_check_answer_503_never_500(error, line, offi
     assert answer.status_code == 503
     assert app.get("/healthz").status_code == 503
     assert line.requests == []  # nothing was answered for a turn that was not saved
+
+
+# --- what to watch ---------------------------------------------------------------------------------
+
+
+def test_store_status_shows_masters_replicas_the_outbox_backlog_and_problems(cluster, monkeypatch):
+    from bot.store.outbox import Outbox
+
+    client = connect(load_settings(redis_url=cluster.url))
+    outbox = Outbox(client)
+    outbox.add({"id": "status-1", "kind": "booking", "office": "noto", "summary": "s", "fields": {},
+                "at": "2026-11-20T10:00:00+09:00"})
+    monkeypatch.setenv("REDIS_URL", cluster.url)
+    monkeypatch.setenv("HWBOT_REDIS_MIN_REPLICAS", "1")
+    result = CliRunner().invoke(main, ["store", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert len(status["masters"]) == 3 and status["problems"] == []
+    for master in status["masters"]:
+        assert master["cluster_state"] == "ok"
+        assert [replica["state"] for replica in master["replicas"]] == ["online"]
+    assert sum(row["unread"] for row in status["outbox"]) == 1  # the notice no worker has read yet
+    assert "outbox, 16 shard(s): 1 unread" in CliRunner().invoke(main, ["store", "status"]).output
+
+    monkeypatch.setenv("HWBOT_REDIS_MIN_REPLICAS", "2")  # one replica each: bookings would fail
+    result = CliRunner().invoke(main, ["store", "status"])
+    assert result.exit_code == 1
+    assert result.output.count("problem: ") == 3 and "HWBOT_REDIS_MIN_REPLICAS is 2" in result.output
+    client.close()
+
+
+def test_store_status_on_a_single_server(cli):
+    result = cli("store", "status", "--json")
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert len(status["masters"]) == 1 and "cluster_state" not in status["masters"][0]
+    assert status["problems"] == []

@@ -10,6 +10,7 @@ counters and clean-up.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -90,6 +91,29 @@ def health(client: Any) -> dict[str, Any]:
     if set(states) != {"ok"}:
         raise StoreUnavailable(f"health check: cluster_state {'/'.join(sorted(set(states)))}")
     return {"redis": "cluster", "masters": len(states)}
+
+
+def replication(client: Any) -> list[dict[str, Any]]:
+    """Per master (`hwbot store status`): its address, on a cluster its `cluster_state`, and each replica
+    as the master sees it: state (`online`), lag (seconds since it last acknowledged) and how many bytes
+    of the replication stream it has yet to apply."""
+
+    def ask(node: Any) -> dict[str, Any]:
+        info = node.info("replication")
+        kwargs = node.connection_pool.connection_kwargs
+        address = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        offset = int(info.get("master_repl_offset", 0))
+        replicas = []
+        for name, value in sorted(info.items()):
+            if re.fullmatch(r"slave\d+", name) and isinstance(value, dict):
+                replicas.append({"address": f"{value.get('ip')}:{value.get('port')}", "state": str(value.get("state")),
+                                 "lag_s": int(value.get("lag", 0)), "behind_bytes": max(0, offset - int(value.get("offset", 0)))})
+        row: dict[str, Any] = {"address": address, "replicas": replicas}
+        if is_cluster(client):
+            row["cluster_state"] = cluster_info(node).get("cluster_state", "?")
+        return row
+
+    return each_master(client, "cannot read replication", ask)
 
 
 def cluster_info(node: Any) -> dict[str, str]:

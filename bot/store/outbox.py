@@ -293,6 +293,29 @@ class Outbox:
         with _redis_errors("cannot read the outbox"):
             return self._newest(outbox_key, count)
 
+    def backlog(self) -> list[dict[str, int | None]]:
+        """Per shard, for monitoring (`hwbot store status`): entries in the stream, entries not yet read
+        by the workers (`unread`: None on Redis before 7.0, which does not count them), read and not
+        acknowledged (`pending`), waiting for a retry, and dead letters."""
+        self._fresh_shards()
+        shards = list(self.read_shards())
+        with _redis_errors("cannot read the outbox backlog"):
+            lengths = self._each("xlen", outbox_key, shards=shards)
+            retries = self._each("zcard", retry_key, shards=shards)
+            dead = self._each("xlen", dead_key, shards=shards)
+            pipe = self.client.pipeline(transaction=False)
+            for shard in shards:
+                pipe.xinfo_groups(outbox_key(shard))
+            groups = pipe.execute(raise_on_error=False)  # a shard never written has no stream: an error
+        rows = []
+        for shard, length, groups_of, waiting, given_up in zip(shards, lengths, groups, retries, dead):
+            group = next((g for g in groups_of if g.get("name") == GROUP), None) if isinstance(groups_of, list) else None
+            unread = group.get("lag") if group else length
+            rows.append({"shard": shard, "length": int(length), "unread": None if unread is None else int(unread),
+                         "pending": int(group["pending"]) if group else 0, "retries": int(waiting),
+                         "dead": int(given_up)})
+        return rows
+
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """Entries moved to the dead-letter streams of all shards, newest first (the staff console)."""
         self._fresh_shards()
