@@ -169,6 +169,23 @@ def test_any_node_of_a_cluster_gets_the_cluster_client(cluster):
     check.close()
 
 
+def test_the_redis_url_node_stays_among_those_asked_for_the_topology(cluster):
+    """A name for the cluster (a managed service's configuration endpoint; here `127.1`, another
+    spelling of 127.0.0.1 that the cluster never lists) is kept beside the nodes the cluster lists,
+    across topology refreshes, and never becomes a node commands are sent to (redis-py #3310)."""
+    node = cluster.nodes[0]
+    client = connect(load_settings(redis_url=f"redis://127.1:{node.port}/0"))
+    try:
+        for _ in range(2):
+            manager = client.nodes_manager
+            assert f"127.1:{node.port}" in manager.startup_nodes
+            assert all(name.startswith("127.0.0.1:") for name in manager.nodes_cache)  # commands go to listed nodes
+            manager.initialize()  # what a connection error or a failover makes the client do
+        assert client.set("hwbot:seed", "1") and client.get("hwbot:seed") == "1"
+    finally:
+        client.close()
+
+
 def test_the_mode_setting_is_obeyed_without_asking(cluster, tmp_path):
     told = connect(load_settings(redis_url=cluster.url, redis_mode="cluster"))
     assert isinstance(told, RedisCluster)
