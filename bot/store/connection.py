@@ -31,12 +31,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
-
 from urllib.parse import urlparse
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import parse_url
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
@@ -464,11 +464,11 @@ def _why_not(exc: BaseException) -> str:
 
 def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
     """redis-py's cluster client, started from the node in `url` (it reads the whole topology from it)."""
+    if int(parse_url(url).get("db") or 0) != 0:
+        raise ConfigError("REDIS_URL: a Redis Cluster has only database 0 (end the URL with /0 or nothing)")
     try:
         client = RedisCluster.from_url(url, retry=Retry(NoBackoff(), CLUSTER_RETRIES), **options)
     except RedisClusterException as exc:
-        if "db" in str(exc):  # a database number other than 0: a cluster has only database 0
-            raise ConfigError(f"REDIS_URL: a Redis Cluster has only database 0 ({exc})") from None
         if "Cluster mode is not enabled" in str(exc):
             raise ConfigError("HWBOT_REDIS_MODE: cluster, but the server REDIS_URL names is not a cluster node "
                               "(cluster_enabled:0); use single or auto") from None
