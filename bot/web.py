@@ -16,6 +16,7 @@ from flask import Flask, Response, abort, request
 
 from bot.channels.line.api import LineMessaging
 from bot.channels.line.webhook import MAX_BODY_BYTES, create_blueprint
+from bot.dialog import texts as T
 from bot.errors import UnknownOfficeError
 from bot.logs import configure_logging
 from bot.service import BotService
@@ -152,5 +153,5 @@ def terms_page(profile, text: str) -> str:
 <h1>{html.escape(terms.title)}</h1>
 <p class=meta>{html.escape(profile.name)} ／ {html.escape(terms.version_label)}</p>
 {chr(10).join(body)}
-<p class=meta>出典: {html.escape(terms.source)}</p>
+<p class=meta>{html.escape(T.TERMS_PAGE_SOURCE.format(source=terms.source))}</p>
 </body></html>"""

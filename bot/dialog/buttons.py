@@ -33,7 +33,7 @@ def phone_links(office: OfficeProfile | None) -> tuple[Link, ...]:
     """The office's phone number as a `tel:` link; none when the office publishes no number."""
     if office is None or not office.contact.phone:
         return ()
-    return (Link(f"{office.short_name}に電話する（{office.phone_label()}）", f"tel:{office.contact.phone}"),)
+    return (Link(T.CALL_OFFICE.format(office=office.short_name, phone=office.phone_label()), f"tel:{office.contact.phone}"),)
 
 
 def email_text(office: OfficeProfile | None, *, apply: bool = False) -> str:

@@ -134,7 +134,8 @@ def booking_ref(booking: dict[str, Any]) -> str:
 
 
 def booking_when(booking: dict[str, Any]) -> str:
-    """`11月25日(水) 10:00〜10:30` of a stored booking."""
+    """`11月25日(水) 10:00〜10:30` of a stored booking, in Japanese as staff read it (notices, console);
+    the user reads `bot.dialog.formats.when`."""
     start = datetime.fromisoformat(booking["start"]).astimezone(JST)
     end = datetime.fromisoformat(booking["end"]).astimezone(JST)
     return f"{calendar.format_day(start.date())} {start:%H:%M}〜{end:%H:%M}"

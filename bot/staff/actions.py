@@ -22,6 +22,7 @@ from bot import calendar
 from bot.channels.line.render import to_messages
 from bot.clock import JST
 from bot.dialog import Reply
+from bot.dialog import formats
 from bot.dialog import texts as T
 from bot.dialog.pushes import confirmed_replies, declined_replies, proposal_replies
 from bot.errors import ConflictError, StaffActionError, UnknownOfficeError
@@ -101,7 +102,7 @@ class Done:
 
 
 def when_label(booking: dict[str, Any]) -> str:
-    """`12月1日(火) 10:00〜10:30` for a stored booking."""
+    """`12月1日(火) 10:00〜10:30` for a stored booking, as staff read it (a user reads `formats.when`)."""
     start = datetime.fromisoformat(booking["start"]).astimezone(JST)
     end = datetime.fromisoformat(booking["end"]).astimezone(JST)
     return f"{calendar.format_day(start.date())} {start:%H:%M}〜{end:%H:%M}"
@@ -213,7 +214,7 @@ class StaffActions:
             cancelled = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": by}
             office = self.office(cancelled)
             name = office.short_name if office else cancelled["office"]
-            text = T.STAFF_CANCELLED.format(office=name, when=when_label(cancelled), ref=cancelled["id"])
+            text = T.STAFF_CANCELLED.format(office=name, when=formats.when(cancelled), ref=cancelled["id"])
             if office and office.phone_label():
                 text += f"\n電話: {office.phone_label()}"
             plan = Plan(bookings={ref: cancelled}, free=(ref,), result=cancelled, entries=[
@@ -243,7 +244,7 @@ class StaffActions:
             office = self.office(current)
             name = office.short_name if office else current["office"]
             tool = office.video_tool if office else ""
-            lines = [T.STAFF_MEETING.format(office=name, when=when_label(current), tool=tool), *meeting, T.STAFF_MEETING_HINT]
+            lines = [T.STAFF_MEETING.format(office=name, when=formats.when(current), tool=tool), *meeting, T.STAFF_MEETING_HINT]
             updated = {**current, "meeting_sent_at": at, "meeting_sent_by": by}
             return Plan(bookings={ref: updated}, result=updated, entries=[
                 self._text_entry(updated, "\n".join(lines), f"meeting|{uuid.uuid4().hex}"),
@@ -302,7 +303,7 @@ class StaffActions:
         if not booking.get("user"):
             raise Refused("利用者のLINEの情報が残っていないため、次回の予約を取れません。")
         new_ref = booking_ref(booking)
-        text = T.STAFF_FOLLOW_UP.format(office=office.short_name, when=when_label(booking), ref=booking_id)
+        text = T.STAFF_FOLLOW_UP.format(office=office.short_name, when=formats.when(booking), ref=booking_id)
         if office.phone_label():
             text += f"\n電話: {office.phone_label()}"
 
@@ -458,7 +459,7 @@ class StaffActions:
                 raise Refused("申込みが変更されました。画面を開き直してください。")
             proposed = {**current, "office_confirmation": "proposed", "proposals": count + 1, "proposed_by": by,
                         "proposal": {"ref": held_ref, "slot": slot.key, "at": at, "deadline": deadline.isoformat()}}
-            label = f"{calendar.format_day(deadline.date())} {deadline:%H:%M}"
+            label = formats.day_time(deadline)
             replies = proposal_replies(office, proposed, held, label)
             entries = [self._push_entry(proposed, replies, f"propose|{count}|{slot.key}"),
                        self._notice_entry("proposed", proposed, "別の日時を提案", proposed_slot=slot.key,

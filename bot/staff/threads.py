@@ -38,8 +38,6 @@ log = logging.getLogger("hwbot.staff")
 REPLY_MAX = 2000  # characters of one staff reply (LINE's text message takes 5,000)
 # Push retry keys of staff replies: uuid5 of the thread and the form's (or the API call's) nonce.
 NAMESPACE = uuid.UUID("0f4a8d3e-6c1b-4e2f-9a7d-3b5c8e1f2a60")
-# Who a staff reply is from when the user has not chosen an office yet (「【ハローワーク 担当者より】」).
-NO_OFFICE_SENDER = "ハローワーク"
 REASONS = {
     "user_request": "担当者との会話を希望",
     "ineligible": "利用条件に当てはまらず、担当者との会話を希望",
@@ -149,7 +147,7 @@ class ThreadActions:
 def sender(service: BotService, meta: dict[str, str]) -> str:
     """Whom a staff reply is from: the office's short name, or ハローワーク before the user chose one."""
     profile = find_office(service.offices, meta.get("office", ""))
-    return profile.short_name if profile else NO_OFFICE_SENDER
+    return profile.short_name if profile else T.NO_OFFICE_SENDER
 
 
 def latest(service: BotService, thread: str) -> str:

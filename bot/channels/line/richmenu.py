@@ -12,21 +12,24 @@ from typing import Any
 from linebot.v3.messaging import ApiClient, Configuration, MessagingApi, MessagingApiBlob, RichMenuRequest
 
 from bot.channels.line.api import LineApiError
+from bot.dialog import texts as T
 
 IMAGE = Path(__file__).resolve().parent / "assets" / "richmenu.png"
 WIDTH, HEIGHT = 2500, 843
 DEFAULT_API_HOST = "https://api.line.me"
 DEFAULT_DATA_HOST = "https://api-data.line.me"
 
-# (label shown when tapped, dialog command)
-AREAS = [("予約する", "book"), ("予約の確認・キャンセル", "bookings"), ("ヘルプ", "help")]
+# The dialog command of each area, left to right; the label shown when tapped is the command's
+# (texts.COMMANDS, except 予約の確認, texts.RICHMENU_BOOKINGS, which says that cancelling is there too).
+AREAS = ["book", "bookings", "help"]
 
 
 def rich_menu() -> dict[str, Any]:
     """The rich menu object (LINE's RichMenuRequest): three equal areas over the image."""
     cell = WIDTH // len(AREAS)
     areas = []
-    for index, (label, command) in enumerate(AREAS):
+    for index, command in enumerate(AREAS):
+        label = T.RICHMENU_BOOKINGS if command == "bookings" else T.COMMANDS[command]
         width = cell if index < len(AREAS) - 1 else WIDTH - cell * index
         areas.append(
             {
@@ -38,7 +41,7 @@ def rich_menu() -> dict[str, Any]:
         "size": {"width": WIDTH, "height": HEIGHT},
         "selected": True,
         "name": "hwbot main menu",
-        "chatBarText": "メニュー",
+        "chatBarText": T.RICHMENU_BAR,
         "areas": areas,
     }
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.dialog import texts as T
 from bot.dialog.buttons import ANY, cancel_text, command_option, phone_links, postback
-from bot.dialog.conversation import booking_ref
+from bot.dialog.conversation import booking_ref, booking_when
 from bot.dialog.core import Handlers, Stage, Step, Turn
 from bot.dialog.replies import Ask, BookedCard, ConfirmCard, Option, TermsCard, Text
 from bot.dialog.stages.categories import category
@@ -27,7 +27,7 @@ CHANGEABLE = (
     ("asking_interpreter", "interpreter"),
     ("choosing_slot", "slot"),
 )
-PERSONAL_ROWS = ("お名前", "求職番号", "メールアドレス", "電話番号")  # not on the booked card
+PERSONAL_ROWS = ("name", "number", "email", "phone")  # not on the booked card
 
 
 def _ask_terms(turn: Turn) -> None:
@@ -59,22 +59,28 @@ def _choose_terms(turn: Turn, action: str, value: str) -> None:
     turn.not_understood()
 
 
-def _rows(turn: Turn) -> list[tuple[str, str]]:
+def _keyed_rows(turn: Turn) -> list[tuple[str, str]]:
+    """The card's rows as (ITEM_LABELS key, value)."""
     answers = turn.conv.answers
     profile = turn.profile
-    rows = [("窓口", profile.short_name)]
+    rows = [("office", profile.short_name)]
     if "slot" in answers:
-        rows.append((T.ITEM_LABELS["slot"], slot_label(turn, answers["slot"])))
-    rows.append(("方法", f"{profile.video_tool}（{profile.length_text}）"))
+        rows.append(("slot", slot_label(turn, answers["slot"])))
+    rows.append(("method", T.METHOD.format(tool=profile.video_tool, length=profile.length_text)))
     for key in ("name", "number", "email", "phone", "topic"):
         if key in answers:
-            rows.append((T.ITEM_LABELS[key], answers[key]))
+            rows.append((key, answers[key]))
     if "interpreter" in answers:
-        rows.append((T.ITEM_LABELS["interpreter"], dict(T.INTERPRETER_CHOICES)[answers["interpreter"]]))
+        rows.append(("interpreter", dict(T.INTERPRETER_CHOICES)[answers["interpreter"]]))
     chosen = category(turn, answers.get("category", ""))
     if chosen is not None:
-        rows.append((T.ITEM_LABELS["category"], chosen.label))
+        rows.append(("category", chosen.label))
     return rows
+
+
+def _rows(turn: Turn, leave_out: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    labels = T.ITEM_LABELS
+    return [(labels[key], value) for key, value in _keyed_rows(turn) if key not in leave_out]
 
 
 def _ask_card(turn: Turn) -> None:
@@ -151,12 +157,12 @@ def _book(turn: Turn) -> None:
     claim = turn.bookings.claim(booking, profile.schedule.capacity)
     if not claim.ok:
         return _slot_lost(turn, slot_key, taken=True)
-    rows = [("予約番号", booking["id"]), (T.STATE_LABEL, booking_state(booking))]
-    rows += [row for row in _rows(turn) if row[0] not in PERSONAL_ROWS]
+    rows = [(T.ITEM_LABELS["ref"], booking["id"]), (T.STATE_LABEL, booking_state(booking))]
+    rows += _rows(turn, leave_out=PERSONAL_ROWS)
     chosen = category(turn, answers.get("category", ""))
     turn.notify(
         "booking",
-        f"新しい予約: {profile.short_name} {slot_label(turn, slot_key)}",
+        f"新しい予約: {profile.short_name} {booking_when(booking)}",
         ref=booking_ref(booking),
         booking_id=booking["id"],
         slot=slot_key,
