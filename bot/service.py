@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from bot.clock import Clock
 from bot.dialog import Conversation, Dialog, Inbound, Outcome, StaffNotice
-from bot.dialog.texts import MEDIA_NOTE_OTHER, MEDIA_NOTES, STAFF_RESUMED
+from bot.dialog import texts
 from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
@@ -303,7 +303,9 @@ class BotService:
         for number, (kind, text) in enumerate(outcome.thread):
             message = {"from": "user", "text": text, "at": now.isoformat()}
             if kind == "media":
-                message = {**message, "text": MEDIA_NOTES.get(text, MEDIA_NOTE_OTHER), "kind": text}
+                # As staff read it: in Japanese, whatever the user's language.
+                note = texts.japanese("MEDIA_NOTES").get(text, texts.japanese("MEDIA_NOTE_OTHER"))
+                message = {**message, "text": note, "kind": text}
             meta = self.handoffs.add_user_message(thread, message, f"{once}:{number}")
         if not meta or meta.get("mode") == "manager" or not self._wrote_again_due(meta, now):
             return None
@@ -352,7 +354,7 @@ class BotService:
         resumed = self._change_paused(user, unpause) is not None
         self.close_handoff(user, by=by)
         if resumed:
-            self.queue_push(user, [{"type": "text", "text": STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
+            self.queue_push(user, [{"type": "text", "text": texts.STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
         return resumed
 
     def set_quiet(self, user: str, quiet: bool) -> bool:

@@ -1,4 +1,19 @@
-"""Everything the bot says that is not office data. Polite, concise Japanese for a phone screen."""
+"""Everything the bot says to a job seeker that is not office data: the Japanese source of the catalogue.
+
+Polite, concise Japanese for a phone screen. Each constant is a catalogue key (a dict's or a tuple of
+pairs' entries are `NAME.key`); `bot/locale/<lang>/LC_MESSAGES/hwbot.po` translate them (issue 14,
+`bot.i18n`). Read them as attributes at the moment they are said, `texts.GREETING`: the module answers
+in the language of the turn (`bot.i18n.using`), and in Japanese outside one. `from bot.dialog.texts
+import GREETING` would keep the Japanese of import time; staff-facing code that wants the Japanese on
+purpose says `texts.japanese("NO_OFFICE")`. COMMAND_ALIASES is Japanese only: each language has its own
+typed phrases in `bot/locale/<lang>/aliases.yaml`.
+"""
+
+import sys
+import types
+from typing import Any
+
+from bot import i18n
 
 GREETING = (
     "こんにちは。ハローワークのオンライン職業相談（ビデオ通話での職業相談）の予約をお手伝いします。"
@@ -388,3 +403,90 @@ PROFILE_NOT_TRANSLATED = "（この部分は日本語のみです）"
 TERMS_OFFICIAL = "正式な利用規約は、日本語の原文です。この要約はご参考のためのものです。"
 TERMS_PAGE_SOURCE = "出典: {source}"
 TERMS_PAGE_TITLE = "利用規約（全文）"
+
+
+# -- the catalogue: this module answers in the language of the turn ------------------------------------------
+
+NOT_TRANSLATED = ("COMMAND_ALIASES",)  # Japanese phrases; other languages: bot/locale/<lang>/aliases.yaml
+# The keys said as a button's label (LINE: at most 20 characters, `LABEL_MAX`); CANCEL_LABEL and
+# CHANGE_DATE_LABEL share one with a date ("キャンセル 11/25 10:00"): at most `SHORT_LABEL_MAX`.
+LABEL_MAX, SHORT_LABEL_MAX = 20, 8
+_LABELS = (
+    "COMMANDS.*", "ITEM_LABELS.*", "INTERPRETER_CHOICES.*", "MORE_SLOTS", "EARLIER_SLOTS", "OTHER_TIMES", "CONSENT",
+    "DECLINE", "BOOK", "CHANGE", "QUIT_LABEL", "CANCEL_YES", "CANCEL_NO", "MOVE_YES", "MOVE_OTHER", "MOVE_NO",
+    "ERASE_YES", "ERASE_NO", "REMINDER_OPT_IN", "RECONSENT_CONSENT", "RECONSENT_READ", "READ_TERMS",
+    "PROPOSAL_ACCEPT", "PROPOSAL_DECLINE", "CALL", "RICHMENU_BOOKINGS",
+)
+_SHORT_LABELS = ("CANCEL_LABEL", "CHANGE_DATE_LABEL")
+_META = ("NOT_TRANSLATED", "LABEL_MAX", "SHORT_LABEL_MAX")
+_JAPANESE: dict[str, Any] = {
+    name: value for name, value in globals().items() if name[:1].isupper() and name.isupper() and name not in _META
+}
+_LOCALIZED: dict[str, dict[str, Any]] = {}  # language -> constant name -> its value in that language
+
+
+def japanese(name: str) -> Any:
+    """The Japanese value of a constant, whatever the language of the turn (staff-facing uses)."""
+    return _JAPANESE[name]
+
+
+def keys() -> dict[str, str]:
+    """Every catalogue key and its Japanese text (`NAME`, `NAME.key`)."""
+    result: dict[str, str] = {}
+    for name, value in _JAPANESE.items():
+        if name not in NOT_TRANSLATED:
+            result.update(i18n.flatten(name, value))
+    return result
+
+
+def label_limits() -> dict[str, int]:
+    """key -> the longest it may be, for every key said as a button's label."""
+    limits = {}
+    for key in keys():
+        name = key.split(".")[0]
+        if key in _LABELS or f"{name}.*" in _LABELS:
+            limits[key] = LABEL_MAX
+        elif key in _SHORT_LABELS:
+            limits[key] = SHORT_LABEL_MAX
+    return limits
+
+
+def notes() -> dict[str, str]:
+    """What a translator must know of a key (the template's `#.` comments): its length limit."""
+    return {key: f"Button label: at most {limit} characters." for key, limit in label_limits().items()}
+
+
+def _in(lang: str, name: str, value: Any) -> Any:
+    if name in NOT_TRANSLATED:
+        return value
+    if isinstance(value, str):
+        return i18n.text(lang, name)
+    if isinstance(value, dict):
+        return {key: i18n.text(lang, f"{name}.{key}") for key in value}
+    if isinstance(value, tuple) and f"{name}.{value[0][0]}" in _KEYS:
+        return tuple((key, i18n.text(lang, f"{name}.{key}")) for key, _ in value)
+    return value
+
+
+def _localized(lang: str) -> dict[str, Any]:
+    table = _LOCALIZED.get(lang)
+    if table is None:
+        table = _LOCALIZED[lang] = {name: _in(lang, name, value) for name, value in _JAPANESE.items()}
+    return table
+
+
+class _Texts(types.ModuleType):
+    """This module, whose constants answer in the language of the turn."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name[:1].isupper():
+            lang = i18n.current()
+            if lang != i18n.SOURCE and name in _JAPANESE:
+                return _localized(lang)[name]
+        return super().__getattribute__(name)
+
+
+_KEYS = keys()
+i18n.on_reload(_LOCALIZED.clear)
+i18n.register_source(_KEYS)
+sys.modules[__name__].__class__ = _Texts

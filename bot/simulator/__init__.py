@@ -29,7 +29,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 
 from bot.channels.line.richmenu import IMAGE as RICHMENU_IMAGE, rich_menu
 from bot.channels.line.webhook import event_json, sign, webhook_body
-from bot.dialog.texts import NO_OFFICE
+from bot.dialog import texts
 from bot.errors import StoreError
 from bot.service import BotService
 from bot.simulator import line_api
@@ -214,7 +214,7 @@ def _notice(service: BotService, entry_id: str, fields: dict[str, str]) -> dict[
                 pass
         notice[name] = value
     office = fields.get("office", "")
-    notice["office_name"] = service.offices[office].short_name if office in service.offices else office or NO_OFFICE
+    notice["office_name"] = service.offices[office].short_name if office in service.offices else office or texts.japanese("NO_OFFICE")
     return notice
 
 

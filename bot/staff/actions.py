@@ -132,7 +132,7 @@ def find_office(offices: Mapping[str, OfficeProfile], office_id: str) -> OfficeP
 def office_label(offices: Mapping[str, OfficeProfile], office_id: str) -> str:
     """The office as the console names it: its short name, 窓口未選択 before the user chose one."""
     if not office_id:
-        return T.NO_OFFICE
+        return T.japanese("NO_OFFICE")
     profile = find_office(offices, office_id)
     return profile.short_name if profile else office_id
 

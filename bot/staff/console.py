@@ -23,7 +23,7 @@ from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_t
 
 from bot import calendar
 from bot.clock import JST
-from bot.dialog.texts import INTERPRETER_CHOICES
+from bot.dialog import texts
 from bot.errors import StaffActionError, StoreError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService, user_hash
@@ -95,7 +95,7 @@ def booking_row(profile: OfficeProfile | None, booking: dict[str, Any]) -> dict[
         "confirmation": confirmation_label(booking),
         "confirmation_key": booking.get("office_confirmation", ""),
         "topic": booking.get("topic", ""),
-        "interpreter": dict(INTERPRETER_CHOICES).get(booking.get("interpreter", ""), booking.get("interpreter", "")),
+        "interpreter": dict(texts.japanese("INTERPRETER_CHOICES")).get(booking.get("interpreter", ""), booking.get("interpreter", "")),
         "category": category_label(profile, booking),
         "name": booking.get("name", ""),
         "meeting_sent": bool(booking.get("meeting_sent_at")),
@@ -133,7 +133,7 @@ def booking_record(profile: OfficeProfile | None, booking: dict[str, Any], who: 
         ("メールアドレス", booking.get("email", "")),
         ("電話番号", booking.get("phone", "")),
         ("相談内容", booking.get("topic", "")),
-        ("通訳・介助者", dict(INTERPRETER_CHOICES).get(booking.get("interpreter", ""), booking.get("interpreter", ""))),
+        ("通訳・介助者", dict(texts.japanese("INTERPRETER_CHOICES")).get(booking.get("interpreter", ""), booking.get("interpreter", ""))),
         ("対象区分", category_label(profile, booking)),
         ("LINE利用者（識別用）", who),
         ("予約日時", _when(booking.get("created_at", ""))),

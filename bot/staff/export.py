@@ -13,7 +13,7 @@ from typing import Any
 import icalendar
 
 from bot.clock import JST
-from bot.dialog.texts import INTERPRETER_CHOICES
+from bot.dialog import texts
 from bot.profiles.models import OfficeProfile
 from bot.staff.actions import CONFIRMATION_LABELS, STATUS_LABELS, confirmation_label
 
@@ -43,7 +43,7 @@ def _cell(booking: dict[str, Any], field: str) -> str:
     if field == "status":
         return STATUS_LABELS.get(str(value), str(value or ""))
     if field == "interpreter":
-        return dict(INTERPRETER_CHOICES).get(str(value), str(value or ""))
+        return dict(texts.japanese("INTERPRETER_CHOICES")).get(str(value), str(value or ""))
     if field == "office_confirmation":
         # As the console says it; a declined request (cancelled) still says so.
         return confirmation_label(booking) or (CONFIRMATION_LABELS["declined"] if value == "declined" else "")

@@ -18,7 +18,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot import calendar
 from bot.clock import JST
-from bot.dialog.texts import NO_OFFICE
+from bot.dialog import texts
 from bot.errors import DeliveryError
 from bot.profiles import OfficeProfile
 
@@ -136,7 +136,7 @@ def compose(notice: dict[str, Any], profile: OfficeProfile | None, public_url: s
     kind = str(notice.get("kind") or "")
     fields = notice.get("fields") if isinstance(notice.get("fields"), dict) else {}
     title, note = KINDS.get(kind, (None, None))
-    rows: list[tuple[str, str]] = [("事務所", profile.name if profile else str(notice.get("office") or NO_OFFICE))]
+    rows: list[tuple[str, str]] = [("事務所", profile.name if profile else str(notice.get("office") or texts.japanese("NO_OFFICE")))]
     if fields.get("slot"):
         rows.append(("日時", _when(str(fields["slot"]), profile)))
     for key, label in LABELS.items():

@@ -22,7 +22,7 @@ from bot.dialog import Conversation, Outcome, SlotPicker
 from bot.profiles import Offices
 from bot.dialog import StaffNotice
 from bot.dialog.replies import Text
-from bot.dialog.texts import STAFF_RESUMED
+from bot.dialog import texts
 from bot.errors import StaffActionError
 from bot.staff.actions import StaffActions
 from bot.staff.aftercare import Overdue, Proposals, Reconsent
@@ -333,7 +333,7 @@ def _staff_answers(service: BotService, driver: ChatDriver, text: str | None) ->
     outcome = Outcome(Conversation(user=driver.user))
     if text is None:
         actions.close(thread, by=SCRIPT_STAFF)
-        outcome.replies.append(Text(STAFF_RESUMED))
+        outcome.replies.append(Text(texts.STAFF_RESUMED))
         driver.exchanges.append(Exchange("(担当者が会話を終了)", outcome))
         return
     actions.reply(thread, text, nonce="", by=SCRIPT_STAFF)

@@ -167,7 +167,7 @@ def _book(turn: Turn) -> None:
         booking_id=booking["id"],
         slot=slot_key,
         topic=answers.get("topic", ""),
-        interpreter=dict(T.INTERPRETER_CHOICES).get(answers.get("interpreter", ""), ""),
+        interpreter=dict(T.japanese("INTERPRETER_CHOICES")).get(answers.get("interpreter", ""), ""),
         category=chosen.label if chosen else "",
     )
     confirmed = not profile.after_booking.confirmed_by_office
