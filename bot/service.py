@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from bot import i18n
 from bot.clock import Clock
 from bot.dialog import Conversation, Dialog, Inbound, Outcome, StaffNotice
 from bot.dialog import texts
@@ -220,7 +221,10 @@ class BotService:
             # Before the save, so that the "wrote again" notice is saved with the turn (once per event).
             wrote_again = self._keep_thread(event.user, outcome, once)
             notices = [notice_entry(notice, self.clock.now()) for notice in outcome.notices]
-            answer = reply(outcome) if reply is not None else None
+            answer = None
+            if reply is not None:
+                with i18n.using(outcome.conversation.lang):  # rendered in the language the turn ended in
+                    answer = reply(outcome)
             try:
                 if outcome.erase_user:
                     # Unfollow or data deletion: the notices, the deletion and the event mark are one step.

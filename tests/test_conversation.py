@@ -44,7 +44,8 @@ def test_a_full_booking_stores_consent_and_the_answers(service, clock):
     driver.tap("この内容で予約する")
     [booking] = driver.bookings()
     assert booking["slot"] == "2026-11-25T10:00"
-    assert booking["consent"] == {"version": "2023-05-08", "at": NOW}
+    assert booking["consent"] == {"version": "2023-05-08", "at": NOW, "terms_lang": "ja"}
+    assert booking["lang"] == "ja"
     assert (booking["name"], booking["number"], booking["email"], booking["phone"]) == (NAME, NUMBER, EMAIL, PHONE)
     assert booking["answers"] == {"q_registered": "yes", "q_continuous_support": "yes", "q_device": "yes", "q_need": "yes"}
     # The conversation no longer holds the personal data: it is in the booking only.

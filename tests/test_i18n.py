@@ -188,3 +188,48 @@ def test_every_japanese_label_fits():
 
 def test_the_locale_files_are_package_data():
     assert Path(i18n.LOCALE_DIR).relative_to(REPO_ROOT / "bot") == Path("locale")
+
+
+# -- dates and times per language, always in Japan time ------------------------------------------------------
+
+
+@pytest.fixture
+def easy_dates(tmp_path):
+    weekdays = dict(zip(("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
+                        ("げつようび", "かようび", "すいようび", "もくようび", "きんようび", "どようび", "にちようび")))
+    entries = [po_entry("DAY_FORMAT", T.japanese("DAY_FORMAT"), "{month}がつ{day}にち({weekday})"),
+               po_entry("DATE_FORMAT", T.japanese("DATE_FORMAT"), "{year}ねん{month}がつ{day}にち")]
+    entries += [po_entry(f"WEEKDAY_NAMES.{key}", T.japanese("WEEKDAY_NAMES")[key], name) for key, name in weekdays.items()]
+    path = tmp_path / "ja_easy" / "LC_MESSAGES" / "hwbot.po"
+    path.parent.mkdir(parents=True)
+    path.write_text(PO_HEADER.format(lang="ja_easy") + "".join(entries), encoding="utf-8")
+    with i18n.use_locale_dir(tmp_path):
+        yield
+
+
+def test_dates_and_times_per_language_in_japan_time(easy_dates):
+    from datetime import date, datetime, timezone
+
+    from bot.dialog import formats
+
+    # 01:00 UTC on 7 December is 10:00 on Monday 7 December in Japan.
+    start = datetime(2026, 12, 7, 1, 0, tzinfo=timezone.utc)
+    end = datetime(2026, 12, 7, 1, 30, tzinfo=timezone.utc)
+    with i18n.using("ja"):
+        assert formats.day(date(2026, 12, 7)) == "12月7日(月)"
+        assert formats.slot(start, end) == "12月7日(月) 10:00〜10:30"
+        assert formats.long_date(date(2026, 1, 1)) == "2026年1月1日"
+    with i18n.using("ja_easy"):
+        assert formats.day(date(2026, 12, 7)) == "12がつ7にち(げつようび)"
+        assert formats.clock(start) == "10:00"
+        assert formats.long_date(date(2026, 1, 1)) == "2026ねん1がつ1にち"
+    with i18n.using("en"):
+        assert formats.day(date(2026, 12, 7)) == "Mon, Dec 7"
+        assert formats.clock(start) == "10:00 AM" and formats.clock(datetime(2026, 12, 7, 6, 15, tzinfo=timezone.utc)) == "3:15 PM"
+        assert formats.long_date(date(2026, 1, 1)) == "January 1, 2026"
+        assert formats.button_day(start) == "12/7 10:00"
+        # 2026-11-23 is 勤労感謝の日: its English name.
+        assert formats.closure_reason("holiday", "勤労感謝の日", date(2026, 11, 23)) == "Labor Thanksgiving Day"
+        assert formats.sentences("One.", "Two.") == "One. Two."
+    with i18n.using("ja"):
+        assert formats.sentences("一つ。", "二つ。") == "一つ。二つ。"

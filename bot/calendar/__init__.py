@@ -30,6 +30,16 @@ def _japan_holidays(year: int) -> holidays.HolidayBase:
 CLOSURE_WORDS = {"saturday": "土曜日", "sunday": "日曜日", "year_end": "年末年始"}
 
 
+@lru_cache(maxsize=16)
+def _holidays_in(year: int, language: str) -> holidays.HolidayBase:
+    return holidays.country_holidays("JP", years=year, language=language)
+
+
+def holiday_name(day: date, language: str = "ja") -> str | None:
+    """The national holiday on `day` in `language` (the holidays package's: `ja`, `en_US`), or None."""
+    return _holidays_in(day.year, language).get(day)
+
+
 def closure(profile: OfficeProfile, day: date) -> tuple[str, str] | None:
     """Why the office is closed on `day`, or None when open: (kind, Japanese words), kind one of
     `saturday`, `sunday`, `holiday` (words: the holiday's name), `year_end` (12/29–1/3) and `office`

@@ -56,7 +56,7 @@ def confirmation_label(booking: dict[str, Any]) -> str:
 
 # A follow-up copies who the user is and what they consented to; nothing about the slot.
 COPIED_FIELDS = ("user", "name", "number", "email", "phone", "topic", "interpreter", "category",
-                 "category_detail", "answers", "consent")
+                 "category_detail", "answers", "consent", "lang")
 # Marks that correct each other: staff may fix an attended/no-show mistake.
 MARKABLE = ("booked", "attended", "no_show")
 MEETING_FIELD_MAX = 300

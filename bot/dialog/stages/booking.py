@@ -49,7 +49,8 @@ def _ask_terms(turn: Turn) -> None:
 def _choose_terms(turn: Turn, action: str, value: str) -> None:
     if action == "t" and value == "consent":
         terms = turn.profile.terms
-        turn.conv.consent = {"version": terms.version.isoformat(), "at": turn.now.isoformat()}
+        # The consent records the language the user read the terms in (the full text is Japanese).
+        turn.conv.consent = {"version": terms.version.isoformat(), "at": turn.now.isoformat(), "terms_lang": turn.conv.lang}
         return turn.go("advance")
     if action == "t" and value == "decline":
         turn.conv.reset()
@@ -148,6 +149,7 @@ def _book(turn: Turn) -> None:
         "status": "booked",
         "office_confirmation": "pending" if profile.after_booking.confirmed_by_office else "not_needed",
         "created_at": turn.now.isoformat(),
+        "lang": turn.conv.lang,  # pushes and reminders days later speak it
         "consent": dict(turn.conv.consent),
         "answers": {k: v for k, v in answers.items() if k.startswith("q_")},
     }
