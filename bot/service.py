@@ -253,6 +253,13 @@ class BotService:
             return outcome
         raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")
 
+    def profile_turn(self, user: str, tag: str | None) -> Outcome | None:
+        """LINE's profile language of a user just greeted (`Outcome.ask_profile`): the turn that greets
+        them again in that language, to send instead of the first answer; None when it changes nothing
+        (Japanese, no language, or the user chose one meanwhile)."""
+        outcome = self.handle(Inbound(user=user, kind="profile", text=tag or ""))
+        return outcome if outcome is not None and outcome.replies else None
+
     def claim_event(self, event_id: str) -> bool:
         """Mark a webhook event processed whose only effect is a reply; False when it already was."""
         return self.conversations.mark_event(event_id)

@@ -233,3 +233,26 @@ def test_dates_and_times_per_language_in_japan_time(easy_dates):
         assert formats.sentences("One.", "Two.") == "One. Two."
     with i18n.using("ja"):
         assert formats.sentences("一つ。", "二つ。") == "一つ。二つ。"
+
+
+def test_no_module_reads_a_text_at_import_time():
+    """A text read outside a function (a module constant, a default argument) would be the Japanese of
+    import time in every language."""
+    offenders = []
+    for path in (REPO_ROOT / "bot").rglob("*.py"):
+        if path.name == "texts.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        outside = [node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+            outside += [node for node in cls.body if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for func in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            outside += func.args.defaults + func.args.kw_defaults
+        for top in outside:
+            for node in ast.walk(top) if top is not None else ():
+                if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                        and node.value.id in ("T", "texts") and node.attr[:1].isupper()
+                        and not isinstance(node.ctx, ast.Store)):
+                    if not any(isinstance(parent, ast.Lambda) for parent in ast.walk(top) if node in ast.walk(parent)):
+                        offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not offenders, offenders

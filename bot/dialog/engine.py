@@ -100,6 +100,9 @@ class Dialog:
             turn.say(Text(T.EXPIRED.format(minutes=int(self.ttl.total_seconds() // 60))))
             self._run(turn, lambda t: start(t, greet=False))
             return outcome
+        if event.kind == "profile":
+            self._run(turn, lambda t: self.registry.hooks["profile"](t, event.text))
+            return outcome
         if event.kind == "follow":
             # Added as a friend (again): a booking left half-way (its unfollow lost) starts afresh.
             conversation.reset()
