@@ -189,12 +189,15 @@ class Turn:
 
     @property
     def profile(self) -> OfficeProfile:
+        """The conversation's office as the user reads it: its texts in the language of the turn."""
         assert self.conv.office is not None
         return self.office_profile(self.conv.office)
 
     def office_profile(self, office_id: str) -> OfficeProfile:
-        """An office's profile as the user reads it."""
-        return self.dialog.offices[office_id]
+        """An office's profile as the user reads it: its texts in the language of the turn (a text not
+        translated yet in Japanese, with a note where it is a paragraph of its own). Staff notices and
+        stored answers take the Japanese profile, `turn.dialog.offices[office_id]`."""
+        return self.dialog.offices.localized(office_id, i18n.current(), T.PROFILE_NOT_TRANSLATED)
 
     @property
     def handlers(self) -> Handlers:

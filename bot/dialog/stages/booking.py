@@ -6,6 +6,7 @@ import base64
 import hashlib
 from typing import Any
 
+from bot import i18n
 from bot.dialog import texts as T
 from bot.dialog.buttons import ANY, cancel_text, command_option, phone_links, postback
 from bot.dialog.conversation import booking_ref, booking_when
@@ -32,14 +33,18 @@ PERSONAL_ROWS = ("name", "number", "email", "phone")  # not on the booked card
 
 def _ask_terms(turn: Turn) -> None:
     terms = turn.profile.terms
+    lang = i18n.current()
+    # Our summary in another language says that the official Japanese text is the one that counts.
+    summary = terms.summary if lang == i18n.SOURCE else f"{terms.summary}\n{T.TERMS_OFFICIAL}"
+    url = turn.dialog.terms_url(turn.profile.id) + ("" if lang == i18n.SOURCE else f"?lang={lang}")
     turn.say(Text(T.TERMS_INTRO))
     turn.say(
         TermsCard(
             title=terms.title,
             version=terms.version_label,
-            summary=terms.summary,
+            summary=summary,
             rules=tuple(rule.text for rule in terms.rules),
-            url=turn.dialog.terms_url(turn.profile.id),
+            url=url,
             consent=turn.option(T.CONSENT, "t", "consent"),
             decline=turn.option(T.DECLINE, "t", "decline"),
         )
@@ -68,15 +73,23 @@ def _keyed_rows(turn: Turn) -> list[tuple[str, str]]:
     if "slot" in answers:
         rows.append(("slot", slot_label(turn, answers["slot"])))
     rows.append(("method", T.METHOD.format(tool=profile.video_tool, length=profile.length_text)))
-    for key in ("name", "number", "email", "phone", "topic"):
+    for key in ("name", "number", "email", "phone"):
         if key in answers:
             rows.append((key, answers[key]))
+    if "topic" in answers:
+        rows.append(("topic", topic_label(turn, answers["topic"])))
     if "interpreter" in answers:
         rows.append(("interpreter", dict(T.INTERPRETER_CHOICES)[answers["interpreter"]]))
     chosen = category(turn, answers.get("category", ""))
     if chosen is not None:
         rows.append(("category", chosen.label))
     return rows
+
+
+def topic_label(turn: Turn, topic: str) -> str:
+    """A stored topic (the profile's Japanese words) as the user reads it."""
+    japanese = turn.dialog.offices[turn.profile.id].identify.topics
+    return turn.profile.identify.topics[japanese.index(topic)] if topic in japanese else topic
 
 
 def _rows(turn: Turn, leave_out: tuple[str, ...] = ()) -> list[tuple[str, str]]:
@@ -161,10 +174,10 @@ def _book(turn: Turn) -> None:
         return _slot_lost(turn, slot_key, taken=True)
     rows = [(T.ITEM_LABELS["ref"], booking["id"]), (T.STATE_LABEL, booking_state(booking))]
     rows += _rows(turn, leave_out=PERSONAL_ROWS)
-    chosen = category(turn, answers.get("category", ""))
+    chosen = category(turn, answers.get("category", ""), japanese=True)
     turn.notify(
         "booking",
-        f"新しい予約: {profile.short_name} {booking_when(booking)}",
+        f"新しい予約: {turn.dialog.offices[profile.id].short_name} {booking_when(booking)}",
         ref=booking_ref(booking),
         booking_id=booking["id"],
         slot=slot_key,

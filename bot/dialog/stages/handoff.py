@@ -24,7 +24,8 @@ RESUMING = ("resume_bot", "restart", "quit", "bookings", "cancel", "erase", "res
 
 
 def _office(turn: Turn) -> OfficeProfile | None:
-    return turn.dialog.offices[turn.conv.office] if turn.conv.office else None
+    """The conversation's office as the user reads it (None before one is chosen)."""
+    return turn.office_profile(turn.conv.office) if turn.conv.office else None
 
 
 def handoff(turn: Turn, reason: str, summary: str, **fields: str) -> None:
@@ -35,7 +36,7 @@ def handoff(turn: Turn, reason: str, summary: str, **fields: str) -> None:
         summary,
         reason=reason,
         step=turn.state,
-        office_name=office.short_name if office else "",
+        office_name=turn.dialog.offices[turn.conv.office].short_name if turn.conv.office else "",
         **fields,
     )
     turn.conv.paused = turn.now.isoformat()

@@ -51,7 +51,7 @@ def _ask_topic(turn: Turn) -> None:
 
 
 def _choose_topic(turn: Turn, action: str, value: str) -> None:
-    topics = turn.profile.identify.topics
+    topics = turn.dialog.offices[turn.profile.id].identify.topics  # stored as staff read it: Japanese
     if action == "c" and value.isdigit() and int(value) < len(topics):
         turn.conv.answers["topic"] = topics[int(value)]
         return turn.go("advance")

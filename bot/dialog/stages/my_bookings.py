@@ -40,8 +40,7 @@ def booking_state(booking: dict[str, Any]) -> str:
 
 
 def booking_line(turn: Turn, booking: dict[str, Any]) -> str:
-    office = turn.dialog.offices.get(booking["office"])
-    name = office.short_name if office else booking["office"]
+    name = turn.office_profile(booking["office"]).short_name if booking["office"] in turn.dialog.offices else booking["office"]
     label = T.BOOKING_LABEL.format(office=name, when=formats.when(booking), ref=booking["id"], state=booking_state(booking))
     return f"・{label}"
 
@@ -108,14 +107,14 @@ def in_chat(turn: Turn, booking: dict[str, Any]) -> tuple[bool, bool]:
 def by_phone(turn: Turn, booking: dict[str, Any], *, change: bool, same_day: bool) -> None:
     """Not in the chat: the office's phone number (a `tel:` link) and a staff notice; where the office
     publishes no number (Toyooka, Sakata), a handoff to staff, so nobody is left without a way to act."""
-    office = turn.dialog.offices[booking["office"]]
-    name = office.short_name
+    office = turn.office_profile(booking["office"])  # the user's words
+    name = turn.dialog.offices[booking["office"]].short_name  # staff's
     line = booking_line(turn, booking)
     fields = {"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"]}
     what = "日時変更" if change else "キャンセル"
     links = phone_links(office)
     if not links:
-        turn.say(Text((T.CHANGE_NO_PHONE if change else T.CANCEL_NO_PHONE).format(office=name) + "\n" + line))
+        turn.say(Text((T.CHANGE_NO_PHONE if change else T.CANCEL_NO_PHONE).format(office=office.short_name) + "\n" + line))
         if turn.state != "idle":
             turn.quit_silently()
         turn.conv.office = booking["office"]  # the handoff names this office and its hours
@@ -129,7 +128,7 @@ def by_phone(turn: Turn, booking: dict[str, Any], *, change: bool, same_day: boo
     turn.outcome.notices.append(
         StaffNotice(kind=kind, office=booking["office"], summary=f"{what}希望（電話受付）: {name} {booking_when(booking)}", fields=fields)
     )
-    turn.say(Text(message.format(office=name) + "\n" + line, links=links))
+    turn.say(Text(message.format(office=office.short_name) + "\n" + line, links=links))
     turn.ask_menu_state()
 
 
