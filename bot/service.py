@@ -324,7 +324,8 @@ class BotService:
             kind="handoff_message",
             office=meta.get("office", ""),
             summary="対応待ちの利用者から新しいメッセージがあります。",
-            fields={"thread": thread, "since": meta.get("since", ""), "reason": meta.get("reason", "")},
+            fields={"thread": thread, "since": meta.get("since", ""), "reason": meta.get("reason", ""),
+                    **({"lang": conversation.lang} if conversation.lang != i18n.SOURCE else {})},
         ))
         return thread
 
@@ -365,8 +366,19 @@ class BotService:
         resumed = self._change_paused(user, unpause) is not None
         self.close_handoff(user, by=by)
         if resumed:
-            self.queue_push(user, [{"type": "text", "text": texts.STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
+            with i18n.using(self.user_language(user)):
+                text = texts.STAFF_RESUMED
+            self.queue_push(user, [{"type": "text", "text": text}], retry_key=uuid.uuid4().hex)
         return resumed
+
+    def user_language(self, user: str) -> str:
+        """The language a user is spoken to in: their conversation's, else their latest booking's, else Japanese
+        (for what is said to them outside a turn: a staff reply, the end of a handoff)."""
+        data, _ = self.conversations.load(user)
+        if data and data.get("lang") in i18n.LANGUAGES:
+            return data["lang"]
+        made = [b for b in self.bookings.for_user(user) if b.get("lang") in i18n.LANGUAGES]
+        return max(made, key=lambda b: b.get("created_at") or "")["lang"] if made else i18n.DEFAULT
 
     def set_quiet(self, user: str, quiet: bool) -> bool:
         """Staff answer in LINE Official Account Manager (quiet: the bot says nothing) or in the console again."""

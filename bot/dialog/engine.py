@@ -75,7 +75,11 @@ class Dialog:
             if event.kind != "unfollow":
                 remember_language(conversation, bookings)
         with i18n.using(conversation.lang):
-            return self._handle(conversation, event, now, bookings)
+            outcome = self._handle(conversation, event, now, bookings)
+        for notice in outcome.notices:  # staff are told the language the user reads (an interpreter?)
+            if conversation.lang != i18n.SOURCE:
+                notice.fields.setdefault("lang", conversation.lang)
+        return outcome
 
     def _handle(self, conversation: Conversation, event: Inbound, now: datetime, bookings: Bookings) -> Outcome:
         outcome = Outcome(conversation=conversation)
@@ -86,6 +90,11 @@ class Dialog:
             self.registry.hooks["unfollowed"](Turn(self, conversation, now, bookings, outcome))
             conversation.reset()
             outcome.erase_user = True
+            return outcome
+        if event.kind == "profile":
+            # Not the user's doing (the channel asked LINE after a greeting): no expiry, no activity.
+            turn = Turn(self, conversation, now, bookings, outcome)
+            self._run(turn, lambda t: self.registry.hooks["profile"](t, event.text))
             return outcome
         last = parse_when(conversation.updated)
         conversation.updated = now.isoformat()
@@ -99,9 +108,6 @@ class Dialog:
             conversation.reset()
             turn.say(Text(T.EXPIRED.format(minutes=int(self.ttl.total_seconds() // 60))))
             self._run(turn, lambda t: start(t, greet=False))
-            return outcome
-        if event.kind == "profile":
-            self._run(turn, lambda t: self.registry.hooks["profile"](t, event.text))
             return outcome
         if event.kind == "follow":
             # Added as a friend (again): a booking left half-way (its unfollow lost) starts afresh.

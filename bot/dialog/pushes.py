@@ -7,7 +7,11 @@ to the dialog as postbacks valid at any step (`stages.consent.RECONSENT_ACTION`,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from bot import i18n
 
 from bot.dialog import formats
 from bot.dialog import texts as T
@@ -17,8 +21,16 @@ from bot.dialog.replies import Ask, Link, Option, Reply, Text
 from bot.dialog.stages.consent import RECONSENT_ACTION
 from bot.dialog.stages.my_bookings import booking_state
 from bot.dialog.stages.proposal import ACCEPT_ACTION, DECLINE_ACTION
-from bot.profiles import OfficeProfile
+from bot.profiles import OfficeProfile, Offices
 from bot.profiles.models import TermsChange
+
+
+@contextmanager
+def in_language(offices: Offices, office_id: str, lang: str | None) -> Iterator[OfficeProfile]:
+    """Say a push in `lang` (the booking's language, kept from the chat): inside the block every text is
+    in it, rendering included; yields the office's profile in it (`Offices.localized`)."""
+    with i18n.using(lang):
+        yield offices.localized(office_id, i18n.current(), T.PROFILE_NOT_TRANSLATED)
 
 
 def _booking_label(profile: OfficeProfile, booking: dict[str, Any]) -> str:

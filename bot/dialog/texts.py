@@ -300,6 +300,7 @@ STAFF_MEETING_ID = "ミーティングID: {value}"
 STAFF_MEETING_PASSCODE = "パスコード: {value}"
 STAFF_MEETING_URL = "参加URL: {value}"
 STAFF_MEETING_HINT = "開始時刻の数分前に、静かで周りに人のいない場所から接続してお待ちください。"
+STAFF_PHONE = "電話: {phone}"  # after STAFF_CANCELLED and STAFF_FOLLOW_UP where the office publishes a number
 STAFF_FOLLOW_UP = (
     "【{office}】次回のオンライン職業相談のご予約を承りました。\n日時: {when}\n予約番号: {ref}\n"
     "接続方法は、改めてご案内します。キャンセルやご不明な点は{office}へお問い合わせください。"
@@ -403,6 +404,7 @@ PROFILE_NOT_TRANSLATED = "（この部分は日本語のみです）"
 TERMS_OFFICIAL = "正式な利用規約は、日本語の原文です。この要約はご参考のためのものです。"
 TERMS_PAGE_SOURCE = "出典: {source}"
 TERMS_PAGE_TITLE = "利用規約（全文）"
+TERMS_PAGE_NOTE = "以下は、正式な利用規約の全文（日本語の原文）です。"  # the terms page in another language
 
 
 # -- the catalogue: this module answers in the language of the turn ------------------------------------------
@@ -410,7 +412,7 @@ TERMS_PAGE_TITLE = "利用規約（全文）"
 NOT_TRANSLATED = ("COMMAND_ALIASES",)  # Japanese phrases; other languages: bot/locale/<lang>/aliases.yaml
 # The keys said as a button's label (LINE: at most 20 characters, `LABEL_MAX`); CANCEL_LABEL and
 # CHANGE_DATE_LABEL share one with a date ("キャンセル 11/25 10:00"): at most `SHORT_LABEL_MAX`.
-LABEL_MAX, SHORT_LABEL_MAX = 20, 8
+LABEL_MAX, SHORT_LABEL_MAX, BAR_MAX = 20, 8, 14
 _LABELS = (
     "COMMANDS.*", "ITEM_LABELS.*", "INTERPRETER_CHOICES.*", "MORE_SLOTS", "EARLIER_SLOTS", "OTHER_TIMES", "CONSENT",
     "DECLINE", "BOOK", "CHANGE", "QUIT_LABEL", "CANCEL_YES", "CANCEL_NO", "MOVE_YES", "MOVE_OTHER", "MOVE_NO",
@@ -418,7 +420,8 @@ _LABELS = (
     "PROPOSAL_ACCEPT", "PROPOSAL_DECLINE", "CALL", "RICHMENU_BOOKINGS",
 )
 _SHORT_LABELS = ("CANCEL_LABEL", "CHANGE_DATE_LABEL")
-_META = ("NOT_TRANSLATED", "LABEL_MAX", "SHORT_LABEL_MAX")
+_BARS = ("RICHMENU_BAR",)  # the rich menu's chat bar text
+_META = ("NOT_TRANSLATED", "LABEL_MAX", "SHORT_LABEL_MAX", "BAR_MAX")
 _JAPANESE: dict[str, Any] = {
     name: value for name, value in globals().items() if name[:1].isupper() and name.isupper() and name not in _META
 }
@@ -448,6 +451,8 @@ def label_limits() -> dict[str, int]:
             limits[key] = LABEL_MAX
         elif key in _SHORT_LABELS:
             limits[key] = SHORT_LABEL_MAX
+        elif key in _BARS:
+            limits[key] = BAR_MAX
     return limits
 
 

@@ -136,7 +136,8 @@ def _check_sidecars(directory: Path, report: CheckReport) -> None:
     left out is a warning (said in Japanese), anything else wrong an error naming the file and field."""
     folder = directory / SIDECARS
     languages = [lang for lang in i18n.LANGUAGES if lang != i18n.SOURCE]
-    expected = {f"{office}.{lang}.yaml" for office in report.offices for lang in languages}
+    profiles = {path.stem for path in directory.glob("*.yaml") if not path.name.startswith("_")}
+    expected = {f"{office}.{lang}.yaml" for office in profiles for lang in languages}
     for stray in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         if stray.name not in expected and not stray.name.startswith("_"):
             report.errors.append(f"{stray}: not <office>.<lang>.yaml of a profile here and a language of "

@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot import i18n
 from bot.channels.session import Exchange
 from bot.clock import JST, parse_instant
 from bot.service import BotService
@@ -313,10 +314,15 @@ def _revise_terms(service: BotService, revision: TermsRevision) -> BotService:
     return BotService(service.settings, client=service.client, offices=offices, clock=service.clock)
 
 
+def _pushed(service: BotService, driver: ChatDriver) -> Outcome:
+    """The outcome a push to the driver's user is shown in (in the user's language, as the push is)."""
+    return Outcome(Conversation(user=driver.user, lang=service.user_language(driver.user)))
+
+
 def _ask_reconsent(service: BotService, driver: ChatDriver, clock: ManualClock) -> None:
     """Run the re-consent task; the user's pushes show as one exchange (their buttons can be tapped)."""
     asked = [item for item in Reconsent(service)(clock.now()) if item[0].get("user") == driver.user]
-    outcome = Outcome(Conversation(user=driver.user))
+    outcome = _pushed(service, driver)
     for _, replies, notice in asked:
         outcome.replies.extend(replies)
         outcome.notices.append(notice)
@@ -330,14 +336,16 @@ def _staff_answers(service: BotService, driver: ChatDriver, text: str | None) ->
     if not thread:
         raise DriverError("staff_replies/staff_closes need the user to be waiting for staff")
     actions = ThreadActions(service)
-    outcome = Outcome(Conversation(user=driver.user))
+    outcome = _pushed(service, driver)
     if text is None:
         actions.close(thread, by=SCRIPT_STAFF)
-        outcome.replies.append(Text(texts.STAFF_RESUMED))
+        with i18n.using(outcome.conversation.lang):
+            outcome.replies.append(Text(texts.STAFF_RESUMED))
         driver.exchanges.append(Exchange("(担当者が会話を終了)", outcome))
         return
     actions.reply(thread, text, nonce="", by=SCRIPT_STAFF)
-    outcome.replies.extend(actions.reply_replies(service.handoffs.meta(thread), text))
+    with i18n.using(outcome.conversation.lang):
+        outcome.replies.extend(actions.reply_replies(service.handoffs.meta(thread), text))
     driver.exchanges.append(Exchange(f"(担当者が返信) {text}", outcome))
 def _staff_acts(service: BotService, driver: ChatDriver, name: str, value: Any) -> None:
     """Staff act on the user's latest open request as the console does; the push is this step's answer."""
@@ -356,14 +364,15 @@ def _staff_acts(service: BotService, driver: ChatDriver, name: str, value: Any) 
             done, kind, label = actions.decline(ref, str(value), by=SCRIPT_STAFF), "declined", "(担当者が申込みをお断り)"
     except StaffActionError as exc:
         raise DriverError(f"{name}: {exc}") from None
-    outcome = Outcome(Conversation(user=driver.user), replies=list(done.replies))
+    outcome = _pushed(service, driver)
+    outcome.replies.extend(done.replies)
     outcome.notices.append(StaffNotice(kind=kind, office=done.booking["office"], summary=label))
     driver.exchanges.append(Exchange(label, outcome))
 
 
 def _worker_runs(service: BotService, driver: ChatDriver, clock: ManualClock) -> None:
     """The worker's request tasks run now; what they pushed to this user is this step's answer."""
-    outcome = Outcome(Conversation(user=driver.user))
+    outcome = _pushed(service, driver)
     for request, replies in Proposals(service)(clock.now()):
         if request.get("user") == driver.user:
             outcome.replies.extend(replies)
