@@ -13,6 +13,8 @@ import copy
 
 import pytest
 
+from bot import i18n
+
 from bot.channels.line.render import to_messages
 from bot.channels.line.webhook import event_json, sign, webhook_body
 from bot.clock import parse_instant
@@ -74,7 +76,8 @@ def scripted_turns(_redis_server, offices):
         assert result.passed, f"{path.name}: {result.failures}"
         for event, outcome in turns[start:]:
             if outcome.replies:
-                messages = to_messages(outcome.replies, base_url=BASE_URL)
+                with i18n.using(outcome.conversation.lang):  # as the webhook renders it
+                    messages = to_messages(outcome.replies, base_url=BASE_URL)
                 rendered.append((path.stem, f"{event.kind}: {event.text[:40]}", messages))
     return rendered
 

@@ -36,7 +36,7 @@ SCRIPT_STAFF = "staff"
 ACTIONS = (
     "say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user", "staff_marks",
     "terms_revised", "staff_replies", "staff_closes", "staff_confirms", "staff_proposes", "staff_declines",
-    "worker_runs",
+    "worker_runs", "line_language",
 )  # fmt: skip
 
 
@@ -70,6 +70,7 @@ class Step(BaseModel):
     staff_proposes: str | None = None  # staff propose that slot "YYYY-MM-DDTHH:MM" for it instead
     staff_declines: str | None = None  # staff decline it with this reason
     worker_runs: bool | None = None  # the worker's scheduled tasks run now (lapsed proposals, overdue requests)
+    line_language: str | None = None  # the user's LINE profile language from now on ("none": LINE gives none)
     expect: list[str] | str = []
     expect_not: list[str] | str = []
     buttons: list[str] | None = None  # the exact buttons offered, in order (slot buttons excluded)
@@ -109,6 +110,9 @@ class Script(BaseModel):
     title: str
     now: datetime
     user: str = "U-tester"
+    # The `language` of the users' LINE profile (a BCP 47 tag such as en; unset: LINE gives none), which
+    # the bot asks after its first greeting.
+    line_language: str | None = None
     steps: list[Step] = Field(min_length=1)
     end: End = End()
 
@@ -173,7 +177,7 @@ def run_script(
         return ScriptResult(path, path.stem, False, "", [str(exc)])
     clock = ManualClock(now or script.now)
     service = make_service(clock)
-    drivers = {script.user: ChatDriver(service, user=script.user)}
+    drivers = {script.user: ChatDriver(service, user=script.user, line_language=script.line_language)}
     driver = drivers[script.user]
     failures: list[str] = []
     log: list[str] = []
@@ -216,8 +220,13 @@ def run_script(
                 _staff_acts(service, driver, name, value)
             elif name == "worker_runs":
                 _worker_runs(service, driver, clock)
+            elif name == "line_language":
+                driver.line_language = None if value == "none" else str(value)
+                log.append(f"(LINE のプロフィールの言語: {value})")
+                continue
             elif name == "user":
-                driver = drivers.setdefault(str(value), ChatDriver(service, user=str(value)))
+                driver = drivers.setdefault(str(value), ChatDriver(service, user=str(value),
+                                                                   line_language=script.line_language))
                 log.append(f"(利用者を {value} に切り替え)")
                 continue
         except DriverError as exc:
