@@ -466,3 +466,17 @@ def test_slot_buttons_in_english_are_twelve_hour_times(service):
     picker = next(r for e in driver.exchanges for r in e.replies if isinstance(r, SlotPicker))
     assert re.fullmatch(r"\w{3}, \w{3} \d{1,2}", picker.days[0].label)
     assert re.fullmatch(r"\d{1,2}:\d{2} [AP]M–\d{1,2}:\d{2} [AP]M", picker.days[0].options[0].label.replace("〜", "–"))
+
+
+def test_the_csv_and_the_booking_record_say_the_language(service):
+    from bot.staff.console import booking_record
+    from bot.staff.export import bookings_csv
+
+    driver = ChatDriver(service, user="U-csv", line_language="en")
+    driver.follow()
+    book_anywhere(driver, "noto")
+    [booking] = driver.bookings()
+    rows = dict(booking_record(service.offices["noto"], booking, "who"))
+    assert rows["言語"] == "英語での対応を希望" and rows["規約の要約を読んだ言語"] == "英語"
+    header, line = bookings_csv([booking]).lstrip("\ufeff").splitlines()
+    assert line.split(",")[header.split(",").index("言語")] == "英語での対応を希望"
