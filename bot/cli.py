@@ -425,6 +425,50 @@ def store_status(as_json: bool) -> None:
 
 
 @main.group()
+def i18n() -> None:
+    """The message catalogues (bot/locale): the template and the languages' .po files."""
+
+
+@i18n.command("extract")
+@click.option("--check", is_flag=True, help="Write nothing; fail when the template is not up to date.")
+def i18n_extract(check: bool) -> None:
+    """Write bot/locale/hwbot.pot from bot/dialog/texts.py (every key, its Japanese text, label limits)."""
+    from bot import i18n as catalogues
+    from bot.dialog import texts
+
+    pot = catalogues.template(texts.keys(), texts.notes())
+    path = catalogues.template_path()
+    stored = catalogues.read_catalogue(path) if path.is_file() else None
+    have = [(m.context, m.id, tuple(m.auto_comments)) for m in stored if m.id] if stored is not None else []
+    want = [(m.context, m.id, tuple(m.auto_comments)) for m in pot if m.id]
+    if have == want:
+        click.echo(f"{path}: up to date ({len(want)} entries)")
+        return
+    if check:
+        changed = sorted({entry[0] for entry in set(have) ^ set(want)})
+        raise click.ClickException(f"{path} is not up to date ({len(changed)} keys differ, e.g. {changed[0]}): "
+                                   "run `hwbot i18n extract`")
+    catalogues.write_catalogue(pot, path)
+    click.echo(f"{path}: {len(want)} entries written")
+
+
+@i18n.command("update")
+def i18n_update() -> None:
+    """Merge the template into each language's .po (new keys empty, changed ones fuzzy), as msgmerge does."""
+    from bot import i18n as catalogues
+
+    path = catalogues.template_path()
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no template: run `hwbot i18n extract` first")
+    pot = catalogues.read_catalogue(path)
+    for lang in catalogues.LANGUAGES:
+        if lang == catalogues.SOURCE:
+            continue
+        counts = catalogues.update_catalogue(lang, pot)
+        click.echo(f"{catalogues.catalogue_path(lang)}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+
+
+@main.group()
 def richmenu() -> None:
     """The LINE rich menu (予約する / 予約の確認・キャンセル / ヘルプ)."""
 

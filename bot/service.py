@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from bot import i18n
 from bot.clock import Clock
 from bot.dialog import Conversation, Dialog, Inbound, Outcome, StaffNotice
-from bot.dialog.texts import MEDIA_NOTE_OTHER, MEDIA_NOTES, STAFF_RESUMED
+from bot.dialog import texts
 from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
@@ -229,7 +230,10 @@ class BotService:
             # Before the save, so that the "wrote again" notice is saved with the turn (once per event).
             wrote_again = self._keep_thread(event.user, outcome, once)
             notices = [notice_entry(notice, self.clock.now()) for notice in outcome.notices]
-            answer = reply(outcome) if reply is not None else None
+            answer = None
+            if reply is not None:
+                with i18n.using(outcome.conversation.lang):  # rendered in the language the turn ended in
+                    answer = reply(outcome)
             try:
                 if outcome.erase_user:
                     # Unfollow or data deletion: the notices, the deletion and the event mark are one step.
@@ -257,6 +261,13 @@ class BotService:
             )
             return outcome
         raise StoreError(f"conversation kept changing for {MAX_ATTEMPTS} attempts")
+
+    def profile_turn(self, user: str, tag: str | None) -> Outcome | None:
+        """LINE's profile language of a user just greeted (`Outcome.ask_profile`): the turn that greets
+        them again in that language, to send instead of the first answer; None when it changes nothing
+        (Japanese, no language, or the user chose one meanwhile)."""
+        outcome = self.handle(Inbound(user=user, kind="profile", text=tag or ""))
+        return outcome if outcome is not None and outcome.replies else None
 
     def claim_event(self, event_id: str, owner: str) -> bool:
         """Mark a webhook event processed whose only effect is a reply (`owner`: the group or room it came
@@ -313,7 +324,9 @@ class BotService:
         for number, (kind, text) in enumerate(outcome.thread):
             message = {"from": "user", "text": text, "at": now.isoformat()}
             if kind == "media":
-                message = {**message, "text": MEDIA_NOTES.get(text, MEDIA_NOTE_OTHER), "kind": text}
+                # As staff read it: in Japanese, whatever the user's language.
+                note = texts.japanese("MEDIA_NOTES").get(text, texts.japanese("MEDIA_NOTE_OTHER"))
+                message = {**message, "text": note, "kind": text}
             meta = self.handoffs.add_user_message(thread, message, f"{once}:{number}")
         if not meta or meta.get("mode") == "manager" or not self._wrote_again_due(meta, now):
             return None
@@ -321,7 +334,8 @@ class BotService:
             kind="handoff_message",
             office=meta.get("office", ""),
             summary="対応待ちの利用者から新しいメッセージがあります。",
-            fields={"thread": thread, "since": meta.get("since", ""), "reason": meta.get("reason", "")},
+            fields={"thread": thread, "since": meta.get("since", ""), "reason": meta.get("reason", ""),
+                    **({"lang": conversation.lang} if conversation.lang != i18n.SOURCE else {})},
         ))
         return thread
 
@@ -362,8 +376,19 @@ class BotService:
         resumed = self._change_paused(user, unpause) is not None
         self.close_handoff(user, by=by)
         if resumed:
-            self.queue_push(user, [{"type": "text", "text": STAFF_RESUMED}], retry_key=uuid.uuid4().hex)
+            with i18n.using(self.user_language(user)):
+                text = texts.STAFF_RESUMED
+            self.queue_push(user, [{"type": "text", "text": text}], retry_key=uuid.uuid4().hex)
         return resumed
+
+    def user_language(self, user: str) -> str:
+        """The language a user is spoken to in: their conversation's, else their latest booking's, else Japanese
+        (for what is said to them outside a turn: a staff reply, the end of a handoff)."""
+        data, _ = self.conversations.load(user)
+        if data and data.get("lang") in i18n.LANGUAGES:
+            return data["lang"]
+        made = [b for b in self.bookings.for_user(user) if b.get("lang") in i18n.LANGUAGES]
+        return max(made, key=lambda b: b.get("created_at") or "")["lang"] if made else i18n.DEFAULT
 
     def set_quiet(self, user: str, quiet: bool) -> bool:
         """Staff answer in LINE Official Account Manager (quiet: the bot says nothing) or in the console again."""

@@ -17,6 +17,8 @@ from flask import Flask, Response, abort, request
 
 from bot.channels.line.api import LineMessaging
 from bot.channels.line.webhook import MAX_BODY_BYTES, create_blueprint
+from bot import i18n
+from bot.dialog import texts as T
 from bot.errors import StoreError, UnknownOfficeError
 from bot.logs import configure_logging
 from bot.service import BotService
@@ -133,13 +135,20 @@ def create_app(settings: Settings | None = None, *, service: BotService | None =
             profile = service.offices[office_id]
         except UnknownOfficeError:
             abort(404)
-        return Response(terms_page(profile, service.offices.terms_text(office_id)), mimetype="text/html")
+        lang = request.args.get("lang", i18n.SOURCE)  # the frame's language (the full text stays Japanese)
+        with i18n.using(lang if lang in i18n.LANGUAGES else i18n.SOURCE):
+            page = terms_page(profile, service.offices.terms_text(office_id), service.offices)
+        return Response(page, mimetype="text/html")
 
     return app
 
 
-def terms_page(profile, text: str) -> str:
-    """The full terms as a mobile-friendly page (escaped; headings and list items kept)."""
+def terms_page(profile, text: str, offices=None) -> str:
+    """The full terms as a mobile-friendly page (escaped; headings and list items kept).
+
+    The official text is Japanese in every language; in another language (`bot.i18n.using`) the frame
+    around it is: the page's title, the office's name and the version, and a note that the text below
+    is the official Japanese original."""
     body = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -155,13 +164,23 @@ def terms_page(profile, text: str) -> str:
         else:
             body.append(f"<p>{html.escape(line)}</p>")
     terms = profile.terms
+    lang = i18n.current()
+    if lang == i18n.SOURCE or offices is None:
+        head = f"<h1>{html.escape(terms.title)}</h1>"
+        shown = profile
+    else:
+        shown = offices.localized(profile.id, lang)
+        head = (f"<h1>{html.escape(T.TERMS_PAGE_TITLE)}</h1>\n<p>{html.escape(T.TERMS_PAGE_NOTE)}</p>\n"
+                f"<h2 lang=ja>{html.escape(terms.title)}</h2>")
     return f"""<!doctype html>
-<html lang="ja"><head><meta charset="utf-8">
+<html lang="{'en' if lang == i18n.EN else 'ja'}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(terms.title)}</title>
+<title>{html.escape(shown.terms.title)}</title>
 <style>{TERMS_STYLE}</style></head><body>
-<h1>{html.escape(terms.title)}</h1>
-<p class=meta>{html.escape(profile.name)} ／ {html.escape(terms.version_label)}</p>
+{head}
+<p class=meta>{html.escape(shown.name)} ／ {html.escape(shown.terms.version_label)}</p>
+<div lang=ja>
 {chr(10).join(body)}
-<p class=meta>出典: {html.escape(terms.source)}</p>
+</div>
+<p class=meta>{html.escape(T.TERMS_PAGE_SOURCE.format(source=terms.source))}</p>
 </body></html>"""

@@ -225,6 +225,9 @@ def profiles_copy(tmp_path: Path) -> Path:
         (target / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     for path in (PROFILES_DIR / "terms").glob("*"):
         (target / "terms" / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (target / "i18n").mkdir()
+    for path in (PROFILES_DIR / "i18n").glob("*.yaml"):
+        (target / "i18n" / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     return target
 
 

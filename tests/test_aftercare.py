@@ -195,7 +195,7 @@ def test_terms_change_end_to_end(make_service, clock, profiles_copy, messaging_s
     outcome = revised.handle(Inbound(user=USER, kind="postback", text=data))
     assert "同意を記録しました" in outcome.replies[0].text
     stored = revised.bookings.get(ref)
-    assert stored["consent"] == {"version": "2026-11-21", "at": clock.now().isoformat()}
+    assert stored["consent"] == {"version": "2026-11-21", "at": clock.now().isoformat(), "terms_lang": "ja"}
     assert stored["office_confirmation"] == "pending"
     [given] = outbox(revised, "reconsent_given")
     assert json.loads(given["fields"])["version"] == "2026-11-21"

@@ -62,6 +62,11 @@ def queued(service) -> list[Entry]:
     return [Entry(stream_id, fields, shard) for stream_id, fields in reversed(service.outbox.entries())]
 
 
+def sent(line) -> list:
+    """What the stand-in LINE was sent (its POSTs): a first greeting's profile GET left out."""
+    return [request for request in line.requests if request.method == "POST"]
+
+
 def text(request) -> str:
     return json.dumps(request.body["messages"], ensure_ascii=False)
 
@@ -81,7 +86,10 @@ def test_the_webhook_saves_the_answer_with_the_turn_and_calls_no_one(app, line, 
     with freeze_time("2026-11-20T01:00:49Z"):  # 49 s later: the token is still fresh
         stats = make_worker(service, line).run_once(service.clock.now())
     assert stats == {"delivered": 1, "replied": 1}
-    [reply] = line.requests
+    # The first greeting: the worker asks LINE for the user's profile language first (it has none here).
+    assert entry.raw["profile"] == "1"
+    profile, reply = line.requests
+    assert (profile.method, profile.path) == ("GET", f"/v2/bot/profile/{USER}")
     assert reply.path == REPLY and reply.body["replyToken"] == event["replyToken"]
     assert reply.body["messages"] == json.loads(entry.raw["messages"])
     assert service.client.xlen(outbox_key(service.outbox.shard(USER))) == 0 and service.outbox.settled()  # deleted once sent
@@ -124,11 +132,11 @@ def test_a_worker_process_killed_mid_reply_is_followed_by_exactly_one_answer(app
     kill_at_stall(env, stall, log)  # the held reply is dropped unanswered: LINE never accepted it
     second = start_worker(env, log)
     try:
-        wait_for(lambda: len(line.requests) == 2 and service.outbox.settled())
+        wait_for(lambda: len(sent(line)) == 2 and service.outbox.settled())
     finally:
         second.terminate()
         assert second.wait(10) == 0, log.read_text()
-    reply, push = line.requests
+    reply, push = sent(line)  # (the first worker asked LINE for the profile before its reply)
     assert reply.path == REPLY and push.path == PUSH  # the token was tried once; the answer pushed once
     assert push.body["messages"] == reply.body["messages"] and push.body["to"] == USER
 
@@ -138,8 +146,8 @@ def test_two_events_of_one_user_in_one_body_are_answered_in_order(app, line, ser
     first, second = queued(service)
     assert second.raw["after"] == first.id  # the second answer names the first
     assert make_worker(service, line).run_once(service.clock.now()) == {"delivered": 2, "replied": 2}
-    assert [request.path for request in line.requests] == [REPLY, REPLY]
-    assert "ご利用になるハローワーク" in text(line.requests[0]) and "お名前" in text(line.requests[1])
+    assert [request.path for request in line.requests] == [f"/v2/bot/profile/{USER}", REPLY, REPLY]
+    assert "ご利用になるハローワーク" in text(sent(line)[0]) and "お名前" in text(sent(line)[1])
 
 
 def test_a_lane_runs_its_jobs_one_after_another_while_other_lanes_run():

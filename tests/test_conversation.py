@@ -44,7 +44,8 @@ def test_a_full_booking_stores_consent_and_the_answers(service, clock):
     driver.tap("この内容で予約する")
     [booking] = driver.bookings()
     assert booking["slot"] == "2026-11-25T10:00"
-    assert booking["consent"] == {"version": "2023-05-08", "at": NOW}
+    assert booking["consent"] == {"version": "2023-05-08", "at": NOW, "terms_lang": "ja"}
+    assert booking["lang"] == "ja"
     assert (booking["name"], booking["number"], booking["email"], booking["phone"]) == (NAME, NUMBER, EMAIL, PHONE)
     assert booking["answers"] == {"q_registered": "yes", "q_continuous_support": "yes", "q_device": "yes", "q_need": "yes"}
     # The conversation no longer holds the personal data: it is in the booking only.
@@ -238,7 +239,7 @@ def test_slot_pages_read_part_of_the_window_and_show_what_the_whole_window_gives
     whole window's bookable slots give (some days made full)."""
     from bot import calendar
     from bot.dialog.replies import SlotPicker
-    from bot.dialog.texts import EARLIER_SLOTS, MORE_SLOTS
+    from bot.dialog import texts
     from bot.store.slots import slot_redis_key
 
     noto = offices["noto"]
@@ -265,18 +266,18 @@ def test_slot_pages_read_part_of_the_window_and_show_what_the_whole_window_gives
     for number, page in enumerate(pages):
         assert [day.label for day in shown.days] == [calendar.format_day(day) for day in page], number
         labels = [option.label for option in shown.options]
-        assert (MORE_SLOTS in labels) == (number < len(pages) - 1)
-        assert (EARLIER_SLOTS in labels) == (number > 0)
+        assert (texts.MORE_SLOTS in labels) == (number < len(pages) - 1)
+        assert (texts.EARLIER_SLOTS in labels) == (number > 0)
         if number < len(pages) - 1:
-            shown = picker(driver.tap(MORE_SLOTS))
+            shown = picker(driver.tap(texts.MORE_SLOTS))
     # back to the first page, one page at a time
     for number in range(len(pages) - 2, -1, -1):
-        shown = picker(driver.tap(EARLIER_SLOTS))
+        shown = picker(driver.tap(texts.EARLIER_SLOTS))
         assert [day.label for day in shown.days] == [calendar.format_day(day) for day in pages[number]]
     # the first page reads the counts of a page of days at a time, not the whole window's
-    driver.tap(MORE_SLOTS)
+    driver.tap(texts.MORE_SLOTS)
     before = scards()
-    driver.tap(EARLIER_SLOTS)
+    driver.tap(texts.EARLIER_SLOTS)
     first_page_reads = scards() - before
     six_days = len(calendar.grid_keys(noto, now, first=days[0], last=days[5]))
     assert first_page_reads < len(calendar.grid_keys(noto, now))

@@ -103,6 +103,7 @@ def test_every_redis_key_family_is_in_the_key_table():
         sim_inbox.reply_token_key("T1"): "hwbot:sim:reply:<token>",
         sim_inbox.retry_key_key("K1"): "hwbot:sim:retry:<key>",
         sim_inbox.loading_key("U1"): "hwbot:sim:loading:<user>",
+        sim_inbox.language_key("U1"): "hwbot:sim:language:<user>",
     }
     for key, documented in samples.items():
         shape = (key.replace("{o3}", "{o<k>}").replace("3-0123456789abcdef", "<id>").replace("noto", "<office>").replace("2026-12-01", "<day>").replace("1000", "<HHMM>")

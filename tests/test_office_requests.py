@@ -662,6 +662,9 @@ def test_through_the_webhook_with_a_line_channel_every_request_validates(redis_c
     assert len(pushes) == 2
     problems = []
     for request in line.requests:
+        if request.method == "GET":  # the user's profile, asked once before the first greeting (no body)
+            assert request.path == f"/v2/bot/profile/{user}"
+            continue
         schema = SCHEMAS.get(request.path)
         assert schema, f"unexpected call {request.path}"
         problems += [f"{request.path}: {e}" for e in validate_request(messaging_spec, schema, request.body)]

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_SUFFIXES = {".html", ".css", ".js", ".json", ".png", ".svg"}
+DATA_SUFFIXES = {".html", ".css", ".js", ".json", ".png", ".svg", ".po", ".pot", ".yaml"}
 
 
 def test_every_data_file_under_bot_is_declared_package_data():

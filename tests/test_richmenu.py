@@ -68,8 +68,9 @@ def test_install_failure_is_one_line(monkeypatch):
 def test_menu_buttons_are_dialog_commands(redis_client, offices):
     service = BotService(load_settings(), client=redis_client, offices=offices,
                          clock=ManualClock(parse_instant("2026-11-20T10:00")))
-    expected = {"book": "ご利用になるハローワーク", "bookings": "ご予約はありません", "help": "使い方"}
-    for area, (_, command) in zip(rich_menu()["areas"], AREAS):
+    expected = {"book": "ご利用になるハローワーク", "bookings": "ご予約はありません", "help": "使い方",
+                "language": "言語を選んで"}
+    for area, command in zip(rich_menu()["areas"], AREAS):
         outcome = service.handle(Inbound(user="U-menu", kind="postback", text=area["action"]["data"]))
         shown = "\n".join(plain_text(reply) for reply in outcome.replies)
         assert expected[command] in shown

@@ -30,6 +30,7 @@ SAMPLES = {
 ENDPOINT_SAMPLES = {
     ("staff_static.static", "filename"): "staff.js",
     ("simulator.static", "filename"): "sim.js",
+    ("simulator.line_profile", "user"): "U" + "0" * 31 + "1",
 }
 
 

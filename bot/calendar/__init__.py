@@ -26,21 +26,43 @@ def _japan_holidays(year: int) -> holidays.HolidayBase:
     return holidays.country_holidays("JP", years=year, language="ja")
 
 
-def closure_reason(profile: OfficeProfile, day: date) -> str | None:
-    """Why the office is closed on `day` (土曜日, a holiday's name, 年末年始, …), or None when open."""
+# The Japanese words of each kind of closure (`closure`); the dialog says them in the user's language.
+CLOSURE_WORDS = {"saturday": "土曜日", "sunday": "日曜日", "year_end": "年末年始"}
+
+
+@lru_cache(maxsize=16)
+def _holidays_in(year: int, language: str) -> holidays.HolidayBase:
+    return holidays.country_holidays("JP", years=year, language=language)
+
+
+def holiday_name(day: date, language: str = "ja") -> str | None:
+    """The national holiday on `day` in `language` (the holidays package's: `ja`, `en_US`), or None."""
+    return _holidays_in(day.year, language).get(day)
+
+
+def closure(profile: OfficeProfile, day: date) -> tuple[str, str] | None:
+    """Why the office is closed on `day`, or None when open: (kind, Japanese words), kind one of
+    `saturday`, `sunday`, `holiday` (words: the holiday's name), `year_end` (12/29–1/3) and `office`
+    (words: the profile's `schedule.closed[].reason`)."""
     if day.weekday() == 5:
-        return "土曜日"
+        return "saturday", CLOSURE_WORDS["saturday"]
     if day.weekday() == 6:
-        return "日曜日"
+        return "sunday", CLOSURE_WORDS["sunday"]
     holiday = _japan_holidays(day.year).get(day)
     if holiday:
-        return holiday
+        return "holiday", holiday
     if (day.month == 12 and day.day >= 29) or (day.month == 1 and day.day <= 3):
-        return "年末年始"
+        return "year_end", CLOSURE_WORDS["year_end"]
     for closed in profile.schedule.closed:
         if closed.start <= day <= (closed.end or closed.start):
-            return closed.reason
+            return "office", closed.reason
     return None
+
+
+def closure_reason(profile: OfficeProfile, day: date) -> str | None:
+    """Why the office is closed on `day` in Japanese (土曜日, a holiday's name, 年末年始, …), or None when open."""
+    found = closure(profile, day)
+    return found[1] if found else None
 
 
 def is_open(profile: OfficeProfile, day: date) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from bot import i18n
 from bot.dialog import Ask, BookedCard, ConfirmCard, Option, Reply, SlotPicker, TermsCard, Text, plain_text
 from bot.channels.session import ChatSession
 
@@ -46,9 +47,10 @@ def chat_loop(session: ChatSession, read: Callable[[], str | None], write: Calla
     exchange = session.follow()
     while True:
         numbered: list[Option] = []
-        for reply in exchange.replies:
-            for line in render(reply, numbered):
-                write("bot> " + line)
+        with i18n.using(exchange.lang):
+            for reply in exchange.replies:
+                for line in render(reply, numbered):
+                    write("bot> " + line)
         line = read()
         if line is None:
             write("")

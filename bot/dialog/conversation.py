@@ -10,7 +10,9 @@ from bot import calendar
 from bot.clock import JST
 from bot.dialog.replies import Reply, StaffNotice
 
-EventKind = Literal["text", "postback", "follow", "unfollow", "media"]
+# `profile`: LINE's profile language of the user (a BCP 47 tag in `text`, "" when LINE gives none), asked
+# after a greeting (`Outcome.ask_profile`); the dialog greets again in that language where it is another.
+EventKind = Literal["text", "postback", "follow", "unfollow", "media", "profile"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class Conversation:
     updated: str | None = None  # ISO instant of the last event
     paused: str | None = None  # ISO instant the user was handed to staff; the bot waits until resumed
     quiet: bool = False  # while paused: staff answer in LINE Official Account Manager, the bot says nothing
+    # The language the user is spoken to in (bot.i18n: ja, en, ja_easy); kept through resets.
+    lang: str = "ja"
+    lang_chosen: bool = False  # the user chose it (a command, a button): LINE's profile never overrides it
+    profile_asked: bool = False  # LINE's profile language was asked for (once: `Outcome.ask_profile`)
 
     def to_json(self) -> dict[str, Any]:
         # What dataclasses.asdict gives, without its deep copy of every value (~5% of a turn's CPU):
@@ -55,7 +61,7 @@ class Conversation:
         return cls(**known)
 
     def reset(self) -> None:
-        """Forget the flow and every answer (personal data included); keep the user id."""
+        """Forget the flow and every answer (personal data included); keep the user id and the language."""
         self.state = "idle"
         self.office = None
         self.answers = {}
@@ -80,6 +86,10 @@ class Outcome:
     # Notices already in the outbox, appended by the same atomic step as a booking change (the answer
     # to a proposal): shown in transcripts and scripted dialogs, never saved again.
     sent_notices: list[StaffNotice] = field(default_factory=list)
+    # The turn greeted a user whose LINE profile language was never asked: the channel asks LINE before
+    # it sends the answer, and runs `Inbound(kind="profile")` instead when the profile says another
+    # language (bot.staff.worker; the webhook itself never waits for LINE).
+    ask_profile: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +144,8 @@ def booking_ref(booking: dict[str, Any]) -> str:
 
 
 def booking_when(booking: dict[str, Any]) -> str:
-    """`11月25日(水) 10:00〜10:30` of a stored booking."""
+    """`11月25日(水) 10:00〜10:30` of a stored booking, in Japanese as staff read it (notices, console);
+    the user reads `bot.dialog.formats.when`."""
     start = datetime.fromisoformat(booking["start"]).astimezone(JST)
     end = datetime.fromisoformat(booking["end"]).astimezone(JST)
     return f"{calendar.format_day(start.date())} {start:%H:%M}〜{end:%H:%M}"

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from bot.clock import JST
 from bot.dialog import texts as T
-from bot.dialog.buttons import Parsed, command_option, fold, postback
+from bot import i18n
+from bot.dialog.buttons import Parsed, command_option, fold, language_options, postback
 from bot.dialog.conversation import Bookings, Conversation, Outcome
 from bot.dialog.replies import Ask, Option, Reply, StaffNotice, Text, options_of
 from bot.profiles import Offices, OfficeProfile
@@ -36,6 +37,8 @@ HOOKS = {
     "hand_off": "hand_off(turn, reason, summary, **fields): pause the bot for this user and call staff",
     "paused": "paused(turn, parsed): an event while the user waits for staff",
     "unfollowed": "unfollowed(turn): the user blocked the bot (the conversation is erased after)",
+    "greet": "greet(turn): say the greeting (again, in the language of the turn)",
+    "profile": "profile(turn, tag): LINE's profile language of the user, asked after the first greeting",
 }
 
 
@@ -186,8 +189,15 @@ class Turn:
 
     @property
     def profile(self) -> OfficeProfile:
+        """The conversation's office as the user reads it: its texts in the language of the turn."""
         assert self.conv.office is not None
-        return self.dialog.offices[self.conv.office]
+        return self.office_profile(self.conv.office)
+
+    def office_profile(self, office_id: str) -> OfficeProfile:
+        """An office's profile as the user reads it: its texts in the language of the turn (a text not
+        translated yet in Japanese, with a note where it is a paragraph of its own). Staff notices and
+        stored answers take the Japanese profile, `turn.dialog.offices[office_id]`."""
+        return self.dialog.offices.localized(office_id, i18n.current(), T.PROFILE_NOT_TRANSLATED)
 
     @property
     def handlers(self) -> Handlers:
@@ -295,6 +305,8 @@ class Turn:
             self.outcome.replies, self.outcome.notices = saved_replies, saved_notices
 
     def _match_option(self, text: str) -> Option | None:
+        """The current option whose label was typed: in the language of the turn, or in Japanese (whose
+        labels keep working in every language)."""
         if len(text) > 40:
             return None
         folded = fold(text)
@@ -305,6 +317,10 @@ class Turn:
         # A typed number picks the numbered option (the console shows numbers).
         if folded.isdigit() and 1 <= int(folded) <= len(options):
             return options[int(folded) - 1]
+        if i18n.current() != i18n.SOURCE:
+            with i18n.using(i18n.SOURCE):
+                japanese = self._current_options()
+            return next((option for option in japanese if fold(option.label) == folded), None)
         return None
 
     def reprompt(self) -> None:
@@ -345,10 +361,14 @@ class Turn:
         self.ask_menu()
 
     def show_help(self) -> None:
+        """How to use the chat, and the other languages (their buttons: quick replies at the menu)."""
         self.say(Text(T.HELP))
+        languages = language_options(self.conv.lang)
         if self.state != "idle":
+            self.say(Ask(T.LANGUAGE_HELP, languages))
             return self.reprompt()
-        self.ask_menu(command_option("erase"))
+        self.say(Text(T.LANGUAGE_HELP))
+        self.ask_menu(command_option("erase"), *languages)
 
     def back(self) -> None:
         back = self.handlers.back

@@ -24,6 +24,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Callable
 
+from bot import i18n
 from bot.dialog import texts as T
 from bot.dialog.buttons import parse
 from bot.dialog.conversation import Bookings, Conversation, Inbound, Outcome, parse_when
@@ -64,8 +65,23 @@ class Dialog:
     def handle(
         self, conversation: Conversation | None, event: Inbound, now: datetime, bookings: Bookings
     ) -> Outcome:
-        """Run one turn: the conversation is updated in place and returned in the outcome."""
-        conversation = conversation or Conversation(user=event.user)
+        """Run one turn: the conversation is updated in place and returned in the outcome.
+
+        Everything the turn says is in the conversation's language (`Conversation.lang`); a language
+        chosen during the turn takes over from there (`bot.i18n.switch`).
+        """
+        if conversation is None:
+            conversation = Conversation(user=event.user)
+            if event.kind != "unfollow":
+                remember_language(conversation, bookings)
+        with i18n.using(conversation.lang):
+            outcome = self._handle(conversation, event, now, bookings)
+        for notice in outcome.notices:  # staff are told the language the user reads (an interpreter?)
+            if conversation.lang != i18n.SOURCE:
+                notice.fields.setdefault("lang", conversation.lang)
+        return outcome
+
+    def _handle(self, conversation: Conversation, event: Inbound, now: datetime, bookings: Bookings) -> Outcome:
         outcome = Outcome(conversation=conversation)
         if conversation.office and conversation.office not in self.flows:
             conversation.reset()  # the office was removed from the profiles
@@ -74,6 +90,11 @@ class Dialog:
             self.registry.hooks["unfollowed"](Turn(self, conversation, now, bookings, outcome))
             conversation.reset()
             outcome.erase_user = True
+            return outcome
+        if event.kind == "profile":
+            # Not the user's doing (the channel asked LINE after a greeting): no expiry, no activity.
+            turn = Turn(self, conversation, now, bookings, outcome)
+            self._run(turn, lambda t: self.registry.hooks["profile"](t, event.text))
             return outcome
         last = parse_when(conversation.updated)
         conversation.updated = now.isoformat()
@@ -104,3 +125,13 @@ class Dialog:
                 return
             turn.conv.office = switch_to
             action = self.registry.hooks["office_chosen"]
+
+
+def remember_language(conversation: Conversation, bookings: Bookings) -> None:
+    """A new conversation (the last one expired long ago) speaks the language of the user's latest
+    booking, if they have one: they chose it then, so LINE's profile is not asked again."""
+    made = [booking for booking in bookings.for_user(conversation.user) if booking.get("lang") in i18n.LANGUAGES]
+    if made:
+        latest = max(made, key=lambda booking: booking.get("created_at") or "")
+        conversation.lang = latest["lang"]
+        conversation.profile_asked = True

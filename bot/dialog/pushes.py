@@ -7,21 +7,36 @@ to the dialog as postbacks valid at any step (`stages.consent.RECONSENT_ACTION`,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from bot import i18n
+
+from bot.dialog import formats
 from bot.dialog import texts as T
 from bot.dialog.buttons import ANY, cancel_text, command_option, phone_links, postback
-from bot.dialog.conversation import booking_ref, booking_when
+from bot.dialog.conversation import booking_ref
 from bot.dialog.replies import Ask, Link, Option, Reply, Text
 from bot.dialog.stages.consent import RECONSENT_ACTION
 from bot.dialog.stages.my_bookings import booking_state
 from bot.dialog.stages.proposal import ACCEPT_ACTION, DECLINE_ACTION
-from bot.profiles import OfficeProfile
+from bot.profiles import OfficeProfile, Offices
 from bot.profiles.models import TermsChange
 
 
+@contextmanager
+def in_language(offices: Offices, office_id: str, lang: str | None) -> Iterator[OfficeProfile]:
+    """Say a push in `lang` (the booking's language, kept from the chat): inside the block every text is
+    in it, rendering included; yields the office's profile in it (`Offices.localized`)."""
+    with i18n.using(lang):
+        yield offices.localized(office_id, i18n.current(), T.PROFILE_NOT_TRANSLATED)
+
+
 def _booking_label(profile: OfficeProfile, booking: dict[str, Any]) -> str:
-    return f"{profile.short_name} {booking_when(booking)}（予約番号 {booking['id']}・{booking_state(booking)}）"
+    return T.BOOKING_LABEL.format(
+        office=profile.short_name, when=formats.when(booking), ref=booking["id"], state=booking_state(booking)
+    )
 
 
 def reminder_replies(profile: OfficeProfile, booking: dict[str, Any]) -> list[Reply]:
@@ -46,7 +61,7 @@ def _reconsent_ask(profile: OfficeProfile) -> str:
         return T.RECONSENT_REPLY
     if profile.terms.change == TermsChange.notify:
         version = profile.terms.version
-        notice = T.RECONSENT_NOTIFY.format(date=f"{version.year}年{version.month}月{version.day}日")
+        notice = T.RECONSENT_NOTIFY.format(date=formats.long_date(version))
     else:
         notice = T.RECONSENT_IMPLIED
     return f"{notice}\n{T.RECONSENT_OTHER}"
@@ -74,7 +89,7 @@ def _checklist(profile: OfficeProfile) -> str:
 def confirmed_replies(profile: OfficeProfile, booking: dict[str, Any], meeting: tuple[str, ...] = ()) -> list[Reply]:
     """Staff confirmed the request: 「予約が確定しました」, date and time, tool, checklist (and the meeting details)."""
     text = T.CONFIRMED_PUSH.format(
-        office=profile.short_name, when=booking_when(booking), tool=profile.video_tool,
+        office=profile.short_name, when=formats.when(booking), tool=profile.video_tool,
         length=profile.length_text, ref=booking["id"],
     )
     parts = [text, *(["\n".join(meeting)] if meeting else []), T.CONFIRMED_CHECKLIST.format(items=_checklist(profile)),
@@ -84,7 +99,7 @@ def confirmed_replies(profile: OfficeProfile, booking: dict[str, Any], meeting: 
 
 def declined_replies(profile: OfficeProfile, booking: dict[str, Any], reason: str) -> list[Reply]:
     """Staff declined the request: the reason and what to do instead (phone, email, the counter, another booking)."""
-    text = T.DECLINED_PUSH.format(office=profile.short_name, when=booking_when(booking), ref=booking["id"], reason=reason)
+    text = T.DECLINED_PUSH.format(office=profile.short_name, when=formats.when(booking), ref=booking["id"], reason=reason)
     instead = []
     if profile.phone_label():
         instead.append(T.DECLINED_PHONE.format(phone=profile.phone_label()))
@@ -98,7 +113,7 @@ def declined_replies(profile: OfficeProfile, booking: dict[str, Any], reason: st
 def proposal_replies(profile: OfficeProfile, booking: dict[str, Any], held: dict[str, Any], deadline: str) -> list[Reply]:
     """Staff propose another time for the request: the new time, until when to answer, and the two answers."""
     text = T.PROPOSAL_PUSH.format(
-        office=profile.short_name, old=booking_when(booking), ref=booking["id"], when=booking_when(held), deadline=deadline
+        office=profile.short_name, old=formats.when(booking), ref=booking["id"], when=formats.when(held), deadline=deadline
     )
     ref = booking_ref(held)
     options = (Option(T.PROPOSAL_ACCEPT, postback(ANY, ACCEPT_ACTION, ref)),
@@ -108,4 +123,4 @@ def proposal_replies(profile: OfficeProfile, booking: dict[str, Any], held: dict
 
 def lapsed_replies(profile: OfficeProfile, booking: dict[str, Any], held: dict[str, Any]) -> list[Reply]:
     """The user did not answer a proposal by its deadline: it is withdrawn; the request stays."""
-    return [Text(T.PROPOSAL_LAPSED.format(office=profile.short_name, when=booking_when(held), ref=booking["id"]))]
+    return [Text(T.PROPOSAL_LAPSED.format(office=profile.short_name, when=formats.when(held), ref=booking["id"]))]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.dialog import texts as T
+
 
 @dataclass(frozen=True)
 class Option:
@@ -124,7 +126,8 @@ def plain_text(reply: Reply) -> str:
         return "\n".join(lines)
     if isinstance(reply, TermsCard):
         rules = "\n".join(f"・{rule}" for rule in reply.rules)
-        return f"{reply.title}（{reply.version}）\n{reply.summary}\n{rules}\n全文: {reply.url}"
+        title = T.TITLE_VERSION.format(title=reply.title, version=reply.version)
+        return f"{title}\n{reply.summary}\n{rules}\n" + T.TERMS_FULL_TEXT.format(url=reply.url)
     if isinstance(reply, ConfirmCard):
         rows = "\n".join(f"{label}: {value}" for label, value in reply.rows)
         return f"{reply.title}\n{rows}"
@@ -135,7 +138,8 @@ def plain_text(reply: Reply) -> str:
         links = "\n".join(f"{link.label}: {link.url}" for link in reply.links)
         return "\n".join(
             part
-            for part in (reply.title, rows, "【この後の流れ】", steps, "【ご準備】", checklist, reply.cancel_text, links)
+            for part in (reply.title, rows, T.SECTION.format(title=T.NEXT_STEPS), steps,
+                         T.SECTION.format(title=T.CHECKLIST), checklist, reply.cancel_text, links)
             if part
         )
     raise TypeError(f"unknown reply {reply!r}")

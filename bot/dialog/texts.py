@@ -1,4 +1,19 @@
-"""Everything the bot says that is not office data. Polite, concise Japanese for a phone screen."""
+"""Everything the bot says to a job seeker that is not office data: the Japanese source of the catalogue.
+
+Polite, concise Japanese for a phone screen. Each constant is a catalogue key (a dict's or a tuple of
+pairs' entries are `NAME.key`); `bot/locale/<lang>/LC_MESSAGES/hwbot.po` translate them (issue 14,
+`bot.i18n`). Read them as attributes at the moment they are said, `texts.GREETING`: the module answers
+in the language of the turn (`bot.i18n.using`), and in Japanese outside one. `from bot.dialog.texts
+import GREETING` would keep the Japanese of import time; staff-facing code that wants the Japanese on
+purpose says `texts.japanese("NO_OFFICE")`. COMMAND_ALIASES is Japanese only: each language has its own
+typed phrases in `bot/locale/<lang>/aliases.yaml`.
+"""
+
+import sys
+import types
+from typing import Any
+
+from bot import i18n
 
 GREETING = (
     "こんにちは。ハローワークのオンライン職業相談（ビデオ通話での職業相談）の予約をお手伝いします。"
@@ -164,6 +179,7 @@ STAFF_RESUMED = "担当者の対応が終わりました。引き続き、こち
 # The handoff thread: what a waiting user writes goes to staff; staff answer by push.
 THREAD_KEPT = "メッセージを担当者にお伝えしました。{when}、担当者がこのトークでお返事します。"
 STAFF_REPLY = "【{office} 担当者より】\n{text}"
+NO_OFFICE_SENDER = "ハローワーク"  # STAFF_REPLY's {office} when the user had not chosen an office yet
 # How staff see a message without text (the LINE message type).
 MEDIA_NOTES = {"sticker": "（スタンプ）", "image": "（画像）", "video": "（動画）", "audio": "（音声）",
                "file": "（ファイル）", "location": "（位置情報）"}
@@ -183,6 +199,7 @@ COMMANDS = {
     "resume_bot": "自動応答に戻る",
     "erase": "データを削除",
     "reschedule": "日時を変更する",
+    "language": "言語 / Language",
 }
 # Other ways people type the same commands.
 COMMAND_ALIASES = {
@@ -228,6 +245,9 @@ ITEM_LABELS = {
     "interpreter": "通訳・介助者",
     "category": "対象区分",
     "slot": "日時",
+    "office": "窓口",
+    "method": "方法",
+    "ref": "予約番号",
 }
 
 # -- after booking: no-shows, data deletion, reminders, terms changes ---------------------------------
@@ -280,6 +300,7 @@ STAFF_MEETING_ID = "ミーティングID: {value}"
 STAFF_MEETING_PASSCODE = "パスコード: {value}"
 STAFF_MEETING_URL = "参加URL: {value}"
 STAFF_MEETING_HINT = "開始時刻の数分前に、静かで周りに人のいない場所から接続してお待ちください。"
+STAFF_PHONE = "電話: {phone}"  # after STAFF_CANCELLED and STAFF_FOLLOW_UP where the office publishes a number
 STAFF_FOLLOW_UP = (
     "【{office}】次回のオンライン職業相談のご予約を承りました。\n日時: {when}\n予約番号: {ref}\n"
     "接続方法は、改めてご案内します。キャンセルやご不明な点は{office}へお問い合わせください。"
@@ -315,3 +336,162 @@ PROPOSAL_LAPSED = (
     "【{office}】ご提案した日時（{when}）は、お返事の期限を過ぎたため取り消しました。"
     "お申込み（予約番号 {ref}）について、ハローワークからあらためてご連絡します。"
 )
+
+# -- gathered from the other modules (issue 14): input checks, labels and formats, the terms page --------------
+
+# What the input checks say (bot/dialog/validate.py); several are joined into one message.
+INPUT_TOO_LONG = "入力が長すぎます。"
+INPUT_SYMBOLS_ONLY = "絵文字や記号だけでは受け付けられません。"
+NUMBER_ASK = "求職番号を「12345-12345678」のように、5けた・ハイフン・8けたの数字で入力してください。"
+NUMBER_WHERE = "ハローワーク受付票（ハローワークカード）に書いてあります。"
+NAME_ASK = "お名前を漢字・かな・ローマ字で入力してください。"
+NAME_BAD_CHARS = "数字や記号は使えません。"
+NAME_TOO_LONG = "お名前は{max}文字以内で入力してください。"
+EMAIL_ASK = "メールアドレスを「example@mail.jp」のように入力してください。"
+EMAIL_WRONG = "メールアドレスの形が正しくないようです。「example@mail.jp」のように入力してください。"
+PHONE_ASK = "電話番号を「090-1234-5678」のように、0から始まる番号で入力してください。"
+PHONE_WRONG = "電話番号が正しくないようです。「090-1234-5678」のように、0から始まる日本の番号を入力してください。"
+FREE_TEXT_ASK = "内容を文字で入力してください。"
+FREE_TEXT_TOO_LONG = "{max}文字以内で入力してください。"
+FREE_TEXT_TOO_LONG_NOW = "{max}文字以内で入力してください（いまは{count}文字です）。"
+
+# Dates and times as the user reads them, always Japan time. English dates and times come from Babel
+# (CLDR: "Mon, Dec 7", "10:30 AM"); these patterns are the Japanese ones and the plain-Japanese ones
+# (12がつ7にち(げつようび)). WEEKDAY_NAMES fill {weekday} (keys: mon … sun).
+DAY_FORMAT = "{month}月{day}日({weekday})"
+DATE_FORMAT = "{year}年{month}月{day}日"
+WEEKDAY_NAMES = {"mon": "月", "tue": "火", "wed": "水", "thu": "木", "fri": "金", "sat": "土", "sun": "日"}
+TIME_RANGE = "{start}〜{end}"  # a slot's button: "10:00〜10:30"
+DAY_TIME = "{day} {time}"  # "12月1日(火) 10:00〜10:30"
+TODAY = "本日"  # in WHEN_DAY: "本日 8:30以降に"
+SESSION_LENGTH = "1回{minutes}分"
+# Why a day cannot be booked (DAY_CLOSED's {reason}); a holiday's {name} is the holiday's own name in the
+# language where one exists (English), else its Japanese name.
+CLOSURE_REASONS = {"saturday": "土曜日", "sunday": "日曜日", "year_end": "年末年始", "holiday": "{name}"}
+
+# The booking list and its buttons; a booking as one line.
+BOOKING_LABEL = "{office} {when}（予約番号 {ref}・{state}）"
+CANCEL_LABEL = "キャンセル"  # the button is "キャンセル 11/25 10:00": at most 8 characters
+CANCEL_PROMPT = "キャンセルする場合は、下のボタンを押してください。"
+
+# The cards (confirmation, booked) and how a card reads as text (notifications, a card that had to
+# become text, the terminal chat).
+METHOD = "{tool}（{length}）"
+TITLE_VERSION = "{title}（{version}）"
+TERMS_FULL_TEXT = "全文: {url}"
+READ_TERMS = "全文を読む"
+NEXT_STEPS = "この後の流れ"
+CHECKLIST = "ご準備"
+SECTION = "【{title}】"
+
+# The office's phone number as a button ({phone} with its extension note, e.g. 0853-21-8609（41#）).
+CALL_OFFICE = "{office}に電話する（{phone}）"
+CALL_NUMBER = "{phone}に電話"  # when CALL_OFFICE is longer than a button label may be
+CALL = "電話をかける"
+
+# The rich menu's bar (at most 14 characters); its areas are the COMMANDS book, bookings, help, language.
+RICHMENU_BAR = "メニュー"
+RICHMENU_BOOKINGS = "予約の確認・キャンセル"
+
+# -- languages (issue 14): 「English」「やさしい にほんご」「日本語」 work in every language and state ----------------
+
+LANGUAGE_ASK = "ご案内に使う言語を選んでください。"
+LANGUAGE_SET = "これからは日本語でご案内します。"  # said in the language just chosen
+LANGUAGE_HELP = "言語を変えるときは、下のボタンを押すか、「English」「やさしい にほんご」「日本語」と入力してください。"
+# After a profile text that has no translation in the user's language (shown in that language).
+PROFILE_NOT_TRANSLATED = "（この部分は日本語のみです）"
+# Under a translated terms summary and on the terms page in another language: the Japanese text counts.
+TERMS_OFFICIAL = "正式な利用規約は、日本語の原文です。この要約はご参考のためのものです。"
+TERMS_PAGE_SOURCE = "出典: {source}"
+TERMS_PAGE_TITLE = "利用規約（全文）"
+TERMS_PAGE_NOTE = "以下は、正式な利用規約の全文（日本語の原文）です。"  # the terms page in another language
+
+
+# -- the catalogue: this module answers in the language of the turn ------------------------------------------
+
+NOT_TRANSLATED = ("COMMAND_ALIASES",)  # Japanese phrases; other languages: bot/locale/<lang>/aliases.yaml
+# The keys said as a button's label (LINE: at most 20 characters, `LABEL_MAX`); CANCEL_LABEL and
+# CHANGE_DATE_LABEL share one with a date ("キャンセル 11/25 10:00"): at most `SHORT_LABEL_MAX`.
+LABEL_MAX, SHORT_LABEL_MAX, BAR_MAX = 20, 8, 14
+_LABELS = (
+    "COMMANDS.*", "ITEM_LABELS.*", "INTERPRETER_CHOICES.*", "MORE_SLOTS", "EARLIER_SLOTS", "OTHER_TIMES", "CONSENT",
+    "DECLINE", "BOOK", "CHANGE", "QUIT_LABEL", "CANCEL_YES", "CANCEL_NO", "MOVE_YES", "MOVE_OTHER", "MOVE_NO",
+    "ERASE_YES", "ERASE_NO", "REMINDER_OPT_IN", "RECONSENT_CONSENT", "RECONSENT_READ", "READ_TERMS",
+    "PROPOSAL_ACCEPT", "PROPOSAL_DECLINE", "CALL", "RICHMENU_BOOKINGS",
+)
+_SHORT_LABELS = ("CANCEL_LABEL", "CHANGE_DATE_LABEL")
+_BARS = ("RICHMENU_BAR",)  # the rich menu's chat bar text
+_META = ("NOT_TRANSLATED", "LABEL_MAX", "SHORT_LABEL_MAX", "BAR_MAX")
+_JAPANESE: dict[str, Any] = {
+    name: value for name, value in globals().items() if name[:1].isupper() and name.isupper() and name not in _META
+}
+_LOCALIZED: dict[str, dict[str, Any]] = {}  # language -> constant name -> its value in that language
+
+
+def japanese(name: str) -> Any:
+    """The Japanese value of a constant, whatever the language of the turn (staff-facing uses)."""
+    return _JAPANESE[name]
+
+
+def keys() -> dict[str, str]:
+    """Every catalogue key and its Japanese text (`NAME`, `NAME.key`)."""
+    result: dict[str, str] = {}
+    for name, value in _JAPANESE.items():
+        if name not in NOT_TRANSLATED:
+            result.update(i18n.flatten(name, value))
+    return result
+
+
+def label_limits() -> dict[str, int]:
+    """key -> the longest it may be, for every key said as a button's label."""
+    limits = {}
+    for key in keys():
+        name = key.split(".")[0]
+        if key in _LABELS or f"{name}.*" in _LABELS:
+            limits[key] = LABEL_MAX
+        elif key in _SHORT_LABELS:
+            limits[key] = SHORT_LABEL_MAX
+        elif key in _BARS:
+            limits[key] = BAR_MAX
+    return limits
+
+
+def notes() -> dict[str, str]:
+    """What a translator must know of a key (the template's `#.` comments): its length limit."""
+    return {key: f"Button label: at most {limit} characters." for key, limit in label_limits().items()}
+
+
+def _in(lang: str, name: str, value: Any) -> Any:
+    if name in NOT_TRANSLATED:
+        return value
+    if isinstance(value, str):
+        return i18n.text(lang, name)
+    if isinstance(value, dict):
+        return {key: i18n.text(lang, f"{name}.{key}") for key in value}
+    if isinstance(value, tuple) and f"{name}.{value[0][0]}" in _KEYS:
+        return tuple((key, i18n.text(lang, f"{name}.{key}")) for key, _ in value)
+    return value
+
+
+def _localized(lang: str) -> dict[str, Any]:
+    table = _LOCALIZED.get(lang)
+    if table is None:
+        table = _LOCALIZED[lang] = {name: _in(lang, name, value) for name, value in _JAPANESE.items()}
+    return table
+
+
+class _Texts(types.ModuleType):
+    """This module, whose constants answer in the language of the turn."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name[:1].isupper():
+            lang = i18n.current()
+            if lang != i18n.SOURCE and name in _JAPANESE:
+                return _localized(lang)[name]
+        return super().__getattribute__(name)
+
+
+_KEYS = keys()
+i18n.on_reload(_LOCALIZED.clear)
+i18n.register_source(_KEYS)
+sys.modules[__name__].__class__ = _Texts

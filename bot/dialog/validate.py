@@ -2,8 +2,8 @@
 
 Pure functions: no I/O, no edges. Every validator takes the raw message text and returns either
 ``Valid(value)`` with the normalized value to store, or ``Invalid(message)`` with a short, polite
-Japanese message that can be sent back to the job seeker as it is. No validator raises on any
-``str`` input.
+message in the user's language (`bot.dialog.texts`, read when the check runs) that can be sent back
+to the job seeker as it is. No validator raises on any ``str`` input.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import unicodedata
 from dataclasses import dataclass
 
 import phonenumbers
+
+from bot.dialog import formats
+from bot.dialog import texts as T
 
 __all__ = [
     "MAX_INPUT",
@@ -41,7 +44,7 @@ class Valid:
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
-    message: str  # Japanese, shown to the job seeker as it is
+    message: str  # in the user's language, shown to the job seeker as it is
 
 
 Result = Valid | Invalid
@@ -75,8 +78,9 @@ def _has_content(text: str) -> bool:
     return any(unicodedata.category(ch)[0] in "LN" for ch in text)
 
 
-_TOO_LONG = "入力が長すぎます。"
-_NO_SYMBOLS_ONLY = "絵文字や記号だけでは受け付けられません。"
+def _join(*sentences: str) -> str:
+    """Sentences as one message (in English with a space between them)."""
+    return formats.sentences(*sentences)
 
 
 def _precheck(raw: object, ask: str, *, empty: str | None = None, too_long: str | None = None) -> str | Invalid:
@@ -87,12 +91,12 @@ def _precheck(raw: object, ask: str, *, empty: str | None = None, too_long: str 
     if not isinstance(raw, str):
         return Invalid(empty or ask)
     if len(raw) > MAX_INPUT:
-        return Invalid(_TOO_LONG + (too_long or ask))
+        return Invalid(_join(T.INPUT_TOO_LONG, too_long or ask))
     text = normalize_text(raw)
     if not text:
         return Invalid(empty or ask)
     if not _has_content(text):
-        return Invalid(_NO_SYMBOLS_ONLY + ask)
+        return Invalid(_join(T.INPUT_SYMBOLS_ONLY, ask))
     return text
 
 
@@ -112,14 +116,10 @@ def _is_dash(ch: str) -> bool:
 _NUMBER_SEPARATED = re.compile(r"([0-9]{5})(?: ?- ?| )([0-9](?: ?[0-9])*)", re.ASCII)
 _NUMBER_PLAIN = re.compile(r"[0-9]{13}", re.ASCII)
 
-_NUMBER_ASK = "求職番号を「12345-12345678」のように、5けた・ハイフン・8けたの数字で入力してください。"
-_NUMBER_WHERE = "ハローワーク受付票（ハローワークカード）に書いてあります。"
-
-
 def job_seeker_number(raw: str) -> Result:
     """The 求職番号, stored as ``NNNNN-NNNNNNNN`` (or ``NNNNN-NNN…`` as printed on older cards)."""
-    wrong = Invalid(_NUMBER_ASK + _NUMBER_WHERE)
-    text = _precheck(raw, _NUMBER_ASK, empty=wrong.message)
+    wrong = Invalid(_join(T.NUMBER_ASK, T.NUMBER_WHERE))
+    text = _precheck(raw, T.NUMBER_ASK, empty=wrong.message)
     if isinstance(text, Invalid):
         return text
     text = "".join("-" if _is_dash(ch) else ch for ch in text)
@@ -135,10 +135,6 @@ def job_seeker_number(raw: str) -> Result:
 
 
 # --- names ----------------------------------------------------------------------------------------
-
-_NAME_ASK = "お名前を漢字・かな・ローマ字で入力してください。"
-_NAME_BAD_CHARS = "数字や記号は使えません。"
-_NAME_TOO_LONG = f"お名前は{NAME_MAX_LEN}文字以内で入力してください。"
 
 _KANJI_EXTRA = "々〆〇ヶ"  # iteration mark, shime, ideographic zero, small ke (as in 霞ヶ関)
 _VARIATION_SELECTORS = (range(0xFE00, 0xFE10), range(0xE0100, 0xE01F0))  # IVS after kanji
@@ -182,22 +178,19 @@ def _name_chars_ok(text: str) -> bool:
 
 def person_name(raw: str) -> Result:
     """A name in kanji, kana or latin letters, kept as typed (after NFKC and space collapsing)."""
-    text = _precheck(raw, _NAME_ASK)
+    text = _precheck(raw, T.NAME_ASK)
     if isinstance(text, Invalid):
         return text
     if not _name_chars_ok(text):
-        return Invalid(_NAME_BAD_CHARS + _NAME_ASK)
+        return Invalid(_join(T.NAME_BAD_CHARS, T.NAME_ASK))
     if not any(_is_kanji(ch) or _is_kana(ch) or _is_latin(ch) for ch in text):
-        return Invalid(_NAME_ASK)  # only ー, ・ or spaces
+        return Invalid(T.NAME_ASK)  # only ー, ・ or spaces
     if len(text) > NAME_MAX_LEN:
-        return Invalid(_NAME_TOO_LONG)
+        return Invalid(T.NAME_TOO_LONG.format(max=NAME_MAX_LEN))
     return Valid(text)
 
 
 # --- email ----------------------------------------------------------------------------------------
-
-_EMAIL_ASK = "メールアドレスを「example@mail.jp」のように入力してください。"
-_EMAIL_WRONG = "メールアドレスの形が正しくないようです。「example@mail.jp」のように入力してください。"
 
 # RFC 5322 dot-atom (unquoted) local part; quoted local parts and address literals are not accepted.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
@@ -214,12 +207,12 @@ _IDEOGRAPHIC_STOP = "\u3002"
 
 def email(raw: str) -> Result:
     """An ordinary ASCII address; the domain is lowercased, the local part kept as typed."""
-    text = _precheck(raw, _EMAIL_ASK)
+    text = _precheck(raw, T.EMAIL_ASK)
     if isinstance(text, Invalid):
         return text
     text = re.sub(r" ?@ ?", "@", text)  # "taro @ mail.jp" from a phone keyboard's auto-spacing
     if text.count("@") != 1:
-        return Invalid(_EMAIL_WRONG)
+        return Invalid(T.EMAIL_WRONG)
     local, domain = text.split("@")
     domain = domain.replace(_IDEOGRAPHIC_STOP, ".").lower()
     if domain.endswith("."):
@@ -236,14 +229,11 @@ def email(raw: str) -> Result:
     local_ok = local.isascii() and len(local) <= 64 and local_pattern.fullmatch(local) is not None
     address = f"{local}@{domain}"
     if not (domain_ok and local_ok) or len(address) > 254:
-        return Invalid(_EMAIL_WRONG)
+        return Invalid(T.EMAIL_WRONG)
     return Valid(address)
 
 
 # --- phone ----------------------------------------------------------------------------------------
-
-_PHONE_ASK = "電話番号を「090-1234-5678」のように、0から始まる番号で入力してください。"
-_PHONE_WRONG = "電話番号が正しくないようです。「090-1234-5678」のように、0から始まる日本の番号を入力してください。"
 
 # Numbers a job seeker can be called back on. Premium rate (0990), navi dial (0570), pagers/M2M (020)
 # and the like are rejected; toll-free (0120, 0800) is accepted.
@@ -262,36 +252,33 @@ _PHONE_SHAPE = re.compile(r"0[0-9]{8,11}|\+81[0-9]{8,12}", re.ASCII)
 
 def phone(raw: str) -> Result:
     """A Japanese number in the usual hyphenated national format (090-1234-5678, 0768-62-1242)."""
-    text = _precheck(raw, _PHONE_ASK)
+    text = _precheck(raw, T.PHONE_ASK)
     if isinstance(text, Invalid):
         return text
     digits = "".join(ch for ch in text if ch not in _PHONE_NOISE and not _is_dash(ch))
     if not _PHONE_SHAPE.fullmatch(digits):  # also rejects letters, which phonenumbers would read as keypad digits
-        return Invalid(_PHONE_WRONG)
+        return Invalid(T.PHONE_WRONG)
     try:
         number = phonenumbers.parse(digits, "JP")
     except phonenumbers.NumberParseException:
-        return Invalid(_PHONE_WRONG)
+        return Invalid(T.PHONE_WRONG)
     if not phonenumbers.is_valid_number_for_region(number, "JP"):
-        return Invalid(_PHONE_WRONG)
+        return Invalid(T.PHONE_WRONG)
     if phonenumbers.number_type(number) not in _PHONE_TYPES:
-        return Invalid(_PHONE_WRONG)
+        return Invalid(T.PHONE_WRONG)
     return Valid(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
 
 
 # --- free text ------------------------------------------------------------------------------------
-
-_FREE_ASK = "内容を文字で入力してください。"
-
 
 def free_text(raw: str, max_len: int = FREE_TEXT_MAX_LEN) -> Result:
     """Free text such as "other matters": not empty, not only emoji, at most ``max_len`` characters.
 
     Line breaks are collapsed to spaces like every other whitespace run.
     """
-    text = _precheck(raw, _FREE_ASK, too_long=f"{max_len}文字以内で入力してください。")
+    text = _precheck(raw, T.FREE_TEXT_ASK, too_long=T.FREE_TEXT_TOO_LONG.format(max=max_len))
     if isinstance(text, Invalid):
         return text
     if len(text) > max_len:
-        return Invalid(f"{max_len}文字以内で入力してください（いまは{len(text)}文字です）。")
+        return Invalid(T.FREE_TEXT_TOO_LONG_NOW.format(max=max_len, count=len(text)))
     return Valid(text)

@@ -10,8 +10,12 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from bot import i18n
 from bot.errors import ProfileError, UnknownOfficeError
+from bot.profiles.i18n import Overlay, is_paragraph
 from bot.profiles.models import OfficeProfile
+
+SIDECARS = "i18n"  # office_profiles/i18n/<office>.<lang>.yaml: the profile's texts in another language
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -44,6 +48,7 @@ class CheckReport:
     directory: Path
     offices: dict[str, OfficeProfile] = field(default_factory=dict)
     terms_texts: dict[str, str] = field(default_factory=dict)
+    sidecars: dict[tuple[str, str], dict] = field(default_factory=dict)  # (office, lang) -> its texts
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -112,7 +117,55 @@ def check_profiles(directory: Path | str) -> CheckReport:
         report.offices[profile.id] = profile
         report.terms_texts[profile.id] = text
         report.warnings.extend(_warnings_for(name, profile))
+    _check_sidecars(directory, report)
     return report
+
+
+def _read_yaml(path: Path, report: CheckReport) -> object | None:
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except (OSError, UnicodeDecodeError) as exc:
+        report.errors.append(f"{path}: cannot read: {exc}")
+    except yaml.YAMLError as exc:
+        report.errors.append(f"{path}: invalid YAML: {exc}".replace("\n", " "))
+    return None
+
+
+def _check_sidecars(directory: Path, report: CheckReport) -> None:
+    """Each office's texts in each other language: laid over the profile and validated like it; a text
+    left out is a warning (said in Japanese), anything else wrong an error naming the file and field."""
+    folder = directory / SIDECARS
+    languages = [lang for lang in i18n.LANGUAGES if lang != i18n.SOURCE]
+    profiles = {path.stem for path in directory.glob("*.yaml") if not path.name.startswith("_")}
+    expected = {f"{office}.{lang}.yaml" for office in profiles for lang in languages}
+    for stray in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        if stray.name not in expected and not stray.name.startswith("_"):
+            report.errors.append(f"{stray}: not <office>.<lang>.yaml of a profile here and a language of "
+                                 f"the bot ({', '.join(languages)})")
+    for office, profile in report.offices.items():
+        for lang in languages:
+            path = folder / f"{office}.{lang}.yaml"
+            if not path.is_file():
+                report.warnings.append(f"{path}: missing: every text of {office}.yaml is shown in Japanese to "
+                                       f"users of {i18n.NAMES[lang]}")
+                continue
+            data = _read_yaml(path, report)
+            if data is None:
+                continue
+            overlay = Overlay()
+            merged = overlay.apply(profile.model_dump(), data)
+            report.errors.extend(f"{path}: {problem}" for problem in overlay.errors)
+            if overlay.errors:
+                continue
+            try:
+                OfficeProfile.model_validate(merged)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    message = err["msg"].removeprefix("Value error, ")
+                    report.errors.append(f"{path}: {_loc(err['loc'])}: {message}")
+                continue
+            report.sidecars[(office, lang)] = data
+            report.warnings.extend(f"{path}: {missing}: no translation (shown in Japanese)" for missing in overlay.missing)
 
 
 def _squeeze(text: str) -> str:
@@ -145,9 +198,12 @@ def unsourced_rules(profile: OfficeProfile, seed_text: str) -> list[str]:
 class Offices(Mapping[str, OfficeProfile]):
     """The loaded office profiles by id, with each office's full terms text."""
 
-    def __init__(self, profiles: dict[str, OfficeProfile], terms_texts: dict[str, str]):
+    def __init__(self, profiles: dict[str, OfficeProfile], terms_texts: dict[str, str],
+                 sidecars: dict[tuple[str, str], dict] | None = None):
         self._profiles = dict(sorted(profiles.items()))
         self._terms = terms_texts
+        self.sidecars = dict(sidecars or {})  # (office, lang) -> the office's texts in that language
+        self._localized: dict[tuple[str, str, str], OfficeProfile] = {}
 
     def __getitem__(self, office_id: str) -> OfficeProfile:
         try:
@@ -175,10 +231,29 @@ class Offices(Mapping[str, OfficeProfile]):
         self[office_id]
         return self._terms[office_id]
 
+    def localized(self, office_id: str, lang: str, note: str = "") -> OfficeProfile:
+        """The office's profile with its texts in `lang` (its sidecar laid over it); a text the sidecar
+        leaves out stays Japanese, and where it is a paragraph of its own, `note` (one line in `lang`
+        saying so) follows it. Japanese, or a language without a sidecar: the profile itself."""
+        profile = self[office_id]
+        sidecar = self.sidecars.get((office_id, lang))
+        if lang == i18n.SOURCE:
+            return profile
+        key = (office_id, lang, note)
+        found = self._localized.get(key)
+        if found is None:
+
+            def fill(path: str, japanese: str) -> str:
+                return f"{japanese}\n{note}" if note and is_paragraph(path) else japanese
+
+            merged = Overlay(fill).apply(profile.model_dump(), sidecar or {})
+            found = self._localized[key] = OfficeProfile.model_validate(merged)
+        return found
+
 
 def load_offices(directory: Path | str, *, strict: bool = False) -> Offices:
     """Load every profile in `directory`; any error (or warning, if strict) raises ProfileError."""
     report = check_profiles(directory)
     if not report.ok(strict):
         raise ProfileError(report.errors + (report.warnings if strict else []))
-    return Offices(report.offices, report.terms_texts)
+    return Offices(report.offices, report.terms_texts, report.sidecars)

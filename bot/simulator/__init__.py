@@ -6,6 +6,7 @@
     GET  /sim/staff             ?after=<stream id>: staff notices from the outbox as they are produced
     GET  /sim/users             the test users, the bot's clock and the rich menu
     POST /sim/clear             {"user"}: forget what that user's screen shows
+    POST /sim/profile           {"user", "language"}: the `language` of the user's LINE profile ("" for none)
     POST /sim/line/v2/bot/...   the stand-in Messaging API the bot really calls (see line_api.py)
 
 Events go to `/callback` over real HTTP with a real signature, so the page exercises exactly what
@@ -29,7 +30,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 
 from bot.channels.line.richmenu import IMAGE as RICHMENU_IMAGE, rich_menu
 from bot.channels.line.webhook import event_json, sign, webhook_body
-from bot.dialog.texts import NO_OFFICE
+from bot.dialog import texts
 from bot.errors import StoreError
 from bot.service import BotService
 from bot.simulator import line_api
@@ -42,6 +43,7 @@ KINDS = ("text", "postback", "follow", "unfollow", "sticker")
 MAX_TEXT = 5000  # LINE's limit for a text message
 WEBHOOK_TIMEOUT_S = 15  # the webhook itself answers in well under 2 s; this only stops a deadlock
 _USER_ID = re.compile(r"U[0-9a-f]{32}")
+_LANGUAGE_TAG = re.compile(r"(|[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*)")
 
 # The channel credentials of simulator mode: the app signs its own webhook events with the secret,
 # and the stand-in Messaging API accepts only the token.
@@ -75,11 +77,15 @@ def create_blueprint(service: BotService, secret: str) -> Blueprint:
         return response
 
     @bp.get("/sim/users")
-    def users() -> Response:
+    def users() -> tuple[Response, int] | Response:
         menu = rich_menu()
+        try:
+            languages = {user["id"]: inbox.language(user["id"]) or "" for user in USERS}
+        except StoreError:
+            return jsonify({"error": "store unavailable"}), 503
         return jsonify(
             {
-                "users": list(USERS),
+                "users": [{**user, "language": languages[user["id"]]} for user in USERS],
                 "now": service.clock.now().isoformat(),
                 "richmenu": {
                     "image": "/sim/richmenu.png",
@@ -152,6 +158,22 @@ def create_blueprint(service: BotService, secret: str) -> Blueprint:
             return jsonify({"error": "store unavailable"}), 503
         return jsonify({"ok": True})
 
+    @bp.post("/sim/profile")
+    def profile() -> tuple[Response, int] | Response:
+        """The `language` the stand-in's LINE profile gives for a test user (issue 14)."""
+        body = request.get_json(silent=True)
+        user = body.get("user") if isinstance(body, dict) else None
+        language = body.get("language") if isinstance(body, dict) else None
+        if not isinstance(user, str) or not _USER_ID.fullmatch(user):
+            return jsonify({"error": "user must be a LINE user id (U + 32 hex digits)"}), 400
+        if language is not None and (not isinstance(language, str) or not _LANGUAGE_TAG.fullmatch(language)):
+            return jsonify({"error": "language must be a BCP 47 tag such as en or ja-JP, or empty"}), 400
+        try:
+            inbox.set_language(user, language or None)
+        except StoreError:
+            return jsonify({"error": "store unavailable"}), 503
+        return jsonify({"ok": True, "language": language or ""})
+
     @bp.get("/sim/messages")
     def messages() -> tuple[Response, int] | Response:
         user = request.args.get("user", "")
@@ -214,7 +236,7 @@ def _notice(service: BotService, entry_id: str, fields: dict[str, str]) -> dict[
                 pass
         notice[name] = value
     office = fields.get("office", "")
-    notice["office_name"] = service.offices[office].short_name if office in service.offices else office or NO_OFFICE
+    notice["office_name"] = service.offices[office].short_name if office in service.offices else office or texts.japanese("NO_OFFICE")
     return notice
 
 

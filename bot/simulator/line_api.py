@@ -13,6 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from bot.channels.line.api import profile_answer
+
 from bot.service import BotService
 from bot.store.sim_inbox import SimInbox
 
@@ -95,6 +97,17 @@ def register(bp: Blueprint, service: BotService, inbox: SimInbox, token: str) ->
             return _error(400, "The request body has 1 error(s)")
         inbox.start_loading(chat, seconds)
         return jsonify({}), 202
+
+    @bp.get("/sim/line/v2/bot/profile/<user>")
+    def line_profile(user: str):
+        """The user's profile; `language` as the simulator page set it for the test user (else none)."""
+        if not authorised():
+            return _error(401, "Authentication failed. Confirm that the access token in the authorization header is valid.")
+        try:
+            language = inbox.language(user)
+        except ValueError:
+            return _error(404, "Not found")
+        return jsonify(profile_answer(user, language))
 
     @bp.route("/sim/line/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
     def line_other(rest: str):

@@ -16,21 +16,24 @@ import base64
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot import calendar
+from bot import calendar, i18n
 from bot.channels.line.render import to_messages
 from bot.clock import JST
 from bot.dialog import Reply
+from bot.dialog import formats
 from bot.dialog import texts as T
-from bot.dialog.pushes import confirmed_replies, declined_replies, proposal_replies
+from bot.dialog.pushes import confirmed_replies, declined_replies, in_language, proposal_replies
 from bot.errors import ConflictError, StaffActionError, UnknownOfficeError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService
 from bot.store import Plan, SlotFull
+from bot.staff.languages import language_field
 from bot.store.bookings import PERSONAL_FIELDS, booking_ref
 
 log = logging.getLogger("hwbot.staff")
@@ -58,7 +61,7 @@ def confirmation_label(booking: dict[str, Any]) -> str:
 
 # A follow-up copies who the user is and what they consented to; nothing about the slot.
 COPIED_FIELDS = ("user", "name", "number", "email", "phone", "topic", "interpreter", "category",
-                 "category_detail", "answers", "consent")
+                 "category_detail", "answers", "consent", "lang")
 # Marks that correct each other: staff may fix an attended/no-show mistake.
 MARKABLE = ("booked", "attended", "no_show")
 MEETING_FIELD_MAX = 300
@@ -104,7 +107,7 @@ class Done:
 
 
 def when_label(booking: dict[str, Any]) -> str:
-    """`12月1日(火) 10:00〜10:30` for a stored booking."""
+    """`12月1日(火) 10:00〜10:30` for a stored booking, as staff read it (a user reads `formats.when`)."""
     start = datetime.fromisoformat(booking["start"]).astimezone(JST)
     end = datetime.fromisoformat(booking["end"]).astimezone(JST)
     return f"{calendar.format_day(start.date())} {start:%H:%M}〜{end:%H:%M}"
@@ -134,7 +137,7 @@ def find_office(offices: Mapping[str, OfficeProfile], office_id: str) -> OfficeP
 def office_label(offices: Mapping[str, OfficeProfile], office_id: str) -> str:
     """The office as the console names it: its short name, 窓口未選択 before the user chose one."""
     if not office_id:
-        return T.NO_OFFICE
+        return T.japanese("NO_OFFICE")
     profile = find_office(offices, office_id)
     return profile.short_name if profile else office_id
 
@@ -214,11 +217,11 @@ class StaffActions:
             if (current.get("proposal") or {}).get("ref") != held_ref:
                 raise ConflictError("the proposal changed meanwhile")
             cancelled = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": by}
-            office = self.office(cancelled)
-            name = office.short_name if office else cancelled["office"]
-            text = T.STAFF_CANCELLED.format(office=name, when=when_label(cancelled), ref=cancelled["id"])
-            if office and office.phone_label():
-                text += f"\n電話: {office.phone_label()}"
+            with self._speaking(cancelled) as office:
+                name = office.short_name if office else cancelled["office"]
+                text = T.STAFF_CANCELLED.format(office=name, when=formats.when(cancelled), ref=cancelled["id"])
+                if office and office.phone_label():
+                    text += "\n" + T.STAFF_PHONE.format(phone=office.phone_label())
             plan = Plan(bookings={ref: cancelled}, free=(ref,), result=cancelled, entries=[
                 self._text_entry(cancelled, text, "cancel"),
                 self._notice_entry("cancellation", cancelled, "担当者がキャンセル", by="staff")])
@@ -243,10 +246,14 @@ class StaffActions:
                 raise Refused(f"この予約は「{STATUS_LABELS.get(current.get('status'), '?')}」のため送信できません。")
             if datetime.fromisoformat(current["end"]) <= self.now():
                 raise Refused("終了した相談の接続情報は送信できません。")
-            office = self.office(current)
-            name = office.short_name if office else current["office"]
-            tool = office.video_tool if office else ""
-            lines = [T.STAFF_MEETING.format(office=name, when=when_label(current), tool=tool), *meeting, T.STAFF_MEETING_HINT]
+            with self._speaking(current) as office:
+                name = office.short_name if office else current["office"]
+                tool = office.video_tool if office else ""
+                details = self._meeting_lines(meeting_id, passcode, url, required=True)
+                lines = [T.STAFF_MEETING.format(office=name, when=formats.when(current), tool=tool), *details,
+                         T.STAFF_MEETING_HINT]
+            japanese = self.office(current)
+            tool = japanese.video_tool if japanese else ""  # the notice: staff's words
             updated = {**current, "meeting_sent_at": at, "meeting_sent_by": by}
             return Plan(bookings={ref: updated}, result=updated, entries=[
                 self._text_entry(updated, "\n".join(lines), f"meeting|{uuid.uuid4().hex}"),
@@ -305,9 +312,11 @@ class StaffActions:
         if not booking.get("user"):
             raise Refused("利用者のLINEの情報が残っていないため、次回の予約を取れません。")
         new_ref = booking_ref(booking)
-        text = T.STAFF_FOLLOW_UP.format(office=office.short_name, when=when_label(booking), ref=booking_id)
-        if office.phone_label():
-            text += f"\n電話: {office.phone_label()}"
+        with self._speaking(booking) as theirs:
+            assert theirs is not None
+            text = T.STAFF_FOLLOW_UP.format(office=theirs.short_name, when=formats.when(booking), ref=booking_id)
+            if theirs.phone_label():
+                text += "\n" + T.STAFF_PHONE.format(phone=theirs.phone_label())
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             if found[0] is not None:  # the same form again: booked already
@@ -380,9 +389,11 @@ class StaffActions:
             if meeting:
                 changes.update(meeting_sent_at=at, meeting_sent_by=by)
             confirmed = {**current, **changes}
-            replies = confirmed_replies(office, confirmed, tuple(meeting))
-            entries = [self._push_entry(confirmed, replies, "confirm"),
-                       self._notice_entry("confirmed", confirmed, "申込みを確定", meeting="yes" if meeting else "no")]
+            with self._speaking(confirmed) as theirs:
+                details = self._meeting_lines(meeting_id, passcode, url, required=False)
+                replies = confirmed_replies(theirs or office, confirmed, tuple(details))
+                push = self._push_entry(confirmed, replies, "confirm")
+            entries = [push, self._notice_entry("confirmed", confirmed, "申込みを確定", meeting="yes" if meeting else "no")]
             # The slot is checked again: the booking still holds it (it joins it again if it was lost).
             return Plan(bookings={ref: confirmed}, hold=(ref,), capacity=office.schedule.capacity,
                         entries=entries, result=Done(confirmed, True, replies))
@@ -410,10 +421,11 @@ class StaffActions:
                 return repeated
             declined = {**current, "status": "cancelled", "cancelled_at": at, "cancelled_by": by,
                         "declined_by": by, "office_confirmation": "declined", "decline_reason": reason}
-            replies = declined_replies(office, declined, reason)
+            with self._speaking(declined) as theirs:
+                replies = declined_replies(theirs or office, declined, reason)
+                push = self._push_entry(declined, replies, "decline")
             # The reason may be typed: it goes to the user, never into a staff notice.
-            entries = [self._push_entry(declined, replies, "decline"),
-                       self._notice_entry("declined", declined, "申込みをお断り")]
+            entries = [push, self._notice_entry("declined", declined, "申込みをお断り")]
             return Plan(bookings={ref: declined}, free=(ref,), entries=entries, result=Done(declined, True, replies))
 
         return self._act("decline", [ref], decide)
@@ -461,9 +473,10 @@ class StaffActions:
                 raise Refused("申込みが変更されました。画面を開き直してください。")
             proposed = {**current, "office_confirmation": "proposed", "proposals": count + 1, "proposed_by": by,
                         "proposal": {"ref": held_ref, "slot": slot.key, "at": at, "deadline": deadline.isoformat()}}
-            label = f"{calendar.format_day(deadline.date())} {deadline:%H:%M}"
-            replies = proposal_replies(office, proposed, held, label)
-            entries = [self._push_entry(proposed, replies, f"propose|{count}|{slot.key}"),
+            with self._speaking(proposed) as theirs:
+                replies = proposal_replies(theirs or office, proposed, held, formats.day_time(deadline))
+                push = self._push_entry(proposed, replies, f"propose|{count}|{slot.key}")
+            entries = [push,
                        self._notice_entry("proposed", proposed, "別の日時を提案", proposed_slot=slot.key,
                                           deadline=deadline.isoformat())]
             return Plan(bookings={ref: proposed, held_ref: held}, hold=(held_ref,), capacity=office.schedule.capacity,
@@ -485,6 +498,17 @@ class StaffActions:
             raise BadRequest("「参加URL」は https:// で始まるURLを入力してください。")
         templates = ((T.STAFF_MEETING_ID, meeting_id), (T.STAFF_MEETING_PASSCODE, passcode), (T.STAFF_MEETING_URL, url))
         return [template.format(value=value) for template, value in templates if value]
+
+    @contextmanager
+    def _speaking(self, booking: dict[str, Any]) -> Iterator[OfficeProfile | None]:
+        """Say what goes to the booking's user in the booking's language (kept from the chat): inside the
+        block every text is in it; yields the office's profile in it (None for an unknown office)."""
+        if self.office(booking) is None:
+            with i18n.using(booking.get("lang")):
+                yield None
+            return
+        with in_language(self.service.offices, booking["office"], booking.get("lang")) as profile:
+            yield profile
 
     def _push_entry(self, booking: dict[str, Any], replies: list[Reply], what: str) -> dict[str, Any]:
         messages = to_messages(replies, base_url=self.service.settings.public_url or "")
@@ -511,7 +535,8 @@ class StaffActions:
             "kind": kind,
             "office": booking["office"],
             "summary": f"{what}: {name} {when_label(booking)}（予約番号 {booking['id']}）",
-            "fields": {"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"], **extra},
+            "fields": {"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"],
+                       **language_field(booking.get("lang")), **extra},
             "at": self.now().isoformat(),
         }
 

@@ -17,16 +17,17 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from bot import calendar
+from bot import calendar, i18n
 from bot.channels.line.render import to_messages
 from bot.clock import JST
 from bot.dialog import Reply, StaffNotice
 from bot.dialog.conversation import booking_ref, booking_when, parse_when
-from bot.dialog.pushes import lapsed_replies, reconsent_replies, reminder_replies
+from bot.dialog.pushes import in_language, lapsed_replies, reconsent_replies, reminder_replies
 from bot.errors import HwbotError
 from bot.profiles import OfficeProfile
 from bot.profiles.models import TermsChange
 from bot.service import BotService, notice_entry
+from bot.staff.languages import language_field
 from bot.store import Plan
 from bot.store.bookings import ANONYMISED_FIELDS, PERSONAL_FIELDS
 
@@ -110,8 +111,9 @@ class Reminders:
 
     def send(self, profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> list[Reply]:
         ref = booking_ref(booking)
-        replies = reminder_replies(profile, booking)
-        messages = to_messages(replies, base_url=self.service.settings.public_url or "")
+        with in_language(self.service.offices, profile.id, booking.get("lang")) as theirs:  # the booking's language
+            replies = reminder_replies(theirs, booking)
+            messages = to_messages(replies, base_url=self.service.settings.public_url or "")
         # Push first, then record: a crash between repeats the push, which the retry key makes harmless.
         self.service.queue_push(booking["user"], messages, retry_key=retry_key("reminder", ref))
         self.service.bookings.update(ref, {"reminder_sent_at": now.isoformat()})
@@ -147,15 +149,20 @@ class Reconsent:
         consented = (booking.get("consent") or {}).get("version")
         return consented != version and (booking.get("reconsent") or {}).get("version") != version
 
-    def terms_url(self, profile: OfficeProfile) -> str | None:
+    def terms_url(self, profile: OfficeProfile, lang: str | None = None) -> str | None:
+        """The full terms' page (its frame in `lang`: `?lang=`), absolute; None without HWBOT_PUBLIC_URL."""
         base = self.service.settings.public_url
-        return f"{base.rstrip('/')}/offices/{profile.id}/terms" if base else None
+        if not base:
+            return None
+        query = f"?lang={lang}" if lang and lang != i18n.SOURCE and lang in i18n.LANGUAGES else ""
+        return f"{base.rstrip('/')}/offices/{profile.id}/terms{query}"
 
     def ask(self, profile: OfficeProfile, booking: dict[str, Any], now: datetime) -> tuple[list[Reply], StaffNotice]:
         ref = booking_ref(booking)
         version = profile.terms.version.isoformat()
-        replies = reconsent_replies(profile, booking, self.terms_url(profile))
-        messages = to_messages(replies, base_url=self.service.settings.public_url or "")
+        with in_language(self.service.offices, profile.id, booking.get("lang")) as theirs:
+            replies = reconsent_replies(theirs, booking, self.terms_url(profile, booking.get("lang")))
+            messages = to_messages(replies, base_url=self.service.settings.public_url or "")
         waits = profile.terms.change == TermsChange.reply
         self.service.queue_push(booking["user"], messages, retry_key=retry_key("reconsent", ref, version))
         notice = StaffNotice(
@@ -168,6 +175,7 @@ class Reconsent:
                 "slot": booking["slot"],
                 "version": version,
                 "awaiting_consent": "yes" if waits else "no",
+                **language_field(booking.get("lang")),
             },
         )
         self.service.queue_notice(notice, entry_id=uuid.uuid5(NAMESPACE, f"reconsent_needed|{ref}|{version}").hex)
@@ -220,13 +228,15 @@ class Proposals:
     def lapse(self, profile: OfficeProfile, held: dict[str, Any], now: datetime) -> tuple[dict[str, Any], list[Reply]] | None:
         ref = booking_ref(held)
         request = self.service.bookings.get(held.get("held_for", "")) or held
-        replies = lapsed_replies(profile, request, held)
-        messages = to_messages(replies, base_url=self.service.settings.public_url or "")
+        with in_language(self.service.offices, profile.id, request.get("lang")) as theirs:
+            replies = lapsed_replies(theirs, request, held)
+            messages = to_messages(replies, base_url=self.service.settings.public_url or "")
         notice = StaffNotice(
             kind="proposal_lapsed",
             office=profile.id,
             summary=f"提案した日時が期限切れ: {profile.short_name} {booking_when(held)}",
-            fields={"ref": ref, "booking_id": held["id"], "slot": held["slot"], "request": held.get("held_for", "")},
+            fields={"ref": ref, "booking_id": held["id"], "slot": held["slot"], "request": held.get("held_for", ""),
+                    **language_field(request.get("lang"))},
         )
         entries = [notice_entry(notice, now, entry_id=uuid.uuid5(NAMESPACE, f"proposal_lapsed|{ref}").hex)]
         if request.get("status") == "booked" and held.get("user"):  # the request still waits: tell the user
@@ -301,7 +311,7 @@ class Overdue:
             kind="request_overdue",
             office=profile.id,
             summary=f"確認待ちの申込み: {profile.short_name} {booking_when(booking)}",
-            fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"]},
+            fields={"ref": ref, "booking_id": booking["id"], "slot": booking["slot"], **language_field(booking.get("lang"))},
         )
         entry = notice_entry(notice, now, entry_id=uuid.uuid5(NAMESPACE, f"request_overdue|{ref}").hex)
 

@@ -23,7 +23,8 @@ from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_t
 
 from bot import calendar
 from bot.clock import JST
-from bot.dialog.texts import INTERPRETER_CHOICES
+from bot.dialog import texts
+from bot.staff import languages
 from bot.errors import NotReplicated, StaffActionError, StoreError
 from bot.profiles.models import OfficeProfile
 from bot.service import BotService, user_hash
@@ -95,7 +96,8 @@ def booking_row(profile: OfficeProfile | None, booking: dict[str, Any]) -> dict[
         "confirmation": confirmation_label(booking),
         "confirmation_key": booking.get("office_confirmation", ""),
         "topic": booking.get("topic", ""),
-        "interpreter": dict(INTERPRETER_CHOICES).get(booking.get("interpreter", ""), booking.get("interpreter", "")),
+        "interpreter": dict(texts.japanese("INTERPRETER_CHOICES")).get(booking.get("interpreter", ""), booking.get("interpreter", "")),
+        "language": languages.wish(booking.get("lang")),
         "category": category_label(profile, booking),
         "name": booking.get("name", ""),
         "meeting_sent": bool(booking.get("meeting_sent_at")),
@@ -133,13 +135,15 @@ def booking_record(profile: OfficeProfile | None, booking: dict[str, Any], who: 
         ("メールアドレス", booking.get("email", "")),
         ("電話番号", booking.get("phone", "")),
         ("相談内容", booking.get("topic", "")),
-        ("通訳・介助者", dict(INTERPRETER_CHOICES).get(booking.get("interpreter", ""), booking.get("interpreter", ""))),
+        ("通訳・介助者", dict(texts.japanese("INTERPRETER_CHOICES")).get(booking.get("interpreter", ""), booking.get("interpreter", ""))),
+        (languages.LABEL, languages.wish(booking.get("lang")) or languages.JAPANESE),
         ("対象区分", category_label(profile, booking)),
         ("LINE利用者（識別用）", who),
         ("予約日時", _when(booking.get("created_at", ""))),
         ("予約した人", by("booked_by", "user")),
         ("前回の予約", booking.get("follow_up_of", "")),
         ("規約の版", consent.get("version", "")),
+        ("規約の要約を読んだ言語", languages.name(consent.get("terms_lang")) if consent else ""),
         ("規約に同意した日時", _when(consent.get("at", "")) if consent.get("at") else ""),
         ("事業所の確認", CONFIRMATION_LABELS.get(booking.get("office_confirmation", ""), booking.get("office_confirmation", ""))),
         ("確定した人", by("confirmed_by")),
@@ -160,7 +164,7 @@ def booking_record(profile: OfficeProfile | None, booking: dict[str, Any], who: 
     shown = {"id", "office", "slot", "start", "end", "status", "name", "number", "email", "phone", "topic",
              "interpreter", "category", "category_detail", "user", "created_at", "booked_by", "follow_up_of",
              "consent", "office_confirmation", "meeting_sent_at", "meeting_sent_by", "marked_at", "marked_by",
-             "cancelled_at", "cancelled_by", "answers", "confirmed_by", "proposed_by", "declined_by"}
+             "cancelled_at", "cancelled_by", "answers", "confirmed_by", "proposed_by", "declined_by", "lang"}
     rows += [(key, str(value)) for key, value in sorted(booking.items()) if key not in shown]
     return [(label, str(value)) for label, value in rows]
 

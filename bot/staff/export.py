@@ -13,14 +13,15 @@ from typing import Any
 import icalendar
 
 from bot.clock import JST
-from bot.dialog.texts import INTERPRETER_CHOICES
+from bot.dialog import texts
+from bot.staff import languages
 from bot.profiles.models import OfficeProfile
 from bot.staff.actions import CONFIRMATION_LABELS, STATUS_LABELS, confirmation_label
 
 # (column title, booking field); nested consent fields are read by `_cell`.
 CSV_COLUMNS = (
     ("予約番号", "id"), ("事業所", "office"), ("開始", "start"), ("終了", "end"), ("状態", "status"),
-    ("相談内容", "topic"), ("通訳・介助者", "interpreter"), ("対象区分", "category"), ("お名前", "name"),
+    ("相談内容", "topic"), ("通訳・介助者", "interpreter"), ("言語", "lang"), ("対象区分", "category"), ("お名前", "name"),
     ("求職番号", "number"), ("メールアドレス", "email"), ("電話番号", "phone"), ("予約日時", "created_at"),
     ("予約した人", "booked_by"), ("前回の予約", "follow_up_of"), ("規約の版", "consent.version"),
     ("同意日時", "consent.at"), ("事業所の確認", "office_confirmation"), ("接続情報の送信", "meeting_sent_at"),
@@ -43,7 +44,9 @@ def _cell(booking: dict[str, Any], field: str) -> str:
     if field == "status":
         return STATUS_LABELS.get(str(value), str(value or ""))
     if field == "interpreter":
-        return dict(INTERPRETER_CHOICES).get(str(value), str(value or ""))
+        return dict(texts.japanese("INTERPRETER_CHOICES")).get(str(value), str(value or ""))
+    if field == "lang":  # 英語での対応を希望 / やさしい日本語での対応を希望 / 日本語
+        return languages.wish(str(value or "")) or languages.JAPANESE
     if field == "office_confirmation":
         # As the console says it; a declined request (cancelled) still says so.
         return confirmation_label(booking) or (CONFIRMATION_LABELS["declined"] if value == "declined" else "")

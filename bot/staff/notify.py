@@ -18,7 +18,8 @@ from slack_sdk.webhook import WebhookClient
 
 from bot import calendar
 from bot.clock import JST
-from bot.dialog.texts import NO_OFFICE
+from bot.dialog import texts
+from bot.staff import languages
 from bot.errors import DeliveryError
 from bot.profiles import OfficeProfile
 
@@ -75,6 +76,7 @@ LABELS = {
     "since": "待ち始め",
     "terms_version": "規約の版",
     "no_shows": "無断欠席の回数",
+    "lang": languages.LABEL,  # 英語での対応を希望 / やさしい日本語での対応を希望 (none: Japanese)
 }
 # Personal data: never rendered, whatever the notice holds.
 PERSONAL = frozenset(
@@ -136,7 +138,7 @@ def compose(notice: dict[str, Any], profile: OfficeProfile | None, public_url: s
     kind = str(notice.get("kind") or "")
     fields = notice.get("fields") if isinstance(notice.get("fields"), dict) else {}
     title, note = KINDS.get(kind, (None, None))
-    rows: list[tuple[str, str]] = [("事務所", profile.name if profile else str(notice.get("office") or NO_OFFICE))]
+    rows: list[tuple[str, str]] = [("事務所", profile.name if profile else str(notice.get("office") or texts.japanese("NO_OFFICE")))]
     if fields.get("slot"):
         rows.append(("日時", _when(str(fields["slot"]), profile)))
     for key, label in LABELS.items():
@@ -145,6 +147,8 @@ def compose(notice: dict[str, Any], profile: OfficeProfile | None, public_url: s
             value = HANDOFF_REASONS.get(str(value), str(value))
         if key == "since" and value:
             value = _instant(str(value))
+        if key == "lang":
+            value = languages.wish(str(value or ""))
         if value not in (None, ""):
             rows.append((label, str(value)))
     for key, value in fields.items():

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
+from bot import i18n
 from bot.channels.line.render import to_messages
 from bot.clock import JST
 from bot.dialog import texts as T
@@ -28,6 +29,7 @@ from bot.dialog.buttons import command_option
 from bot.dialog.replies import Ask, Reply
 from bot.errors import StaffActionError
 from bot.service import BotService
+from bot.staff import languages
 from bot.staff.actions import find_office, office_label, upcoming_for, when_label
 from bot.staff.identity import Account
 from bot.store.bookings import booking_ref
@@ -38,8 +40,6 @@ log = logging.getLogger("hwbot.staff")
 REPLY_MAX = 2000  # characters of one staff reply (LINE's text message takes 5,000)
 # Push retry keys of staff replies: uuid5 of the thread and the form's (or the API call's) nonce.
 NAMESPACE = uuid.UUID("0f4a8d3e-6c1b-4e2f-9a7d-3b5c8e1f2a60")
-# Who a staff reply is from when the user has not chosen an office yet (「【ハローワーク 担当者より】」).
-NO_OFFICE_SENDER = "ハローワーク"
 REASONS = {
     "user_request": "担当者との会話を希望",
     "ineligible": "利用条件に当てはまらず、担当者との会話を希望",
@@ -109,7 +109,8 @@ class ThreadActions:
         if len(text) > REPLY_MAX:
             raise StaffActionError(f"返信は{REPLY_MAX}文字以内にしてください。")
         meta, user = self._open(thread)
-        messages = to_messages(self.reply_replies(meta, text), base_url=self.service.settings.public_url or "")
+        with i18n.using(self.service.user_language(user)):  # the frame in the user's language; the text as typed
+            messages = to_messages(self.reply_replies(meta, text), base_url=self.service.settings.public_url or "")
         nonce = nonce or uuid.uuid4().hex
         at = self.now().isoformat()
         push = {"id": str(uuid.uuid5(NAMESPACE, f"{thread}|{nonce}")), "kind": "push", "to": user,
@@ -147,9 +148,12 @@ class ThreadActions:
 
 
 def sender(service: BotService, meta: dict[str, str]) -> str:
-    """Whom a staff reply is from: the office's short name, or ハローワーク before the user chose one."""
-    profile = find_office(service.offices, meta.get("office", ""))
-    return profile.short_name if profile else NO_OFFICE_SENDER
+    """Whom a staff reply is from, in the language of the turn: the office's short name, or ハローワーク
+    before the user chose one."""
+    office = meta.get("office", "")
+    if find_office(service.offices, office) is None:
+        return T.NO_OFFICE_SENDER
+    return service.offices.localized(office, i18n.current()).short_name
 
 
 def latest(service: BotService, thread: str) -> str:
@@ -207,13 +211,14 @@ def add_routes(bp: Blueprint, service: BotService, *, api_error: Callable[[int, 
         bookings = [(b.get("name", ""), b["id"], booking_ref(b), when_label(b))
                     for b in upcoming_for(service, user, threads.now()) if account().serves(b["office"])]
         answers = ((service.conversations.load(user)[0] or {}).get("answers") or {}) if is_open else {}
+        language = languages.wish(service.user_language(user)) or languages.JAPANESE
         entered = [(label, answers[key]) for key, label in ENTERED if answers.get(key)]
         return render_template(
             "staff/thread.html", thread=thread, meta=meta, messages=messages, is_open=is_open,
             office=office_label(service.offices, meta.get("office", "")), sender=sender(service, meta),
             reason=REASONS.get(meta.get("reason", ""), meta.get("reason", "")), since=_when(meta.get("since", "")),
             closed_at=_when(meta.get("closed_at", "")), who=who(user), bookings=bookings, entered=entered,
-            manager=meta.get("mode") == "manager", nonce=uuid.uuid4().hex, reply_max=REPLY_MAX,
+            manager=meta.get("mode") == "manager", nonce=uuid.uuid4().hex, reply_max=REPLY_MAX, language=language,
         )
 
     @bp.post("/handoffs/<thread>/<action>")

@@ -35,9 +35,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from bot import i18n
 from bot.channels.line import replies
 from bot.channels.line.api import LineApiError, LineMessaging
 from bot.channels.line.later import Later
+from bot.channels.line.render import to_messages
 from bot.clock import JST
 from bot.errors import DeliveryError, StoreError, UnknownOfficeError
 from bot.profiles import OfficeProfile
@@ -395,6 +397,8 @@ class Worker:
     def _answer(self, entry: Entry, first: bool) -> str:
         """An answer to a webhook event: 'reply' with its token when fresh on a first attempt, else 'push'."""
         to, messages = self._recipient(entry, "malformed reply")
+        if first and entry.raw.get("profile") == "1":
+            messages = self._in_profile_language(to, messages, entry.raw.get("base") or "")
         token = entry.raw.get("token", "")
         fresh = first and replies.age_seconds(entry.raw.get("received")) < replies.REPLY_WINDOW_S
         if fresh and replies.try_reply(self.line, token, messages):
@@ -402,6 +406,23 @@ class Worker:
         # Expired, refused, or a retry (the reply may have been tried): the same messages, pushed once.
         self._line_push(to, messages, retry_key(entry.id), "user" if to.startswith("U") else "group")
         return "push"
+
+    def _in_profile_language(self, to: str, messages: list[dict[str, Any]], base_url: str) -> list[dict[str, Any]]:
+        """A first greeting (issue 14): ask LINE for the user's profile language, once and briefly; where it
+        is another language than the greeting's, the greeting again in that language replaces it (a turn
+        through the service, so the conversation keeps the language). LINE silent or refusing: the
+        greeting as it is (the profile is not asked again)."""
+        try:
+            tag = self.line.profile_language(to)
+        except LineApiError:
+            return messages
+        outcome = self.service.profile_turn(to, tag)
+        if outcome is None:
+            return messages
+        with i18n.using(outcome.conversation.lang):
+            again = to_messages(outcome.replies, base_url=base_url or self.settings.public_url or "")
+        log.info("greeting_in_profile_language lang=%s", outcome.conversation.lang)
+        return again or messages
 
     def _push(self, entry: Entry) -> str:
         """A LINE push to a user (`to`, `messages`) with the entry id as its retry key."""

@@ -8,6 +8,7 @@ operation touches one key, so it also runs on Redis Cluster:
     hwbot:sim:reply:<token>     the user a reply token was issued to; taken (read and deleted) once
     hwbot:sim:retry:<key>       an accepted X-Line-Retry-Key of a push
     hwbot:sim:loading:<user>    set while LINE's loading animation would show (expires like it)
+    hwbot:sim:language:<user>   the `language` of the test user's LINE profile (unset: LINE gives none)
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def retry_key_key(retry_key: str) -> str:
 
 def loading_key(user: str) -> str:
     return f"{PREFIX}:loading:{_part('user', user)}"
+
+
+def language_key(user: str) -> str:
+    return f"{PREFIX}:language:{_part('user', user)}"
 
 
 # Driver errors become StoreUnavailable (retry later: 503) or StoreError, naming only the operation.
@@ -131,3 +136,16 @@ class SimInbox:
     def loading(self, user: str) -> bool:
         with _redis_errors("cannot read the loading indicator"):
             return bool(self.client.exists(loading_key(user)))
+
+    def set_language(self, user: str, language: str | None) -> None:
+        """The `language` the stand-in's profile of `user` gives (None: none, as for a user who has not
+        agreed to LINE's privacy policy)."""
+        with _redis_errors("cannot store the profile language"):
+            if language:
+                self.client.set(language_key(user), language, ex=self.ttl_seconds)
+            else:
+                self.client.delete(language_key(user))
+
+    def language(self, user: str) -> str | None:
+        with _redis_errors("cannot read the profile language"):
+            return self.client.get(language_key(user)) or None

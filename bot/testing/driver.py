@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot import i18n
 from bot.channels.session import ChatSession, Exchange
 from bot.clock import JST, Clock
 from bot.dialog import Option, Reply, SlotPicker, options_of, plain_text
@@ -78,9 +79,12 @@ class ChatDriver(ChatSession):
     def last_text(self) -> str:
         """Everything the bot's last answer showed: reply texts and button labels."""
         parts = []
-        for reply in self.exchanges[-1].replies if self.exchanges else []:
-            parts.append(plain_text(reply))
-            parts += [label for label, _ in labelled_options(reply)]
+        if not self.exchanges:
+            return ""
+        with i18n.using(self.exchanges[-1].lang):
+            for reply in self.exchanges[-1].replies:
+                parts.append(plain_text(reply))
+                parts += [label for label, _ in labelled_options(reply)]
         return "\n".join(parts)
 
     def buttons(self) -> list[str]:
@@ -99,18 +103,25 @@ class ChatDriver(ChatSession):
         lines = []
         for exchange in self.exchanges:
             lines.append(exchange.action)
-            for reply in exchange.replies:
-                body = plain_text(reply).replace("\n", "\n    ")
-                lines.append(f"  bot: {body}")
-                # Slot buttons are already listed day by day in the text.
-                labels = [o.label for o in reply.options] if isinstance(reply, SlotPicker) else [
-                    shown for shown, _ in labelled_options(reply)
-                ]
-                if labels:
-                    lines.append("    [" + "] [".join(labels) + "]")
-            for notice in exchange.outcome.notices + exchange.outcome.sent_notices:
-                lines.append(f"  staff: {notice.kind}: {notice.summary}")
+            with i18n.using(exchange.lang):
+                lines += self._lines(exchange)
         return "\n".join(lines)
+
+    @staticmethod
+    def _lines(exchange: Exchange) -> list[str]:
+        lines = []
+        for reply in exchange.replies:
+            body = plain_text(reply).replace("\n", "\n    ")
+            lines.append(f"  bot: {body}")
+            # Slot buttons are already listed day by day in the text.
+            labels = [o.label for o in reply.options] if isinstance(reply, SlotPicker) else [
+                shown for shown, _ in labelled_options(reply)
+            ]
+            if labels:
+                lines.append("    [" + "] [".join(labels) + "]")
+        for notice in exchange.outcome.notices + exchange.outcome.sent_notices:
+            lines.append(f"  staff: {notice.kind}: {notice.summary}")
+        return lines
 
 
 NOTO_USER = ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678")

@@ -19,11 +19,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.channels.line.api import profile_answer
 from bot.testing.standin import LocalServer, QuietHandler, Stall, respond
 
 
 # Calls LINE answers with the ids of the messages it sent (the SDK validates that answer).
 SENDING_PATHS = ("/v2/bot/message/reply", "/v2/bot/message/push")
+PROFILE_PATH = "/v2/bot/profile/"  # + user id: GET, the user's display name and `language`
 
 
 def _sent(messages: list) -> dict[str, Any]:
@@ -131,6 +133,8 @@ class LineStandIn(LocalServer):
     counts: Counter = field(default_factory=Counter)
     latency_s: float = 0.0  # every call is answered this long after it arrived (LINE far away or busy)
     arrivals: Arrivals = field(default_factory=Arrivals)
+    # user -> the `language` of their LINE profile (a BCP 47 tag; None or absent: LINE gives none)
+    languages: dict[str, str | None] = field(default_factory=dict)
 
     def __enter__(self) -> "LineStandIn":
         standin = self
@@ -139,6 +143,21 @@ class LineStandIn(LocalServer):
         class Handler(QuietHandler):
             protocol_version = "HTTP/1.1" if standin.keep_alive else "HTTP/1.0"
             disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming): a user's profile
+                arrived = time.monotonic()
+                with lock:
+                    standin.counts[self.path] += 1
+                if standin.record:
+                    standin.requests.append(Recorded("GET", self.path, dict(self.headers), None))
+                status = standin.failing.get(self.path, 200)
+                if not self.path.startswith(PROFILE_PATH) and status < 400:
+                    status = 404
+                if standin.latency_s > 0:
+                    time.sleep(max(0.0, arrived + standin.latency_s - time.monotonic()))
+                user = self.path[len(PROFILE_PATH):]
+                answer = profile_answer(user, standin.languages.get(user)) if status < 400 else {"message": "Not found"}
+                respond(self, status, json.dumps(answer).encode(), "application/json")
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot import i18n
 from bot.channels.session import Exchange
 from bot.clock import JST, parse_instant
 from bot.service import BotService
@@ -22,7 +23,7 @@ from bot.dialog import Conversation, Outcome, SlotPicker
 from bot.profiles import Offices
 from bot.dialog import StaffNotice
 from bot.dialog.replies import Text
-from bot.dialog.texts import STAFF_RESUMED
+from bot.dialog import texts
 from bot.errors import StaffActionError
 from bot.staff.actions import StaffActions
 from bot.staff.aftercare import Overdue, Proposals, Reconsent
@@ -35,7 +36,7 @@ SCRIPT_STAFF = "staff"
 ACTIONS = (
     "say", "tap", "tap_earlier", "follow", "unfollow", "sticker", "wait", "someone_books", "user", "staff_marks",
     "terms_revised", "staff_replies", "staff_closes", "staff_confirms", "staff_proposes", "staff_declines",
-    "worker_runs",
+    "worker_runs", "line_language",
 )  # fmt: skip
 
 
@@ -69,6 +70,7 @@ class Step(BaseModel):
     staff_proposes: str | None = None  # staff propose that slot "YYYY-MM-DDTHH:MM" for it instead
     staff_declines: str | None = None  # staff decline it with this reason
     worker_runs: bool | None = None  # the worker's scheduled tasks run now (lapsed proposals, overdue requests)
+    line_language: str | None = None  # the user's LINE profile language from now on ("none": LINE gives none)
     expect: list[str] | str = []
     expect_not: list[str] | str = []
     buttons: list[str] | None = None  # the exact buttons offered, in order (slot buttons excluded)
@@ -108,6 +110,9 @@ class Script(BaseModel):
     title: str
     now: datetime
     user: str = "U-tester"
+    # The `language` of the users' LINE profile (a BCP 47 tag such as en; unset: LINE gives none), which
+    # the bot asks after its first greeting.
+    line_language: str | None = None
     steps: list[Step] = Field(min_length=1)
     end: End = End()
 
@@ -172,7 +177,7 @@ def run_script(
         return ScriptResult(path, path.stem, False, "", [str(exc)])
     clock = ManualClock(now or script.now)
     service = make_service(clock)
-    drivers = {script.user: ChatDriver(service, user=script.user)}
+    drivers = {script.user: ChatDriver(service, user=script.user, line_language=script.line_language)}
     driver = drivers[script.user]
     failures: list[str] = []
     log: list[str] = []
@@ -215,8 +220,13 @@ def run_script(
                 _staff_acts(service, driver, name, value)
             elif name == "worker_runs":
                 _worker_runs(service, driver, clock)
+            elif name == "line_language":
+                driver.line_language = None if value == "none" else str(value)
+                log.append(f"(LINE のプロフィールの言語: {value})")
+                continue
             elif name == "user":
-                driver = drivers.setdefault(str(value), ChatDriver(service, user=str(value)))
+                driver = drivers.setdefault(str(value), ChatDriver(service, user=str(value),
+                                                                   line_language=script.line_language))
                 log.append(f"(利用者を {value} に切り替え)")
                 continue
         except DriverError as exc:
@@ -313,10 +323,15 @@ def _revise_terms(service: BotService, revision: TermsRevision) -> BotService:
     return BotService(service.settings, client=service.client, offices=offices, clock=service.clock)
 
 
+def _pushed(service: BotService, driver: ChatDriver) -> Outcome:
+    """The outcome a push to the driver's user is shown in (in the user's language, as the push is)."""
+    return Outcome(Conversation(user=driver.user, lang=service.user_language(driver.user)))
+
+
 def _ask_reconsent(service: BotService, driver: ChatDriver, clock: ManualClock) -> None:
     """Run the re-consent task; the user's pushes show as one exchange (their buttons can be tapped)."""
     asked = [item for item in Reconsent(service)(clock.now()) if item[0].get("user") == driver.user]
-    outcome = Outcome(Conversation(user=driver.user))
+    outcome = _pushed(service, driver)
     for _, replies, notice in asked:
         outcome.replies.extend(replies)
         outcome.notices.append(notice)
@@ -330,14 +345,16 @@ def _staff_answers(service: BotService, driver: ChatDriver, text: str | None) ->
     if not thread:
         raise DriverError("staff_replies/staff_closes need the user to be waiting for staff")
     actions = ThreadActions(service)
-    outcome = Outcome(Conversation(user=driver.user))
+    outcome = _pushed(service, driver)
     if text is None:
         actions.close(thread, by=SCRIPT_STAFF)
-        outcome.replies.append(Text(STAFF_RESUMED))
+        with i18n.using(outcome.conversation.lang):
+            outcome.replies.append(Text(texts.STAFF_RESUMED))
         driver.exchanges.append(Exchange("(担当者が会話を終了)", outcome))
         return
     actions.reply(thread, text, nonce="", by=SCRIPT_STAFF)
-    outcome.replies.extend(actions.reply_replies(service.handoffs.meta(thread), text))
+    with i18n.using(outcome.conversation.lang):
+        outcome.replies.extend(actions.reply_replies(service.handoffs.meta(thread), text))
     driver.exchanges.append(Exchange(f"(担当者が返信) {text}", outcome))
 def _staff_acts(service: BotService, driver: ChatDriver, name: str, value: Any) -> None:
     """Staff act on the user's latest open request as the console does; the push is this step's answer."""
@@ -356,14 +373,15 @@ def _staff_acts(service: BotService, driver: ChatDriver, name: str, value: Any) 
             done, kind, label = actions.decline(ref, str(value), by=SCRIPT_STAFF), "declined", "(担当者が申込みをお断り)"
     except StaffActionError as exc:
         raise DriverError(f"{name}: {exc}") from None
-    outcome = Outcome(Conversation(user=driver.user), replies=list(done.replies))
+    outcome = _pushed(service, driver)
+    outcome.replies.extend(done.replies)
     outcome.notices.append(StaffNotice(kind=kind, office=done.booking["office"], summary=label))
     driver.exchanges.append(Exchange(label, outcome))
 
 
 def _worker_runs(service: BotService, driver: ChatDriver, clock: ManualClock) -> None:
     """The worker's request tasks run now; what they pushed to this user is this step's answer."""
-    outcome = Outcome(Conversation(user=driver.user))
+    outcome = _pushed(service, driver)
     for request, replies in Proposals(service)(clock.now()):
         if request.get("user") == driver.user:
             outcome.replies.extend(replies)

@@ -24,6 +24,18 @@ log = logging.getLogger("hwbot.line")
 # (connect, read) seconds.
 REPLY_TIMEOUT = (1.0, 2.0)
 PUSH_TIMEOUT = (2.0, 10.0)
+# A user's profile is asked once, before their first answer is sent: that answer waits for it, so briefly.
+PROFILE_TIMEOUT = (0.5, 1.0)
+
+
+def profile_answer(user: str, language: str | None) -> dict[str, Any]:
+    """LINE's answer to `GET /v2/bot/profile/{userId}` as the stand-ins give it (simulator, tests):
+    `language` only when the user has one (LINE leaves it out for a user who has not agreed to its
+    privacy policy)."""
+    answer: dict[str, Any] = {"userId": user, "displayName": "テスト ユーザー"}
+    if language:
+        answer["language"] = language
+    return answer
 
 
 class LineApiError(HwbotError):
@@ -92,6 +104,14 @@ class LineMessaging:
             "push",
             lambda: self._api.push_message(request, x_line_retry_key=retry_key, _request_timeout=PUSH_TIMEOUT),
         )
+
+    def profile_language(self, user_id: str) -> str | None:
+        """The user's LINE language (`GET /v2/bot/profile/{userId}`, a BCP 47 tag such as `en` or `ja`);
+        None when LINE gives none (the user has not agreed to LINE's privacy policy)."""
+        found: list[Any] = []
+        self._call("profile", lambda: found.append(self._api.get_profile(user_id, _request_timeout=PROFILE_TIMEOUT)))
+        language = getattr(found[0], "language", None) if found else None
+        return language if isinstance(language, str) and language else None
 
     def show_loading(self, chat_id: str, seconds: int = 5) -> None:
         """Show the loading animation in a one-to-one chat (best effort)."""

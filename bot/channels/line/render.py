@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.dialog import texts as T
 from bot.dialog.replies import (
     Ask,
     BookedCard,
@@ -56,9 +57,6 @@ URI_SCHEMES = ("https:", "http:", "tel:", "line:")  # what a LINE uri action may
 COMMAND = re.compile(r"^[^|]*\|g\|")  # postback data of commands (戻る, やめる, …): "*|g|back"
 REGIONAL_INDICATORS = "".join(chr(code) for code in range(0x1F1E6, 0x1F200))  # two make a flag
 
-READ_TERMS = "全文を読む"
-NEXT_STEPS = "この後の流れ"
-CHECKLIST = "ご準備"
 MUTED = "#888888"
 
 Message = dict[str, Any]
@@ -228,7 +226,7 @@ def link_label(link: Link) -> str:
     if length(link.label) <= MAX_LABEL:
         return link.label
     if link.url.startswith("tel:"):
-        for candidate in (f"{link.url[4:]}に電話", "電話をかける"):
+        for candidate in (T.CALL_NUMBER.format(phone=link.url[4:]), T.CALL):
             if length(candidate) <= MAX_LABEL:
                 return candidate
     return label(link.label)
@@ -291,13 +289,14 @@ def terms_bubble(card: TermsCard, base_url: str) -> Message:
     uri = absolute(card.url, base_url)
     footer = box(
         [
-            button(uri_action(READ_TERMS, uri), style="link") if uri else None,
+            button(uri_action(T.READ_TERMS, uri), style="link") if uri else None,
             button(postback(card.consent), style="primary"),
             button(postback(card.decline)),
         ],
         spacing="sm",
     )
-    return flex_message(f"{card.title}（{card.version}）\n{card.summary}", bubble(body, footer))
+    title = T.TITLE_VERSION.format(title=card.title, version=card.version)
+    return flex_message(f"{title}\n{card.summary}", bubble(body, footer))
 
 
 def confirm_bubble(card: ConfirmCard) -> Message:
@@ -320,8 +319,8 @@ def booked_bubble(card: BookedCard, base_url: str) -> Message:
         [
             flex_text(card.title, weight="bold", size="lg"),
             rows_box(card.rows),
-            section(NEXT_STEPS, card.next_steps, "・"),
-            section(CHECKLIST, card.checklist, "□ "),
+            section(T.NEXT_STEPS, card.next_steps, "・"),
+            section(T.CHECKLIST, card.checklist, "□ "),
             flex_text(card.cancel_text, size="xs", color=MUTED, margin="lg"),
         ]
     )

@@ -24,12 +24,15 @@ LOADING_AFTER_S = 0.4
 
 
 def reply_entry(to: str, token: str | None, messages: list[dict[str, Any]], *, at: str,
-                received: float | None = None) -> dict[str, Any]:
+                received: float | None = None, ask_profile: str | None = None) -> dict[str, Any]:
     """The outbox entry of an answer to `to` (a user, or a group the bot joined); `id` comes first.
 
     `received` is when the webhook got the event (unix seconds, the real clock: reply tokens expire
     in real time whatever the app's clock says); `at` is the app's clock, as on every entry.
+    `ask_profile` (the base URL of the answer's links) marks a first greeting: before sending it, the
+    worker asks LINE for the user's profile language (`bot.staff.worker`, issue 14).
     """
+    extra = {} if ask_profile is None else {"profile": "1", "base": ask_profile}
     return {
         "id": uuid.uuid4().hex,
         "kind": KIND,
@@ -38,6 +41,7 @@ def reply_entry(to: str, token: str | None, messages: list[dict[str, Any]], *, a
         "messages": messages,
         "received": f"{time.time() if received is None else received:.3f}",
         "at": at,
+        **extra,
     }
 
 

@@ -1,7 +1,9 @@
-"""The rich menu (予約する / 予約の確認・キャンセル / ヘルプ), defined here and installed by `hwbot richmenu install`.
+"""The rich menu (予約する / 予約の確認・キャンセル / ヘルプ / 言語), defined here and installed by `hwbot richmenu install`.
 
 The image is bot/channels/line/assets/richmenu.png (drawn by tools/make_richmenu_image.py). Each area
-posts back the same command data as the dialog's menu buttons, so the dialog treats both alike.
+posts back the same data as the dialog's buttons (`command_option`), so the dialog treats both alike;
+言語 / Language asks which language (`*|lang|`), in any state. The menu is the channel's default, one for
+every user, so it is installed in Japanese; its language area is labelled in Japanese and English.
 """
 
 from __future__ import annotations
@@ -12,33 +14,38 @@ from typing import Any
 from linebot.v3.messaging import ApiClient, Configuration, MessagingApi, MessagingApiBlob, RichMenuRequest
 
 from bot.channels.line.api import LineApiError
+from bot.dialog import texts as T
+from bot.dialog.buttons import command_option
 
 IMAGE = Path(__file__).resolve().parent / "assets" / "richmenu.png"
 WIDTH, HEIGHT = 2500, 843
 DEFAULT_API_HOST = "https://api.line.me"
 DEFAULT_DATA_HOST = "https://api-data.line.me"
 
-# (label shown when tapped, dialog command)
-AREAS = [("予約する", "book"), ("予約の確認・キャンセル", "bookings"), ("ヘルプ", "help")]
+# The dialog command of each area, left to right; the label shown when tapped is the command's
+# (texts.COMMANDS, except 予約の確認, texts.RICHMENU_BOOKINGS, which says that cancelling is there too).
+AREAS = ["book", "bookings", "help", "language"]
 
 
 def rich_menu() -> dict[str, Any]:
     """The rich menu object (LINE's RichMenuRequest): three equal areas over the image."""
     cell = WIDTH // len(AREAS)
     areas = []
-    for index, (label, command) in enumerate(AREAS):
+    for index, command in enumerate(AREAS):
+        label = T.RICHMENU_BOOKINGS if command == "bookings" else T.COMMANDS[command]
+        data = command_option(command).data
         width = cell if index < len(AREAS) - 1 else WIDTH - cell * index
         areas.append(
             {
                 "bounds": {"x": index * cell, "y": 0, "width": width, "height": HEIGHT},
-                "action": {"type": "postback", "label": label[:20], "data": f"*|g|{command}", "displayText": label},
+                "action": {"type": "postback", "label": label[:20], "data": data, "displayText": label},
             }
         )
     return {
         "size": {"width": WIDTH, "height": HEIGHT},
         "selected": True,
         "name": "hwbot main menu",
-        "chatBarText": "メニュー",
+        "chatBarText": T.RICHMENU_BAR,
         "areas": areas,
     }
 

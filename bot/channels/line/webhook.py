@@ -230,7 +230,8 @@ def _handle(service: BotService, api: LineMessaging, event: LineEvent, log_key: 
             return None
         base_url = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
         return reply_entry(inbound.user, event.reply_token, to_messages(outcome.replies, base_url=base_url),
-                           at=service.clock.now().isoformat(), received=received)
+                           at=service.clock.now().isoformat(), received=received,
+                           ask_profile=base_url if outcome.ask_profile else None)
 
     # Only a turn that is itself slow (Redis slow) shows the animation from here; an answer waiting
     # for a sender shows it from the worker.

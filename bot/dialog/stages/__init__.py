@@ -14,6 +14,7 @@ from bot.dialog.stages import (
     erase,
     handoff,
     identify,
+    language,
     menu,
     my_bookings,
     proposal,
@@ -35,5 +36,6 @@ REGISTRY = Registry(
         consent.STAGE,  # re-consent to new terms, the reminder opt-in (buttons of pushes)
         proposal.STAGE,  # the answer to another time staff proposed for a request (buttons of a push)
         handoff.STAGE,  # talking to staff, waiting for them
+        language.STAGE,  # 「English」「やさしい にほんご」「日本語」 at any time; LINE's profile language
     ]
 )

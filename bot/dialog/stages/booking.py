@@ -6,9 +6,10 @@ import base64
 import hashlib
 from typing import Any
 
+from bot import i18n
 from bot.dialog import texts as T
 from bot.dialog.buttons import ANY, cancel_text, command_option, phone_links, postback
-from bot.dialog.conversation import booking_ref
+from bot.dialog.conversation import booking_ref, booking_when
 from bot.dialog.core import Handlers, Stage, Step, Turn
 from bot.dialog.replies import Ask, BookedCard, ConfirmCard, Option, TermsCard, Text
 from bot.dialog.stages.categories import category
@@ -27,19 +28,23 @@ CHANGEABLE = (
     ("asking_interpreter", "interpreter"),
     ("choosing_slot", "slot"),
 )
-PERSONAL_ROWS = ("お名前", "求職番号", "メールアドレス", "電話番号")  # not on the booked card
+PERSONAL_ROWS = ("name", "number", "email", "phone")  # not on the booked card
 
 
 def _ask_terms(turn: Turn) -> None:
     terms = turn.profile.terms
+    lang = i18n.current()
+    # Our summary in another language says that the official Japanese text is the one that counts.
+    summary = terms.summary if lang == i18n.SOURCE else f"{terms.summary}\n{T.TERMS_OFFICIAL}"
+    url = turn.dialog.terms_url(turn.profile.id) + ("" if lang == i18n.SOURCE else f"?lang={lang}")
     turn.say(Text(T.TERMS_INTRO))
     turn.say(
         TermsCard(
             title=terms.title,
             version=terms.version_label,
-            summary=terms.summary,
+            summary=summary,
             rules=tuple(rule.text for rule in terms.rules),
-            url=turn.dialog.terms_url(turn.profile.id),
+            url=url,
             consent=turn.option(T.CONSENT, "t", "consent"),
             decline=turn.option(T.DECLINE, "t", "decline"),
         )
@@ -49,7 +54,8 @@ def _ask_terms(turn: Turn) -> None:
 def _choose_terms(turn: Turn, action: str, value: str) -> None:
     if action == "t" and value == "consent":
         terms = turn.profile.terms
-        turn.conv.consent = {"version": terms.version.isoformat(), "at": turn.now.isoformat()}
+        # The consent records the language the user read the terms in (the full text is Japanese).
+        turn.conv.consent = {"version": terms.version.isoformat(), "at": turn.now.isoformat(), "terms_lang": turn.conv.lang}
         return turn.go("advance")
     if action == "t" and value == "decline":
         turn.conv.reset()
@@ -59,22 +65,36 @@ def _choose_terms(turn: Turn, action: str, value: str) -> None:
     turn.not_understood()
 
 
-def _rows(turn: Turn) -> list[tuple[str, str]]:
+def _keyed_rows(turn: Turn) -> list[tuple[str, str]]:
+    """The card's rows as (ITEM_LABELS key, value)."""
     answers = turn.conv.answers
     profile = turn.profile
-    rows = [("窓口", profile.short_name)]
+    rows = [("office", profile.short_name)]
     if "slot" in answers:
-        rows.append((T.ITEM_LABELS["slot"], slot_label(turn, answers["slot"])))
-    rows.append(("方法", f"{profile.video_tool}（{profile.length_text}）"))
-    for key in ("name", "number", "email", "phone", "topic"):
+        rows.append(("slot", slot_label(turn, answers["slot"])))
+    rows.append(("method", T.METHOD.format(tool=profile.video_tool, length=profile.length_text)))
+    for key in ("name", "number", "email", "phone"):
         if key in answers:
-            rows.append((T.ITEM_LABELS[key], answers[key]))
+            rows.append((key, answers[key]))
+    if "topic" in answers:
+        rows.append(("topic", topic_label(turn, answers["topic"])))
     if "interpreter" in answers:
-        rows.append((T.ITEM_LABELS["interpreter"], dict(T.INTERPRETER_CHOICES)[answers["interpreter"]]))
+        rows.append(("interpreter", dict(T.INTERPRETER_CHOICES)[answers["interpreter"]]))
     chosen = category(turn, answers.get("category", ""))
     if chosen is not None:
-        rows.append((T.ITEM_LABELS["category"], chosen.label))
+        rows.append(("category", chosen.label))
     return rows
+
+
+def topic_label(turn: Turn, topic: str) -> str:
+    """A stored topic (the profile's Japanese words) as the user reads it."""
+    japanese = turn.dialog.offices[turn.profile.id].identify.topics
+    return turn.profile.identify.topics[japanese.index(topic)] if topic in japanese else topic
+
+
+def _rows(turn: Turn, leave_out: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    labels = T.ITEM_LABELS
+    return [(labels[key], value) for key, value in _keyed_rows(turn) if key not in leave_out]
 
 
 def _ask_card(turn: Turn) -> None:
@@ -157,6 +177,7 @@ def _book(turn: Turn) -> None:
         "status": "booked",
         "office_confirmation": "pending" if profile.after_booking.confirmed_by_office else "not_needed",
         "created_at": turn.now.isoformat(),
+        "lang": turn.conv.lang,  # pushes and reminders days later speak it
         "consent": dict(turn.conv.consent),
         "answers": {k: v for k, v in answers.items() if k.startswith("q_")},
     }
@@ -174,17 +195,17 @@ def _booked(turn: Turn, booking: dict[str, Any]) -> None:
     claim = turn.bookings.claim(booking, profile.schedule.capacity)
     if not claim.ok:
         return _slot_lost(turn, slot_key, taken=True)
-    rows = [("予約番号", booking["id"]), (T.STATE_LABEL, booking_state(booking))]
-    rows += [row for row in _rows(turn) if row[0] not in PERSONAL_ROWS]
-    chosen = category(turn, answers.get("category", ""))
+    rows = [(T.ITEM_LABELS["ref"], booking["id"]), (T.STATE_LABEL, booking_state(booking))]
+    rows += _rows(turn, leave_out=PERSONAL_ROWS)
+    chosen = category(turn, answers.get("category", ""), japanese=True)
     turn.notify(
         "booking",
-        f"新しい予約: {profile.short_name} {slot_label(turn, slot_key)}",
+        f"新しい予約: {turn.dialog.offices[profile.id].short_name} {booking_when(booking)}",
         ref=booking_ref(booking),
         booking_id=booking["id"],
         slot=slot_key,
         topic=answers.get("topic", ""),
-        interpreter=dict(T.INTERPRETER_CHOICES).get(answers.get("interpreter", ""), ""),
+        interpreter=dict(T.japanese("INTERPRETER_CHOICES")).get(answers.get("interpreter", ""), ""),
         category=chosen.label if chosen else "",
     )
     confirmed = not profile.after_booking.confirmed_by_office

@@ -10,9 +10,13 @@ from bot.dialog.stages.eligibility import reject
 from bot.profiles import OfficeProfile
 
 
-def category(turn: Turn, category_id: str):
-    """The office's category `category_id` (None when unknown or the office has no categories)."""
-    categories = turn.profile.eligibility.categories if turn.conv.office else None
+def category(turn: Turn, category_id: str, *, japanese: bool = False):
+    """The office's category `category_id` as the user reads it (`japanese`: as staff do); None when
+    unknown or the office has no categories."""
+    if not turn.conv.office:
+        return None
+    profile = turn.dialog.offices[turn.conv.office] if japanese else turn.profile
+    categories = profile.eligibility.categories
     if not categories:
         return None
     return next((item for item in categories.items if item.id == category_id), None)

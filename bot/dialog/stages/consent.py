@@ -48,7 +48,7 @@ def reconsent(turn: Turn, value: str) -> None:
         return aside_done(turn)
     asked = booking.get("reconsent") or {}
     changes: dict[str, Any] = {
-        "consent": {"version": version, "at": turn.now.isoformat()},
+        "consent": {"version": version, "at": turn.now.isoformat(), "terms_lang": booking.get("lang") or turn.conv.lang},
         "reconsent": {**asked, "version": version, "given_at": turn.now.isoformat()},
     }
     if booking.get("office_confirmation") == "awaiting_consent":

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from bot import calendar
 from bot.clock import JST
+from bot.dialog import formats
 from bot.dialog import texts as T
 from bot.dialog.buttons import Parsed, command_option, email_text, phone_links
 from bot.dialog.core import Stage, Turn
@@ -23,7 +24,8 @@ RESUMING = ("resume_bot", "restart", "quit", "bookings", "cancel", "erase", "res
 
 
 def _office(turn: Turn) -> OfficeProfile | None:
-    return turn.dialog.offices[turn.conv.office] if turn.conv.office else None
+    """The conversation's office as the user reads it (None before one is chosen)."""
+    return turn.office_profile(turn.conv.office) if turn.conv.office else None
 
 
 def handoff(turn: Turn, reason: str, summary: str, **fields: str) -> None:
@@ -34,7 +36,7 @@ def handoff(turn: Turn, reason: str, summary: str, **fields: str) -> None:
         summary,
         reason=reason,
         step=turn.state,
-        office_name=office.short_name if office else "",
+        office_name=turn.dialog.offices[turn.conv.office].short_name if turn.conv.office else "",
         **fields,
     )
     turn.conv.paused = turn.now.isoformat()
@@ -55,12 +57,12 @@ def staff_answer_time(turn: Turn, office: OfficeProfile | None) -> str:
     closes = datetime.combine(today, office.hours.close, tzinfo=JST)
     if calendar.is_open(office, today) and now < closes:
         if now >= opens:
-            return T.WHEN_TODAY.format(close=f"{office.hours.close:%H:%M}")
-        return T.WHEN_DAY.format(day="本日", open=f"{office.hours.open:%H:%M}")
+            return T.WHEN_TODAY.format(close=formats.clock(office.hours.close))
+        return T.WHEN_DAY.format(day=T.TODAY, open=formats.clock(office.hours.open))
     day = today + timedelta(days=1)
     while not calendar.is_open(office, day):
         day += timedelta(days=1)
-    return T.WHEN_DAY.format(day=calendar.format_day(day), open=f"{office.hours.open:%H:%M}")
+    return T.WHEN_DAY.format(day=formats.day(day), open=formats.clock(office.hours.open))
 
 
 def paused_reminder(turn: Turn) -> Ask:

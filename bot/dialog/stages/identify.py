@@ -13,8 +13,8 @@ from bot.dialog.replies import Ask
 from bot.profiles import OfficeProfile
 
 
-def _ask_typed(text: str, turn: Turn) -> None:
-    turn.say(Ask(text, (command_option("back"), command_option("quit")), typed=True))
+def _ask_typed(question: Callable[[Turn], str], turn: Turn) -> None:
+    turn.say(Ask(question(turn), (command_option("back"), command_option("quit")), typed=True))
 
 
 def _answer_typed(key: str, check: Callable[[str], validate.Result], turn: Turn, text: str) -> None:
@@ -25,17 +25,24 @@ def _answer_typed(key: str, check: Callable[[str], validate.Result], turn: Turn,
     turn.go("advance")
 
 
-def _typed(key: str, check: Callable[[str], validate.Result], question: str) -> Handlers:
-    """A question answered by typing: the answer is checked, normalised and stored under `key`."""
+def _typed(key: str, check: Callable[[str], validate.Result], question: Callable[[Turn], str]) -> Handlers:
+    """A question answered by typing: the answer is checked, normalised and stored under `key`.
+    `question` gives the question's text when it is asked (in the language of the turn)."""
     return Handlers(ask=partial(_ask_typed, question), typed=partial(_answer_typed, key, check))
 
 
-NAME = _typed("name", validate.person_name, T.ASK_NAME)
-NUMBER = _typed("number", validate.job_seeker_number, T.ASK_NUMBER)
+def _text(name: str) -> Callable[[Turn], str]:
+    """The texts.py constant `name`, read when the question is asked."""
+    return lambda turn: getattr(T, name)
+
+
+NAME = _typed("name", validate.person_name, _text("ASK_NAME"))
+NUMBER = _typed("number", validate.job_seeker_number, _text("ASK_NUMBER"))
 FIELDS = {
-    "email": ("asking_email", _typed("email", validate.email, T.ASK_EMAIL)),
-    "phone": ("asking_phone", _typed("phone", validate.phone, T.ASK_PHONE)),
+    "email": ("asking_email", _typed("email", validate.email, _text("ASK_EMAIL"))),
+    "phone": ("asking_phone", _typed("phone", validate.phone, _text("ASK_PHONE"))),
 }
+OWN_PHONE = _typed("phone", validate.phone, lambda turn: turn.profile.identify.phone_question or T.ASK_PHONE)
 
 
 def _ask_topic(turn: Turn) -> None:
@@ -44,7 +51,7 @@ def _ask_topic(turn: Turn) -> None:
 
 
 def _choose_topic(turn: Turn, action: str, value: str) -> None:
-    topics = turn.profile.identify.topics
+    topics = turn.dialog.offices[turn.profile.id].identify.topics  # stored as staff read it: Japanese
     if action == "c" and value.isdigit() and int(value) < len(topics):
         turn.conv.answers["topic"] = topics[int(value)]
         return turn.go("advance")
@@ -67,7 +74,7 @@ def _field_step(profile: OfficeProfile, name: str) -> Step:
     """The step asking `name`; the phone question is the office's own when it asks a particular number."""
     state, handlers = FIELDS[name]
     if name == "phone" and profile.identify.phone_question:
-        handlers = _typed("phone", validate.phone, profile.identify.phone_question)
+        handlers = OWN_PHONE
     return Step(state, handlers)
 
 

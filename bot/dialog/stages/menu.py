@@ -9,13 +9,24 @@ from bot.dialog.replies import Ask, Text
 from bot.dialog.stages.my_bookings import booking_line, list_bookings, upcoming
 
 
+def say_greeting(turn: Turn) -> None:
+    """Hello, and what the bot is for (the one office's name where it serves one)."""
+    offices = turn.dialog.offices
+    if len(offices) == 1:
+        office = next(iter(offices))
+        turn.say(Text(T.GREETING_OFFICE.format(office=turn.office_profile(office).short_name)))
+    else:
+        turn.say(Text(T.GREETING))
+
+
 def start_booking(turn: Turn, greet: bool) -> None:
     offices = turn.dialog.offices
-    if greet and len(offices) == 1:
-        office = next(iter(offices.values()))
-        turn.say(Text(T.GREETING_OFFICE.format(office=office.short_name)))
-    elif greet:
-        turn.say(Text(T.GREETING))
+    if greet:
+        say_greeting(turn)
+        if not turn.conv.profile_asked:
+            # The channel asks LINE for the user's profile language before it sends this answer.
+            turn.conv.profile_asked = True
+            turn.outcome.ask_profile = True
     if len(offices) == 1:
         only = next(iter(offices))
         if turn.conv.office != only:
@@ -71,7 +82,7 @@ def _no_show_limit_reached(turn: Turn) -> bool:
 
 
 def _ask_office(turn: Turn) -> None:
-    options = [turn.option(p.short_name, "o", oid) for oid, p in turn.dialog.offices.items()]
+    options = [turn.option(turn.office_profile(oid).short_name, "o", oid) for oid in turn.dialog.offices]
     options.append(command_option("bookings"))
     turn.say(Ask(T.CHOOSE_OFFICE, tuple(options)))
 
@@ -116,5 +127,5 @@ STAGE = Stage(
         "choosing_office": Handlers(ask=_ask_office, choose=_choose_office),
     },
     commands={"restart": _restart, "book": _book, "menu": _menu},
-    hooks={"start": start_booking, "office_chosen": begin_office},
+    hooks={"start": start_booking, "office_chosen": begin_office, "greet": say_greeting},
 )

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.clock import JST
+from bot.dialog import formats
 from bot.dialog import texts as T
 from bot.dialog.buttons import ANY, command_option, phone_links, postback
 from bot.dialog.conversation import booking_ref, booking_when, parse_when
@@ -39,9 +40,9 @@ def booking_state(booking: dict[str, Any]) -> str:
 
 
 def booking_line(turn: Turn, booking: dict[str, Any]) -> str:
-    office = turn.dialog.offices.get(booking["office"])
-    name = office.short_name if office else booking["office"]
-    return f"・{name} {booking_when(booking)}（予約番号 {booking['id']}・{booking_state(booking)}）"
+    name = turn.office_profile(booking["office"]).short_name if booking["office"] in turn.dialog.offices else booking["office"]
+    label = T.BOOKING_LABEL.format(office=name, when=formats.when(booking), ref=booking["id"], state=booking_state(booking))
+    return f"・{label}"
 
 
 def booking_notice(turn: Turn, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:
@@ -67,13 +68,12 @@ def list_bookings(turn: Turn, cancelling: bool, intro: bool = True, changing: bo
     lines = "\n".join(booking_line(turn, b) for b in held)
     options = []
     for booking in held[:6]:  # two buttons each, and one more: LINE shows at most 13
-        start = datetime.fromisoformat(booking["start"]).astimezone(JST)
-        when = f"{start.month}/{start.day} {start:%H:%M}"
-        options.append(Option(f"キャンセル {when}", postback(ANY, CANCEL_ACTION, booking_ref(booking))))
+        when = formats.button_day(datetime.fromisoformat(booking["start"]))
+        options.append(Option(f"{T.CANCEL_LABEL} {when}", postback(ANY, CANCEL_ACTION, booking_ref(booking))))
         options.append(Option(f"{T.CHANGE_DATE_LABEL} {when}", postback(ANY, CHANGE_ACTION, booking_ref(booking))))
     options.append(command_option("resume") if midway else command_option("book"))
     turn.say(Text((T.YOUR_BOOKINGS + "\n" if intro else "") + lines))
-    prompt = T.CHANGE_DATE_PROMPT if changing else "キャンセルする場合は、下のボタンを押してください。" if cancelling else T.MENU
+    prompt = T.CHANGE_DATE_PROMPT if changing else T.CANCEL_PROMPT if cancelling else T.MENU
     turn.say(Ask(prompt, tuple(options)))
 
 
@@ -107,14 +107,14 @@ def in_chat(turn: Turn, booking: dict[str, Any]) -> tuple[bool, bool]:
 def by_phone(turn: Turn, booking: dict[str, Any], *, change: bool, same_day: bool) -> None:
     """Not in the chat: the office's phone number (a `tel:` link) and a staff notice; where the office
     publishes no number (Toyooka, Sakata), a handoff to staff, so nobody is left without a way to act."""
-    office = turn.dialog.offices[booking["office"]]
-    name = office.short_name
+    office = turn.office_profile(booking["office"])  # the user's words
+    name = turn.dialog.offices[booking["office"]].short_name  # staff's
     line = booking_line(turn, booking)
     fields = {"ref": booking_ref(booking), "booking_id": booking["id"], "slot": booking["slot"]}
     what = "日時変更" if change else "キャンセル"
     links = phone_links(office)
     if not links:
-        turn.say(Text((T.CHANGE_NO_PHONE if change else T.CANCEL_NO_PHONE).format(office=name) + "\n" + line))
+        turn.say(Text((T.CHANGE_NO_PHONE if change else T.CANCEL_NO_PHONE).format(office=office.short_name) + "\n" + line))
         if turn.state != "idle":
             turn.quit_silently()
         turn.conv.office = booking["office"]  # the handoff names this office and its hours
@@ -128,7 +128,7 @@ def by_phone(turn: Turn, booking: dict[str, Any], *, change: bool, same_day: boo
     turn.outcome.notices.append(
         StaffNotice(kind=kind, office=booking["office"], summary=f"{what}希望（電話受付）: {name} {booking_when(booking)}", fields=fields)
     )
-    turn.say(Text(message.format(office=name) + "\n" + line, links=links))
+    turn.say(Text(message.format(office=office.short_name) + "\n" + line, links=links))
     turn.ask_menu_state()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import i18n
 from bot.dialog import texts as T
 from bot.dialog.conversation import booking_ref, booking_when, parse_when
 from bot.dialog.core import Action, Stage, Turn
@@ -44,7 +45,8 @@ def _answer(turn: Turn, ref: str, accept: bool) -> None:
         office=held["office"],
         summary=f"{what}: {name} {booking_when(held)}",
         fields={"ref": booking_ref(held), "booking_id": held["id"], "slot": held["slot"],
-                "request": held.get("held_for", "")},
+                "request": held.get("held_for", ""),
+                **({"lang": turn.conv.lang} if turn.conv.lang != i18n.SOURCE else {})},
     )
     result = turn.bookings.answer_proposal(ref, accept=accept, at=turn.now, notice=notice)
     if result is None:

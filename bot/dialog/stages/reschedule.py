@@ -18,6 +18,7 @@ import base64
 import hashlib
 from typing import Any
 
+from bot.dialog import formats
 from bot.dialog import texts as T
 from bot.dialog.conversation import booking_when
 from bot.dialog.core import Action, Handlers, Stage, Turn
@@ -75,7 +76,7 @@ def _choose_new_slot(turn: Turn, action: str, value: str) -> None:
 
 def _ask_confirm_move(turn: Turn) -> None:
     booking = turn.bookings.get(turn.conv.answers.get("move_ref", ""))
-    old = booking_when(booking) if booking else ""
+    old = formats.when(booking) if booking else ""
     text = T.MOVE_CONFIRM.format(old=old, new=slot_label(turn, turn.conv.answers.get("slot", "")))
     if turn.profile.after_booking.confirmed_by_office:
         text += "\n" + T.MOVE_PENDING

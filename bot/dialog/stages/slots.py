@@ -7,6 +7,7 @@ import unicodedata
 from datetime import date, timedelta
 
 from bot import calendar
+from bot.dialog import formats
 from bot.dialog import texts as T
 from bot.dialog.buttons import command_option, email_text, phone_links
 from bot.dialog.core import Handlers, Stage, Step, Turn
@@ -29,8 +30,7 @@ def slot_label(turn: Turn, key: str) -> str:
     pair = calendar.slot_at(turn.profile, key)
     if pair is None:
         return key
-    start, end = pair
-    return f"{calendar.format_day(start.date())} {start:%H:%M}〜{end:%H:%M}"
+    return formats.slot(*pair)
 
 
 def _live_slots(turn: Turn) -> list[calendar.Slot]:
@@ -94,9 +94,9 @@ def _ask_slot(turn: Turn) -> None:
         return
     picker_days = []
     for day in shown_days:
-        options = tuple(turn.option(f"{slot.start:%H:%M}〜{slot.end:%H:%M}", "s", slot.key) for slot in by_day[day])
-        picker_days.append(SlotDay(calendar.format_day(day), options))
-    text = T.CHOOSE_SLOT.format(office=profile.short_name, length=f"1回{profile.schedule.minutes}分")
+        options = tuple(turn.option(formats.time_range(slot.start, slot.end), "s", slot.key) for slot in by_day[day])
+        picker_days.append(SlotDay(formats.day(day), options))
+    text = T.CHOOSE_SLOT.format(office=profile.short_name, length=formats.session_length(profile.schedule.minutes))
     turn.say(SlotPicker(text, tuple(picker_days), tuple(extra)))
 
 
@@ -145,23 +145,23 @@ def _typed_date(turn: Turn, text: str) -> None:
     later = [slot for slot in slots if slot.start.date() > day]
     turn.conv.slot_from = later[0].start.date().isoformat() if later else None
     if not later and slots:
-        turn.say(Text(T.NO_SLOTS_AFTER.format(day=calendar.format_day(day))))
+        turn.say(Text(T.NO_SLOTS_AFTER.format(day=formats.day(day))))
     turn.reprompt()
 
 
 def _why_not_bookable(turn: Turn, day: date) -> str:
     profile = turn.profile
-    label = calendar.format_day(day)
+    label = formats.day(day)
     if day < turn.now.date():
         return T.DAY_PAST.format(day=label)
-    reason = calendar.closure_reason(profile, day)
-    if reason:
-        return T.DAY_CLOSED.format(day=label, reason=reason)
+    closed = calendar.closure(profile, day)
+    if closed is not None:
+        return T.DAY_CLOSED.format(day=label, reason=formats.closure_reason(*closed, day))
     if not calendar.day_grid(profile, day):
         return T.DAY_NO_GRID.format(day=label)
     last = calendar.window_end(profile, turn.now)
     if day > last:
-        return T.DAY_OUTSIDE_WINDOW.format(day=label, last=calendar.format_day(last))
+        return T.DAY_OUTSIDE_WINDOW.format(day=label, last=formats.day(last))
     if turn.now > calendar.deadline(profile, day):
         return T.DAY_PAST_DEADLINE.format(day=label, deadline=profile.booking.deadline.text)
     return T.DAY_FULL.format(day=label)

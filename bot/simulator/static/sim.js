@@ -425,6 +425,7 @@
     state.user = id;
     var user = state.users.filter(function (u) { return u.id === id; })[0];
     $("userid").textContent = id + (user ? "（" + user.name + "）" : "");
+    $("language").value = (user && user.language) || "";
     resetChat();
     return poll().then(scrollDown);
   }
@@ -452,6 +453,12 @@
     api("POST", "/sim/clear", { user: state.user }).then(function () { resetChat(); return poll(); });
   });
   $("user").addEventListener("change", function (event) { selectUser(event.target.value); });
+  $("language").addEventListener("change", function (event) {
+    var language = event.target.value;
+    api("POST", "/sim/profile", { user: state.user, language: language }).then(function () {
+      state.users.forEach(function (u) { if (u.id === state.user) u.language = language; });
+    }).catch(function (error) { setStatus("言語を設定できません: " + error.message); });
+  });
 
   api("GET", "/sim/users").then(function (data) {
     state.users = data.users || [];
