@@ -32,7 +32,8 @@ class RecordingService(BotService):
 
     def handle(self, event: Inbound, **kwargs: Any) -> Outcome | None:
         outcome = super().handle(event, **kwargs)
-        if outcome is not None:
+        # A turn on LINE's profile language that says nothing leaves the greeting as the answer.
+        if outcome is not None and (event.kind != "profile" or outcome.replies):
             self.outcomes[event.user] = outcome
         return outcome
 
