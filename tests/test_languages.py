@@ -117,7 +117,7 @@ def test_every_profile_text_keeps_lines_limits(offices, lang):
         for path, text in _texts(profile.model_dump()):
             assert length(text) <= MAX_TEXT, (lang, office, path)
         assert all(length(choice.label) <= 20 for q in profile.eligibility.questions for choice in q.choices)
-        assert length(profile.short_name) <= 20
+        assert length(profile.button_label) <= 20
         with i18n.using(lang):
             title = T.TITLE_VERSION.format(title=profile.terms.title, version=profile.terms.version_label)
         assert length(title) <= MAX_ALT_TEXT, (lang, office)
