@@ -468,6 +468,20 @@ def test_slot_buttons_in_english_are_twelve_hour_times(service):
     assert re.fullmatch(r"\d{1,2}:\d{2} [AP]M–\d{1,2}:\d{2} [AP]M", picker.days[0].options[0].label.replace("〜", "–"))
 
 
+def test_a_phone_numbers_note_is_in_the_languages_brackets(offices):
+    """Izumo's 「0853-21-8609（41#）」: English puts the note in ASCII brackets after a space."""
+    from bot.dialog import formats
+
+    izumo = offices["izumo"]
+    expected = {"ja": "0853-21-8609（41#）", "ja_easy": "0853-21-8609（41#）", "en": "0853-21-8609 (41#)"}
+    for lang, phone in expected.items():
+        with i18n.using(lang):
+            assert formats.phone(offices.localized("izumo", lang)) == phone
+    with i18n.using("en"):
+        assert formats.phone(offices["noto"]) == "0768-62-1242" and formats.phone(offices["toyooka"]) is None
+    assert izumo.contact.phone_note == "41#"
+
+
 def test_the_csv_and_the_booking_record_say_the_language(service):
     from bot.staff.console import booking_record
     from bot.staff.export import bookings_csv

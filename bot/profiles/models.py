@@ -395,9 +395,3 @@ class OfficeProfile(Model):
                     )
         return self
 
-    def phone_label(self) -> str | None:
-        """The phone number as shown to users, with any extension note."""
-        if not self.contact.phone:
-            return None
-        note = f"（{self.contact.phone_note}）" if self.contact.phone_note else ""
-        return f"{self.contact.phone}{note}"
