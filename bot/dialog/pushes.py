@@ -106,7 +106,7 @@ def declined_replies(profile: OfficeProfile, booking: dict[str, Any], reason: st
     if profile.contact.email:
         instead.append(T.DECLINED_EMAIL.format(email=profile.contact.email))
     instead += [T.DECLINED_COUNTER.format(office=profile.short_name), T.DECLINED_OTHER]
-    body = f"{text}\n\n" + T.DECLINED_INSTEAD.format(items="\n".join(f"・{item}" for item in instead))
+    body = f"{text}\n\n" + T.DECLINED_INSTEAD.format(items="\n".join(f"{T.BULLET}{item}" for item in instead))
     return [Text(body, links=phone_links(profile)), Ask(T.DECLINED_ACTIONS, (command_option("book"), command_option("bookings")))]
 
 
