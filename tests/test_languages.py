@@ -117,7 +117,7 @@ def test_every_profile_text_keeps_lines_limits(offices, lang):
         for path, text in _texts(profile.model_dump()):
             assert length(text) <= MAX_TEXT, (lang, office, path)
         assert all(length(choice.label) <= 20 for q in profile.eligibility.questions for choice in q.choices)
-        assert length(profile.short_name) <= 20
+        assert length(profile.button_label) <= 20
         with i18n.using(lang):
             title = T.TITLE_VERSION.format(title=profile.terms.title, version=profile.terms.version_label)
         assert length(title) <= MAX_ALT_TEXT, (lang, office)
@@ -466,6 +466,20 @@ def test_slot_buttons_in_english_are_twelve_hour_times(service):
     picker = next(r for e in driver.exchanges for r in e.replies if isinstance(r, SlotPicker))
     assert re.fullmatch(r"\w{3}, \w{3} \d{1,2}", picker.days[0].label)
     assert re.fullmatch(r"\d{1,2}:\d{2} [AP]M–\d{1,2}:\d{2} [AP]M", picker.days[0].options[0].label.replace("〜", "–"))
+
+
+def test_a_phone_numbers_note_is_in_the_languages_brackets(offices):
+    """Izumo's 「0853-21-8609（41#）」: English puts the note in ASCII brackets after a space."""
+    from bot.dialog import formats
+
+    izumo = offices["izumo"]
+    expected = {"ja": "0853-21-8609（41#）", "ja_easy": "0853-21-8609（41#）", "en": "0853-21-8609 (41#)"}
+    for lang, phone in expected.items():
+        with i18n.using(lang):
+            assert formats.phone(offices.localized("izumo", lang)) == phone
+    with i18n.using("en"):
+        assert formats.phone(offices["noto"]) == "0768-62-1242" and formats.phone(offices["toyooka"]) is None
+    assert izumo.contact.phone_note == "41#"
 
 
 def test_the_csv_and_the_booking_record_say_the_language(service):

@@ -236,7 +236,7 @@ def test_request_then_decline_with_a_reason(office, service, staff, messaging_sp
     profile = service.offices[office]
     assert "お受けできませんでした" in text and "オンラインでは対応できない" in text
     assert "窓口" in text and "予約する" in text
-    if profile.phone_label():
+    if profile.contact.phone:
         assert profile.contact.phone in text
     [notice] = entries(service, "declined")
     assert "オンラインでは" not in json.dumps(notice, ensure_ascii=False)  # a typed reason stays out of notices

@@ -111,7 +111,7 @@ def test_every_office_tells_the_common_rules(offices):
 def test_every_button_label_fits_a_quick_reply(offices):
     for office_id in OFFICE_IDS:
         profile = offices[office_id]
-        labels = [profile.short_name, *profile.identify.topics]
+        labels = [profile.button_label, *profile.identify.topics]
         for question in profile.eligibility.questions:
             labels += [choice.label for choice in question.choices]
         assert all(0 < len(label) <= LABEL_MAX for label in labels), office_id

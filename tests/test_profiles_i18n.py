@@ -69,6 +69,20 @@ def test_a_translated_label_over_lines_limit_is_an_error(profiles_copy):
                for e in errors), errors
 
 
+def test_a_short_name_too_long_for_a_button_needs_a_label(profiles_copy, offices):
+    """English Hamamatsu: sentences say "Mothers Hello Work Hamamatsu", its button "Mothers HW Hamamatsu"."""
+    english = offices.localized("hamamatsu", "en")
+    assert english.short_name == "Mothers Hello Work Hamamatsu" and english.button_label == "Mothers HW Hamamatsu"
+    assert offices["hamamatsu"].label is None and offices["hamamatsu"].button_label == "マザーズハローワーク浜松"
+    sidecar = profiles_copy / "i18n" / "hamamatsu.en.yaml"
+    _edit(sidecar, lambda d: d.pop("label"))
+    errors = check_profiles(profiles_copy).errors
+    assert any(e.startswith(f"{sidecar}: short_name: 'Mothers Hello Work Hamamatsu' is longer than 20") for e in errors), errors
+    _edit(sidecar, lambda d: d.update(label="Mothers Hello Work Hamamatsu"))
+    errors = check_profiles(profiles_copy).errors
+    assert any(e.startswith(f"{sidecar}: label:") and "20 characters" in e for e in errors), errors
+
+
 def test_a_list_of_another_length_is_an_error(profiles_copy):
     sidecar = profiles_copy / "i18n" / "noto.ja_easy.yaml"
     _edit(sidecar, lambda d: d["after_booking"]["checklist"].pop())

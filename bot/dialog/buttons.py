@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from bot import i18n
+from bot.dialog import formats
 from bot.dialog import texts as T
 from bot.dialog.conversation import Inbound
 from bot.dialog.replies import Link, Option
@@ -52,7 +53,7 @@ def phone_links(office: OfficeProfile | None) -> tuple[Link, ...]:
     """The office's phone number as a `tel:` link; none when the office publishes no number."""
     if office is None or not office.contact.phone:
         return ()
-    return (Link(T.CALL_OFFICE.format(office=office.short_name, phone=office.phone_label()), f"tel:{office.contact.phone}"),)
+    return (Link(T.CALL_OFFICE.format(office=office.short_name, phone=formats.phone(office)), f"tel:{office.contact.phone}"),)
 
 
 def email_text(office: OfficeProfile | None, *, apply: bool = False) -> str:

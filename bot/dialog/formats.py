@@ -16,7 +16,7 @@ from babel.dates import format_date, format_time
 from bot import calendar, i18n
 from bot.clock import JST
 from bot.dialog import texts as T
-from bot.profiles.models import WEEKDAYS
+from bot.profiles.models import WEEKDAYS, OfficeProfile
 
 # CLDR patterns of the languages whose dates Babel writes (the others use texts.DAY_FORMAT and co.).
 BABEL = {i18n.EN: {"locale": "en", "day": "EEE, MMM d", "date": "MMMM d, y", "time": "h:mm a"}}
@@ -74,6 +74,16 @@ def day_time(at: datetime) -> str:
 def when(booking: dict[str, Any]) -> str:
     """A stored booking's date and time, `11月25日(水) 10:00〜10:30`."""
     return slot(datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"]))
+
+
+def phone(profile: OfficeProfile) -> str | None:
+    """The office's phone number as the user reads it, with its note (Izumo's 41#) in the language's
+    brackets: `0853-21-8609（41#）`, `0853-21-8609 (41#)`; None when the office publishes no number."""
+    if not profile.contact.phone:
+        return None
+    if not profile.contact.phone_note:
+        return profile.contact.phone
+    return T.PHONE_NOTE.format(phone=profile.contact.phone, note=profile.contact.phone_note)
 
 
 def session_length(minutes: int) -> str:

@@ -101,12 +101,12 @@ def declined_replies(profile: OfficeProfile, booking: dict[str, Any], reason: st
     """Staff declined the request: the reason and what to do instead (phone, email, the counter, another booking)."""
     text = T.DECLINED_PUSH.format(office=profile.short_name, when=formats.when(booking), ref=booking["id"], reason=reason)
     instead = []
-    if profile.phone_label():
-        instead.append(T.DECLINED_PHONE.format(phone=profile.phone_label()))
+    if profile.contact.phone:
+        instead.append(T.DECLINED_PHONE.format(phone=formats.phone(profile)))
     if profile.contact.email:
         instead.append(T.DECLINED_EMAIL.format(email=profile.contact.email))
     instead += [T.DECLINED_COUNTER.format(office=profile.short_name), T.DECLINED_OTHER]
-    body = f"{text}\n\n" + T.DECLINED_INSTEAD.format(items="\n".join(f"・{item}" for item in instead))
+    body = f"{text}\n\n" + T.DECLINED_INSTEAD.format(items="\n".join(f"{T.BULLET}{item}" for item in instead))
     return [Text(body, links=phone_links(profile)), Ask(T.DECLINED_ACTIONS, (command_option("book"), command_option("bookings")))]
 
 

@@ -125,7 +125,7 @@ def plain_text(reply: Reply) -> str:
             lines.append(f"{day.label} " + " ".join(option.label for option in day.options))
         return "\n".join(lines)
     if isinstance(reply, TermsCard):
-        rules = "\n".join(f"・{rule}" for rule in reply.rules)
+        rules = "\n".join(f"{T.BULLET}{rule}" for rule in reply.rules)
         title = T.TITLE_VERSION.format(title=reply.title, version=reply.version)
         return f"{title}\n{reply.summary}\n{rules}\n" + T.TERMS_FULL_TEXT.format(url=reply.url)
     if isinstance(reply, ConfirmCard):
@@ -133,7 +133,7 @@ def plain_text(reply: Reply) -> str:
         return f"{reply.title}\n{rows}"
     if isinstance(reply, BookedCard):
         rows = "\n".join(f"{label}: {value}" for label, value in reply.rows)
-        steps = "\n".join(f"・{step}" for step in reply.next_steps)
+        steps = "\n".join(f"{T.BULLET}{step}" for step in reply.next_steps)
         checklist = "\n".join(f"□ {item}" for item in reply.checklist)
         links = "\n".join(f"{link.label}: {link.url}" for link in reply.links)
         return "\n".join(

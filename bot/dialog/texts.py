@@ -383,7 +383,9 @@ READ_TERMS = "全文を読む"
 NEXT_STEPS = "この後の流れ"
 CHECKLIST = "ご準備"
 SECTION = "【{title}】"
+BULLET = "・"  # before each item of a list (a card's rules and next steps, the bookings, other options)
 
+PHONE_NOTE = "{phone}（{note}）"  # a phone number with the office's note on it (Izumo's extension, 41#)
 # The office's phone number as a button ({phone} with its extension note, e.g. 0853-21-8609（41#）).
 CALL_OFFICE = "{office}に電話する（{phone}）"
 CALL_NUMBER = "{phone}に電話"  # when CALL_OFFICE is longer than a button label may be

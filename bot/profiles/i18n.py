@@ -8,7 +8,9 @@ A sidecar mirrors the profile's own structure and holds only user-facing text, t
 - a list of plain strings (`after_booking.steps`, `checklist`, `identify.topics`) stays a list of the
   same length and order;
 - a list of objects without an id (`terms.rules`) is a list of the same length: each item the object's
-  texts, or just its `text` (a rule's `source` quotes the official Japanese document and stays).
+  texts, or just its `text` (a rule's `source` quotes the official Japanese document and stays);
+- `label`, the office's button, may be given where the profile has none (a short name too long for a
+  button in this language: English "Mothers Hello Work Hamamatsu", button "Mothers HW Hamamatsu").
 
 `overlay` lays a sidecar over the profile's data (the model's own dump, so defaults count too) and the
 result is validated by the same pydantic models: a label still fits LINE's 20 characters, a key the
@@ -34,6 +36,9 @@ NOT_TEXT = (
 TRANSLATABLE = ("schedule.closed.*.reason",)  # text inside a part that is otherwise data
 # Texts a sidecar may leave out without a warning (the Japanese is what a reader needs there).
 OPTIONAL = ("contact.address", "terms.court")  # an address is what a map needs; the court is the full terms' own
+# Texts a sidecar may give where the profile has none: the office's button `label`, for a language whose
+# short name is longer than a button allows (English "Mothers Hello Work Hamamatsu").
+ADDED = ("label",)
 # Texts that stand as a paragraph of their own: shown in Japanese, they get the note that they are.
 PARAGRAPHS = (
     "audience", "notes.*", "identify.phone_question", "eligibility.questions.*.text",
@@ -79,6 +84,11 @@ class Overlay:
                 if not _matches(path, OPTIONAL):
                     self.missing.append(path)
                 return self.fill(path, base)
+            if not isinstance(side, str) or not side.strip():
+                self.errors.append(f"{path}: expected the text in this language")
+                return base
+            return side
+        if base is None and side is not None and _matches(path, ADDED):
             if not isinstance(side, str) or not side.strip():
                 self.errors.append(f"{path}: expected the text in this language")
                 return base

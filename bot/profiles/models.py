@@ -11,7 +11,7 @@ from datetime import date, time
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 # LINE quick-reply labels are at most 20 characters; every button label in a profile must fit.
 LABEL_MAX = 20
@@ -338,7 +338,11 @@ class OfficeProfile(Model):
 
     id: Ident
     name: Text
-    short_name: Label
+    # The office's button (choosing an office), where short_name is longer than a label may be: English
+    # "Mothers Hello Work Hamamatsu" (28 characters) reads in full in every sentence, "Mothers HW Hamamatsu"
+    # on its button. Unset: short_name. (Before short_name: its check reads it.)
+    label: Label | None = None
+    short_name: Text  # the office as named in a sentence; also its button label unless `label` is set
     video_tool: Text
     length_text: Text  # the session length as told to the user
     audience: Text | None = None
@@ -353,6 +357,21 @@ class OfficeProfile(Model):
     after_booking: AfterBooking
     cancellation: Cancellation
     staff: Staff = Staff()
+
+    @property
+    def button_label(self) -> str:
+        """What the office's button says (at most LINE's 20 characters)."""
+        return self.label or self.short_name
+
+    @field_validator("short_name")
+    @classmethod
+    def _short_name_fits_a_button(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("label", "") is None and len(value) > LABEL_MAX:  # (a label that failed: no data)
+            raise ValueError(
+                f"{value!r} is longer than {LABEL_MAX} characters, the office's button label: shorten it or "
+                f"add a `label` of at most {LABEL_MAX}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _slots_fit(self) -> "OfficeProfile":
@@ -376,9 +395,3 @@ class OfficeProfile(Model):
                     )
         return self
 
-    def phone_label(self) -> str | None:
-        """The phone number as shown to users, with any extension note."""
-        if not self.contact.phone:
-            return None
-        note = f"（{self.contact.phone_note}）" if self.contact.phone_note else ""
-        return f"{self.contact.phone}{note}"

@@ -220,8 +220,8 @@ class StaffActions:
             with self._speaking(cancelled) as office:
                 name = office.short_name if office else cancelled["office"]
                 text = T.STAFF_CANCELLED.format(office=name, when=formats.when(cancelled), ref=cancelled["id"])
-                if office and office.phone_label():
-                    text += "\n" + T.STAFF_PHONE.format(phone=office.phone_label())
+                if office and office.contact.phone:
+                    text += "\n" + T.STAFF_PHONE.format(phone=formats.phone(office))
             plan = Plan(bookings={ref: cancelled}, free=(ref,), result=cancelled, entries=[
                 self._text_entry(cancelled, text, "cancel"),
                 self._notice_entry("cancellation", cancelled, "担当者がキャンセル", by="staff")])
@@ -315,8 +315,8 @@ class StaffActions:
         with self._speaking(booking) as theirs:
             assert theirs is not None
             text = T.STAFF_FOLLOW_UP.format(office=theirs.short_name, when=formats.when(booking), ref=booking_id)
-            if theirs.phone_label():
-                text += "\n" + T.STAFF_PHONE.format(phone=theirs.phone_label())
+            if theirs.contact.phone:
+                text += "\n" + T.STAFF_PHONE.format(phone=formats.phone(theirs))
 
         def decide(found: list[dict[str, Any] | None]) -> Plan | None:
             if found[0] is not None:  # the same form again: booked already

@@ -26,7 +26,7 @@ from bot.dialog.replies import Text
 from bot.dialog import texts
 from bot.errors import StaffActionError
 from bot.staff.actions import StaffActions
-from bot.staff.aftercare import Overdue, Proposals, Reconsent
+from bot.staff.aftercare import Overdue, Proposals, Reconsent, Reminders
 from bot.staff.threads import ThreadActions
 from bot.testing.driver import ChatDriver, DriverError, ManualClock, labelled_options
 
@@ -69,7 +69,7 @@ class Step(BaseModel):
     staff_confirms: bool | None = None  # staff confirm the user's latest open request (console)
     staff_proposes: str | None = None  # staff propose that slot "YYYY-MM-DDTHH:MM" for it instead
     staff_declines: str | None = None  # staff decline it with this reason
-    worker_runs: bool | None = None  # the worker's scheduled tasks run now (lapsed proposals, overdue requests)
+    worker_runs: bool | None = None  # the worker's tasks run now (reminders, lapsed proposals, overdue requests)
     line_language: str | None = None  # the user's LINE profile language from now on ("none": LINE gives none)
     expect: list[str] | str = []
     expect_not: list[str] | str = []
@@ -380,8 +380,12 @@ def _staff_acts(service: BotService, driver: ChatDriver, name: str, value: Any) 
 
 
 def _worker_runs(service: BotService, driver: ChatDriver, clock: ManualClock) -> None:
-    """The worker's request tasks run now; what they pushed to this user is this step's answer."""
+    """The worker's reminder and request tasks run now, in the worker's order; what they pushed to this
+    user (a day-before reminder, a lapsed proposal) is this step's answer."""
     outcome = _pushed(service, driver)
+    for booking, replies in Reminders(service)(clock.now()):
+        if booking.get("user") == driver.user:
+            outcome.replies.extend(replies)
     for request, replies in Proposals(service)(clock.now()):
         if request.get("user") == driver.user:
             outcome.replies.extend(replies)

@@ -277,7 +277,7 @@ def slot_carousel(picker: SlotPicker) -> Message | None:
 
 def terms_bubble(card: TermsCard, base_url: str) -> Message:
     """The terms: title, version, summary, the rules in small text, the full text, consent and decline."""
-    rules = box([flex_text(f"・{rule}", size="xs") for rule in card.rules], spacing="xs", margin="lg")
+    rules = box([flex_text(f"{T.BULLET}{rule}", size="xs") for rule in card.rules], spacing="xs", margin="lg")
     body = box(
         [
             flex_text(card.title, weight="bold", size="lg"),
@@ -319,7 +319,7 @@ def booked_bubble(card: BookedCard, base_url: str) -> Message:
         [
             flex_text(card.title, weight="bold", size="lg"),
             rows_box(card.rows),
-            section(T.NEXT_STEPS, card.next_steps, "・"),
+            section(T.NEXT_STEPS, card.next_steps, T.BULLET),
             section(T.CHECKLIST, card.checklist, "□ "),
             flex_text(card.cancel_text, size="xs", color=MUTED, margin="lg"),
         ]

@@ -82,7 +82,7 @@ def _no_show_limit_reached(turn: Turn) -> bool:
 
 
 def _ask_office(turn: Turn) -> None:
-    options = [turn.option(turn.office_profile(oid).short_name, "o", oid) for oid in turn.dialog.offices]
+    options = [turn.option(turn.office_profile(oid).button_label, "o", oid) for oid in turn.dialog.offices]
     options.append(command_option("bookings"))
     turn.say(Ask(T.CHOOSE_OFFICE, tuple(options)))
 

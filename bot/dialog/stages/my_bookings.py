@@ -42,7 +42,7 @@ def booking_state(booking: dict[str, Any]) -> str:
 def booking_line(turn: Turn, booking: dict[str, Any]) -> str:
     name = turn.office_profile(booking["office"]).short_name if booking["office"] in turn.dialog.offices else booking["office"]
     label = T.BOOKING_LABEL.format(office=name, when=formats.when(booking), ref=booking["id"], state=booking_state(booking))
-    return f"・{label}"
+    return f"{T.BULLET}{label}"
 
 
 def booking_notice(turn: Turn, kind: str, booking: dict[str, Any], what: str, **extra: str) -> None:

@@ -56,7 +56,7 @@ def _answer(turn: Turn, ref: str, accept: bool) -> None:
     if accept:
         turn.say(Text(T.PROPOSAL_ACCEPTED.format(booking=booking_line(turn, result))))
     else:
-        turn.say(Text(T.PROPOSAL_DECLINED.format(booking=booking_line(turn, result).removeprefix("・"))))
+        turn.say(Text(T.PROPOSAL_DECLINED.format(booking=booking_line(turn, result).removeprefix(T.BULLET))))
     aside_done(turn)
 
 
