@@ -324,6 +324,25 @@ def test_line_refusing_the_profile_leaves_the_japanese_greeting(line, line_servi
     assert reply.body["messages"][0]["text"].startswith("こんにちは。")
 
 
+def test_a_profile_turn_that_cannot_be_saved_leaves_the_greeting_as_it_is(line, line_service, monkeypatch):
+    """The user's next events kept changing the conversation while the worker ran the profile turn
+    (the bench's closed loop does this): the greeting goes out at once, the entry is not left pending."""
+    from bot.errors import StoreError
+
+    user = "U" + "4" * 32
+    line.languages[user] = "en"
+    app = create_app(line_service.settings, service=line_service).test_client()
+
+    def kept_changing(user: str, tag: str | None):
+        raise StoreError("conversation kept changing for 5 attempts")
+
+    monkeypatch.setattr(line_service, "profile_turn", kept_changing)
+    post(app, line_service, line, event_json(user, "follow"))
+    [reply] = [r for r in line.requests if r.method == "POST"]
+    assert reply.body["messages"][0]["text"].startswith("こんにちは。")
+    assert line_service.outbox.settled()  # delivered and acknowledged, nothing pending
+
+
 # -- switching midway ---------------------------------------------------------------------------------------
 
 

@@ -411,12 +411,18 @@ class Worker:
         """A first greeting (issue 14): ask LINE for the user's profile language, once and briefly; where it
         is another language than the greeting's, the greeting again in that language replaces it (a turn
         through the service, so the conversation keeps the language). LINE silent or refusing: the
-        greeting as it is (the profile is not asked again)."""
+        greeting as it is (the profile is not asked again). The turn is best effort too: when the user's own
+        next events keep changing the conversation meanwhile (they already answered the greeting) or
+        Redis cannot take it, the greeting goes out as it is, rather than staying unsent for the lease."""
         try:
             tag = self.line.profile_language(to)
         except LineApiError:
             return messages
-        outcome = self.service.profile_turn(to, tag)
+        try:
+            outcome = self.service.profile_turn(to, tag)
+        except StoreError as exc:
+            log.warning("greeting_profile_turn_skipped error=%s", exc.__class__.__name__)
+            return messages
         if outcome is None:
             return messages
         with i18n.using(outcome.conversation.lang):
