@@ -232,17 +232,10 @@ def test_a_staff_cancel_cut_off_after_any_step_pushes_and_notifies_exactly_once(
 
 def _at_the_card(service) -> tuple:
     """A user at Noto's confirmation card (capacity 1, one upcoming booking at most): (driver, button data)."""
-    from bot.testing.driver import ChatDriver, labelled_options
+    from bot.testing.driver import ChatDriver, to_noto_card
 
     driver = ChatDriver(service, user=USER)
-    driver.say("こんにちは")
-    driver.tap("ハローワーク能登")
-    for text in ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678"):
-        driver.say(text)
-    for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい", "11月25日(水) 10:00〜10:30", "同意する"):
-        driver.tap(label)
-    pairs = [pair for reply in driver.exchanges[-1].replies for pair in labelled_options(reply)]
-    return driver, next(option for label, option in pairs if label == "この内容で予約する").data
+    return driver, to_noto_card(driver).data
 
 
 @pytest.mark.parametrize("step", ["office", "index", "outbox"])

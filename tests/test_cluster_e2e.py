@@ -15,7 +15,7 @@ import threading
 import time
 
 from bot.clock import parse_instant
-from bot.dialog import Inbound, SlotPicker
+from bot.dialog import SlotPicker
 from bot.service import BotService
 from bot.settings import REPO_ROOT, load_settings
 from bot.staff.worker import Worker, start_thread
@@ -23,7 +23,7 @@ from bot.channels.line.api import LineMessaging
 from bot.channels.line.webhook import event_json
 from bot.store import connect, slot_redis_key
 from bot.testing.delivery import SendingClient
-from bot.testing.driver import ChatDriver, ManualClock, labelled_options, to_noto_slots
+from bot.testing.driver import ChatDriver, ManualClock, labelled_options, tap_together, to_noto_slots
 from bot.testing.scripts import load_script
 from bot.testing.slack_standin import SlackStandIn
 from bot.testing.webhook import RecordingService, WebhookDriver, answers_at_line, post_event
@@ -94,20 +94,7 @@ def test_200_users_racing_for_10_slots_book_exactly_10(cluster, offices):
     service = BotService(load_settings(redis_url=cluster.url), client=client, offices=offices,
                          clock=ManualClock(parse_instant(NOW)))
     users, slot_of, book, contested = _users_at_the_card(service, 200, 10, user_id("race"))
-    lanes = [users[lane::20] for lane in range(20)]  # 20 threads, released together
-    start = threading.Barrier(len(lanes))
-    outcomes = {}
-
-    def tap_book(lane: list[str]) -> None:
-        start.wait(timeout=30)
-        for user in lane:
-            outcomes[user] = service.handle(Inbound(user=user, kind="postback", text=book))
-
-    threads = [threading.Thread(target=tap_book, args=(lane,)) for lane in lanes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    outcomes = tap_together(service, users, book, timeout=120)  # 20 threads, released together
     assert len(outcomes) == len(users)
     winners = {user for user in users if service.bookings.for_user(user)}
     assert len(winners) == 10

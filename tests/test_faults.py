@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -26,12 +25,12 @@ from bot.bench.servers import gunicorn
 from bot.channels.line.webhook import MAX_BODY_BYTES, event_json, sign, webhook_body
 from bot.cli import main
 from bot.clock import parse_instant
-from bot.dialog import Inbound, SlotPicker
+from bot.dialog import SlotPicker
 from bot.errors import BenchError, ProfileError
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.store import connect
-from bot.testing.driver import ChatDriver, ManualClock, labelled_options
+from bot.testing.driver import ChatDriver, ManualClock, labelled_options, tap_together
 from bot.web import create_app
 from bot.testing.delivery import SendingClient
 
@@ -185,20 +184,7 @@ def test_200_users_racing_for_10_slots(redis_client, offices):
         service.conversations.save(user, data, 0)
 
     # 20 threads (a Redis connection each) of 10 users, released together: the taps interleave.
-    lanes = [users[lane::20] for lane in range(20)]
-    start = threading.Barrier(len(lanes))
-    outcomes = {}
-
-    def tap_book(lane: list[str]) -> None:
-        start.wait(timeout=30)
-        for user in lane:
-            outcomes[user] = service.handle(Inbound(user=user, kind="postback", text=book))
-
-    threads = [threading.Thread(target=tap_book, args=(lane,)) for lane in lanes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes = tap_together(service, users, book)
     assert len(outcomes) == len(users)
 
     booked = {user for user in users if service.bookings.for_user(user)}

@@ -30,7 +30,7 @@ from bot.staff.aftercare import AfterEffects
 from bot.store.bookings import RECOVER_AFTER_S, intents_key, user_index_key
 from bot.store.durable import Durable, fence_key
 from bot.testing.delivery import SendingClient
-from bot.testing.driver import ChatDriver, ManualClock, labelled_options
+from bot.testing.driver import ChatDriver, ManualClock, to_noto_card
 from bot.web import create_app
 
 
@@ -192,24 +192,12 @@ def post(client, body: str):
                        content_type="application/json")
 
 
-def _book_button(driver: ChatDriver):
-    """The driver's user at Noto's confirmation card; the card's 「この内容で予約する」 button."""
-    driver.say("こんにちは")
-    driver.tap("ハローワーク能登")
-    for text in ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678"):
-        driver.say(text)
-    for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい", "11月25日(水) 10:00〜10:30", "同意する"):
-        driver.tap(label)
-    pairs = [pair for reply in driver.exchanges[-1].replies for pair in labelled_options(reply)]
-    return next(option for label, option in pairs if label == "この内容で予約する")
-
-
 def test_the_webhook_answers_503_while_no_replica_acknowledges_and_the_redelivery_books_once(
         replicated_service, fresh, line):
     service = replicated_service
     client = SendingClient(create_app(service.settings, service=service).test_client(), service, line.url, TOKEN)
     driver = ChatDriver(service, user=USER)
-    book = _book_button(driver)  # every turn so far waited for the replica (none wrote a booking)
+    book = to_noto_card(driver)  # every turn so far waited for the replica (none wrote a booking)
     event = event_json(USER, "postback", book.data, event_id="01HWBOTNOTREPLICATED000000")
     state_before = service.conversations.load(USER)
 

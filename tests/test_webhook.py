@@ -15,7 +15,7 @@ from bot.dialog import Inbound
 from bot.service import BotService
 from bot.settings import load_settings
 from bot.testing.delivery import SendingClient
-from bot.testing.driver import ChatDriver, ManualClock
+from bot.testing.driver import ChatDriver, ManualClock, to_noto_card
 from bot.web import create_app
 
 SECRET = "test-channel-secret"
@@ -134,13 +134,7 @@ def test_an_empty_event_id_is_no_id(client, line, redis_client):
 
 def test_redis_down_is_503_then_the_redelivery_books_exactly_once(client, line, settings, service, offices):
     driver = ChatDriver(service, user=USER)
-    driver.say("こんにちは")
-    driver.tap("ハローワーク能登")
-    for text in ("山田 花子", "12345-12345678", "hanako@example.jp", "090-1234-5678"):
-        driver.say(text)
-    for label in ("職業相談", "同席しない", "登録済み", "はい", "用意できる", "はい", "11月25日(水) 10:00〜10:30", "同意する"):
-        driver.tap(label)
-    book = next(option for label, option in _options(driver) if label == "この内容で予約する")
+    book = to_noto_card(driver)
     event = event_json(USER, "postback", book.data, event_id="01HWBOTREDISDOWN0000000000")
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2, decode_responses=True)

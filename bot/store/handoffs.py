@@ -244,17 +244,20 @@ class HandoffStore:
         with _redis_errors("cannot erase threads"):
             threads = self.client.smembers(user_threads_key(user))
             self.client.hdel(HANDOFFS_KEY, user)
-            valid = sorted(thread for thread in threads if valid_thread_id(thread))
-            if valid:
-                pipe = self.client.pipeline(transaction=False)
-                for thread in valid:
-                    pipe.delete(thread_key(thread))  # one key each: a cluster pipeline splits by key
-                    pipe.delete(messages_key(thread))
-                pipe.execute()
+            self._delete_keys(sorted(thread for thread in threads if valid_thread_id(thread)))
             if threads:
                 self.client.zrem(CLOSED_KEY, *threads)
             self.client.delete(user_threads_key(user))
         return len(threads)
+
+    def _delete_keys(self, threads: list[str]) -> None:
+        """Delete the threads' fields and messages: one key a command (a cluster pipeline splits by key)."""
+        if threads:
+            pipe = self.client.pipeline(transaction=False)
+            for thread in threads:
+                pipe.delete(thread_key(thread))
+                pipe.delete(messages_key(thread))
+            pipe.execute()
 
     def threads_of(self, user: str) -> set[str]:
         """The user's thread ids, open or closed (until erased or past retention)."""
@@ -280,12 +283,7 @@ class HandoffStore:
             for thread in valid:
                 pipe.hget(thread_key(thread), "user")
             users = pipe.execute() if valid else []
-            if valid:
-                pipe = self.client.pipeline(transaction=False)
-                for thread in valid:
-                    pipe.delete(thread_key(thread))  # one key each: a cluster pipeline splits by key
-                    pipe.delete(messages_key(thread))
-                pipe.execute()
+            self._delete_keys(valid)
             owned = [(thread, user) for thread, user in zip(valid, users) if user]
             if owned:
                 pipe = self.client.pipeline(transaction=False)

@@ -10,13 +10,14 @@ conveniences: buttons tapped by their label, what was shown as text, transcripts
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot import i18n
 from bot.channels.session import ChatSession, Exchange
 from bot.clock import JST, Clock
-from bot.dialog import Option, Reply, SlotPicker, options_of, plain_text
+from bot.dialog import Inbound, Option, Reply, SlotPicker, options_of, plain_text
 
 
 class ManualClock(Clock):
@@ -137,6 +138,15 @@ def to_noto_slots(driver: ChatDriver) -> None:
         driver.tap(label)
 
 
+def to_noto_card(driver: ChatDriver, slot: str = "11月25日(水) 10:00〜10:30") -> Option:
+    """Walk a Noto user (NOTO_USER) to the confirmation card of `slot`; its 「この内容で予約する」 button."""
+    to_noto_slots(driver)
+    driver.tap(slot)
+    driver.tap("同意する")
+    pairs = [pair for reply in driver.exchanges[-1].replies for pair in labelled_options(reply)]
+    return next(option for label, option in pairs if label == "この内容で予約する")
+
+
 def book_at_noto(driver: ChatDriver, slot: str) -> dict:
     """Book `slot` (e.g. `11月25日(水) 10:00〜10:30`) at Noto through the whole conversation."""
     to_noto_slots(driver)
@@ -147,3 +157,23 @@ def book_at_noto(driver: ChatDriver, slot: str) -> dict:
     if not booked:
         raise DriverError(f"nothing was booked; the bot said: {driver.last_text()}")
     return booked[-1]
+
+
+def tap_together(service, users: list[str], data: str, *, lanes: int = 20, timeout: float = 60) -> dict:
+    """Every user taps the button `data` (a postback) at once: `lanes` threads (a Redis connection
+    each) of users, released together so that the taps interleave; user -> what the service answered."""
+    groups = [users[lane::lanes] for lane in range(lanes)]
+    start = threading.Barrier(len(groups))
+    outcomes = {}
+
+    def tap(group: list[str]) -> None:
+        start.wait(timeout=30)
+        for user in group:
+            outcomes[user] = service.handle(Inbound(user=user, kind="postback", text=data))
+
+    threads = [threading.Thread(target=tap, args=(group,)) for group in groups]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return outcomes
