@@ -280,7 +280,7 @@ def _written_then_not_replicated(monkeypatch, store: BookingStore) -> None:
     real = store.durable.script
 
     def once(script, keys, args):
-        result = real(script, keys, args)
+        real(script, keys, args)
         monkeypatch.setattr(store.durable, "script", real)
         raise NotReplicated("0 of 1 replicas acknowledged")
 

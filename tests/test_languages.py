@@ -17,7 +17,6 @@ from bot.channels.line.webhook import event_json, sign, webhook_body
 from bot.clock import parse_instant
 from bot.dialog import Option, options_of
 from bot.dialog import texts as T
-from bot.dialog.buttons import command_option
 from bot.dialog.pushes import (
     confirmed_replies, declined_replies, in_language, lapsed_replies, proposal_replies, reconsent_replies,
     reminder_replies,

@@ -236,7 +236,7 @@ class StaffActions:
     def send_meeting(self, ref: str, *, meeting_id: str = "", passcode: str = "", url: str = "",
                      by: str) -> dict[str, Any]:
         """Push the meeting details to the user; the booking records when (never the passcode). One step."""
-        meeting = self._meeting_lines(meeting_id, passcode, url, required=True)
+        self._meeting_lines(meeting_id, passcode, url, required=True)  # refuses missing details first
         self.booking(ref)
         at = self.now().isoformat()
 
