@@ -30,6 +30,7 @@ from bot.staff.aftercare import AfterEffects
 from bot.store.bookings import RECOVER_AFTER_S, intents_key, user_index_key
 from bot.store.durable import Durable, fence_key
 from bot.testing.delivery import SendingClient
+from bot.testing.cluster import launch
 from bot.testing.driver import ChatDriver, ManualClock, to_noto_card
 from bot.web import create_app
 
@@ -67,21 +68,24 @@ class Pair:
         self.primary_port, self.replica_port = (probe.getsockname()[1] for probe in probes)
         for probe in probes:
             probe.close()
-        self._start(self.primary_port)
-        self._start(self.replica_port, "--replicaof", "127.0.0.1", str(self.primary_port))
-        self.url = f"redis://127.0.0.1:{self.primary_port}/0"
-        self.primary = redis.Redis(port=self.primary_port, decode_responses=True, socket_timeout=5)
-        self.replica = redis.Redis(port=self.replica_port, decode_responses=True, socket_timeout=5)
-        self._until(lambda: self.replica.info("replication").get("master_link_status") == "up"
-                    and self.primary.info("replication").get("connected_slaves") == 1, "the replica in sync")
+        try:
+            self._start(self.primary_port)
+            self._start(self.replica_port, "--replicaof", "127.0.0.1", str(self.primary_port))
+            self.url = f"redis://127.0.0.1:{self.primary_port}/0"
+            self.primary = redis.Redis(port=self.primary_port, decode_responses=True, socket_timeout=5)
+            self.replica = redis.Redis(port=self.replica_port, decode_responses=True, socket_timeout=5)
+            self._until(lambda: self.replica.info("replication").get("master_link_status") == "up"
+                        and self.primary.info("replication").get("connected_slaves") == 1, "the replica in sync")
+        except Exception:
+            self.stop()  # never leave a server that did not come up running
+            raise
 
     def _start(self, port: int, *extra: str) -> None:
         directory = self.root / str(port)
         directory.mkdir()
-        self.processes.append(subprocess.Popen(
-            [SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(directory), "--daemonize", "no", "--repl-diskless-sync-delay", "0", *extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.processes.append(launch(
+            ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(directory), "--daemonize", "no", "--repl-diskless-sync-delay", "0", *extra], server=SERVER))
 
     def _until(self, check, what: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -112,8 +116,9 @@ class Pair:
                 process.send_signal(signal.SIGCONT)  # a stopped process would not die from SIGTERM
                 process.kill()
             process.wait(timeout=10)
-        self.primary.close()
-        self.replica.close()
+        for client in (getattr(self, "primary", None), getattr(self, "replica", None)):
+            if client is not None:
+                client.close()
 
 
 @pytest.fixture(scope="module")

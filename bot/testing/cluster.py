@@ -15,6 +15,7 @@ installs it); `missing()` says what is absent so that tests can skip with the re
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -48,6 +49,25 @@ def missing() -> str | None:
     if absent:
         return f"{' and '.join(absent)} not installed (Debian: apt-get install redis-server)"
     return None
+
+
+def real_clock_env() -> dict[str, str]:
+    """This process's environment without libfaketime (LD_PRELOAD, FAKETIME*): for redis-server and
+    redis-cli (see `launch`)."""
+    return {name: value for name, value in os.environ.items()
+            if name != "LD_PRELOAD" and not name.startswith("FAKETIME")}
+
+
+def launch(args: list[str], cwd: Path | None = None, server: str | None = None) -> subprocess.Popen:
+    """Start the machine's `redis-server` (or `server`) with `args`, output discarded, on the real clock: without the
+    test run's LD_PRELOAD and FAKETIME* (libfaketime, which `tests/test_any_date.py` and a faked-date
+    run of the suite use, clashes with Debian's jemalloc-built redis-server, which then never starts;
+    a Redis server keeps its own clock anyway, only the app's is injected)."""
+    server = server or binaries()[0]
+    if server is None:
+        raise RuntimeError(missing() or "redis-server not found")
+    return subprocess.Popen([server, *args], cwd=cwd, env=real_clock_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def free_ports(count: int) -> list[int]:
@@ -184,10 +204,7 @@ class LocalCluster:
         return "\n".join(lines) + "\n"
 
     def _launch(self, node: Node) -> None:
-        server, _ = binaries()
-        assert server is not None
-        node.process = subprocess.Popen([server, str(node.directory / "redis.conf")], cwd=node.directory,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        node.process = launch([str(node.directory / "redis.conf")], cwd=node.directory)
 
     def _up(self, node: Node) -> bool:
         if not node.alive:
@@ -199,7 +216,8 @@ class LocalCluster:
         assert cli is not None
         command = [cli, *self._cli_tls(), "--cluster", "create", *(node.address for node in self.nodes),
                    "--cluster-replicas", str(self.replicas), "--cluster-yes"]
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=START_TIMEOUT_S)
+        done = subprocess.run(command, env=real_clock_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=START_TIMEOUT_S)
         if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
             raise RuntimeError(f"redis-cli --cluster create failed: {(done.stdout + done.stderr)[-600:]}")
 
@@ -353,13 +371,14 @@ class LocalServer:
             lines += ["port 0", f"tls-port {port}", f"tls-cert-file {self.tls.cert}", f"tls-key-file {self.tls.key}",
                       f"tls-ca-cert-file {self.tls.ca}", f"tls-auth-clients {self.tls_clients}"]
         (node.directory / "redis.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        server, _ = binaries()
-        assert server is not None
-        node.process = subprocess.Popen([server, str(node.directory / "redis.conf")], cwd=node.directory,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: node.alive and (node.directory / "redis.log").exists()
-                 and "Ready to accept connections" in (node.directory / "redis.log").read_text(errors="replace"),
-                 START_TIMEOUT_S, f"redis-server on {node.address} did not start")
+        node.process = launch([str(node.directory / "redis.conf")], cwd=node.directory)
+        try:
+            wait_for(lambda: node.alive and (node.directory / "redis.log").exists()
+                     and "Ready to accept connections" in (node.directory / "redis.log").read_text(errors="replace"),
+                     START_TIMEOUT_S, f"redis-server on {node.address} did not start")
+        except Exception:
+            self.stop()  # never leave a server that did not come up running
+            raise
         return self
 
     @property
