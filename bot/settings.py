@@ -190,6 +190,16 @@ _SECRET_FIELDS = {
 }
 
 
+def real_clock_environment() -> dict[str, str]:
+    """This process's environment without libfaketime (`LD_PRELOAD`, `FAKETIME*`), for the test kit's
+    redis-server and redis-cli children: libfaketime keeps Debian's jemalloc-built redis-server from
+    starting, and a Redis server keeps its own clock anyway (only the app's clock is injected)."""
+    import os
+
+    return {name: value for name, value in os.environ.items()
+            if name != "LD_PRELOAD" and not name.startswith("FAKETIME")}
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (plus explicit overrides); a bad value raises ConfigError naming it."""
     try:

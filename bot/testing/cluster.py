@@ -15,7 +15,6 @@ installs it); `missing()` says what is absent so that tests can skip with the re
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -29,6 +28,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from bot.settings import real_clock_environment
 from bot.store.nodes import cluster_info
 
 START_TIMEOUT_S = 30.0  # processes up, the cluster created, every replica in sync
@@ -51,22 +51,13 @@ def missing() -> str | None:
     return None
 
 
-def real_clock_env() -> dict[str, str]:
-    """This process's environment without libfaketime (LD_PRELOAD, FAKETIME*): for redis-server and
-    redis-cli (see `launch`)."""
-    return {name: value for name, value in os.environ.items()
-            if name != "LD_PRELOAD" and not name.startswith("FAKETIME")}
-
-
 def launch(args: list[str], cwd: Path | None = None, server: str | None = None) -> subprocess.Popen:
-    """Start the machine's `redis-server` (or `server`) with `args`, output discarded, on the real clock: without the
-    test run's LD_PRELOAD and FAKETIME* (libfaketime, which `tests/test_any_date.py` and a faked-date
-    run of the suite use, clashes with Debian's jemalloc-built redis-server, which then never starts;
-    a Redis server keeps its own clock anyway, only the app's is injected)."""
+    """Start the machine's `redis-server` (or `server`) with `args`, output discarded, on the real clock
+    (`bot.settings.real_clock_environment`: a faked-date run of the suite must not reach it)."""
     server = server or binaries()[0]
     if server is None:
         raise RuntimeError(missing() or "redis-server not found")
-    return subprocess.Popen([server, *args], cwd=cwd, env=real_clock_env(), stdin=subprocess.DEVNULL,
+    return subprocess.Popen([server, *args], cwd=cwd, env=real_clock_environment(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -216,7 +207,7 @@ class LocalCluster:
         assert cli is not None
         command = [cli, *self._cli_tls(), "--cluster", "create", *(node.address for node in self.nodes),
                    "--cluster-replicas", str(self.replicas), "--cluster-yes"]
-        done = subprocess.run(command, env=real_clock_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        done = subprocess.run(command, env=real_clock_environment(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=START_TIMEOUT_S)
         if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
             raise RuntimeError(f"redis-cli --cluster create failed: {(done.stdout + done.stderr)[-600:]}")
