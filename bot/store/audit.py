@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 import redis
 
 from bot.clock import JST, Clock
-from bot.store.conversations import _redis_errors
+from bot.store.errors import redis_errors
 
 AUDIT_KEY = "hwbot:audit"
 FIELDS = ("at", "account", "action", "office", "ref", "client", "detail")
@@ -72,7 +72,7 @@ class AuditLog:
         values = {"at": now.astimezone(JST).isoformat(), "account": account, "action": action, "office": office,
                   "ref": ref, "client": client, "detail": detail}
         pairs = [str(part) for name in FIELDS for part in (name, values[name])]
-        with _redis_errors("cannot record an audit entry"):
+        with redis_errors("cannot record an audit entry"):
             return str(self._record(keys=[AUDIT_KEY], args=[_ms(now), *pairs]))
 
     def query(self, *, account: str | None = None, office: str | None = None, ref: str | None = None,
@@ -85,7 +85,7 @@ class AuditLog:
         found: list[dict[str, str]] = []
         if limit <= 0:
             return found
-        with _redis_errors("cannot read the audit trail"):
+        with redis_errors("cannot read the audit trail"):
             while True:
                 batch = self.client.xrevrange(AUDIT_KEY, max=end, min=start, count=_BATCH)
                 for _, fields in batch:
@@ -99,9 +99,9 @@ class AuditLog:
 
     def trim(self, before: datetime) -> int:
         """Drop the entries filed before `before` (XTRIM MINID); returns how many went."""
-        with _redis_errors("cannot trim the audit trail"):
+        with redis_errors("cannot trim the audit trail"):
             return int(self.client.xtrim(AUDIT_KEY, minid=str(_ms(before)), approximate=False))
 
     def __len__(self) -> int:
-        with _redis_errors("cannot read the audit trail"):
+        with redis_errors("cannot read the audit trail"):
             return int(self.client.xlen(AUDIT_KEY))

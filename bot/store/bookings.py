@@ -349,7 +349,6 @@ def _by_slot(booking: dict) -> tuple[str, str, str]:
 
 
 # Driver errors become StoreUnavailable (retry later: 503) or StoreError, naming only the operation.
-_redis_errors = redis_errors
 
 
 class BookingStore:
@@ -409,7 +408,7 @@ class BookingStore:
         ]
         args = [booking_id, capacity, _encode(booking), "" if expire_in is None else expire_in,
                 intent.id, intent.to_json(), self.now()]
-        with _redis_errors("cannot claim slot"):
+        with redis_errors("cannot claim slot"):
             outcome = int(self.durable.script(self._claim, keys, args))
         if outcome in (1, 2):
             self._hook("office")
@@ -485,14 +484,14 @@ class BookingStore:
     def get(self, ref: str) -> dict | None:
         """The booking `ref` names, or None."""
         office, slot, booking_id = parse_ref(ref)
-        with _redis_errors("cannot read booking"):
+        with redis_errors("cannot read booking"):
             raw = self.client.get(booking_key(office, slot, booking_id))
         return None if raw is None else _decode(raw)
 
     def for_user(self, user: str) -> list[dict]:
         """The user's bookings (any status), earliest slot first; refs whose booking expired are removed."""
         key = user_index_key(user)
-        with _redis_errors("cannot read the user's bookings"):
+        with redis_errors("cannot read the user's bookings"):
             refs = sorted(self.client.smembers(key))
             found = self._get_many([booking_key(*parse_ref(ref)) for ref in refs])
             dangling = [ref for ref, booking in zip(refs, found) if booking is None]
@@ -507,7 +506,7 @@ class BookingStore:
             raise ValueError("day must look like YYYY-MM-DD")
         key = day_index_key(office, day)
         prefix = f"{day_prefix(office, day)}booking:"
-        with _redis_errors("cannot read the day's bookings"):
+        with redis_errors("cannot read the day's bookings"):
             ids = sorted(self.client.smembers(key))
             found = self._get_many([prefix + booking_id for booking_id in ids])
             dangling = [booking_id for booking_id, booking in zip(ids, found) if booking is None]
@@ -559,7 +558,7 @@ class BookingStore:
         if booking is None:
             return None
         if booking.get("user") is not None:
-            with _redis_errors("cannot clean the user index"):
+            with redis_errors("cannot clean the user index"):
                 self.client.srem(user_index_key(str(booking["user"])), ref)
 
         def stripped(current: dict) -> dict:
@@ -590,7 +589,7 @@ class BookingStore:
                 keys.append(key)
             return str(keys.index(key) + 1)
 
-        with _redis_errors("cannot change booking"):
+        with redis_errors("cannot change booking"):
             for _ in range(_CAS_ATTEMPTS):
                 keys.clear()
                 raws = [self.client.get(booking_key(*parse_ref(ref))) for ref in refs]
@@ -651,7 +650,7 @@ class BookingStore:
 
     def _apply(self, intent: Intent) -> None:
         """Steps 2-4 of the module doc, in order; each may be repeated (after a crash) with no second effect."""
-        with _redis_errors("cannot apply a booking's after-effects"):
+        with redis_errors("cannot apply a booking's after-effects"):
             for user, ref, add in intent.index:
                 key = user_index_key(user)
                 self.durable.command(key, "SADD" if add else "SREM", key, ref)
@@ -664,7 +663,7 @@ class BookingStore:
 
     def pending(self, office: str, before: float) -> list[str]:
         """Ids of the office's intents written before `before` (unix s of the app clock)."""
-        with _redis_errors("cannot read pending intents"):
+        with redis_errors("cannot read pending intents"):
             return list(self.client.zrangebyscore(intents_key(_check_part("office", office)), "-inf", before))
 
     def recover(self, offices: Iterable[str], now: float, *, min_age: float = RECOVER_AFTER_S) -> int:
@@ -673,7 +672,7 @@ class BookingStore:
         offices = [_check_part("office", office) for office in offices]
         if not offices:
             return 0
-        with _redis_errors("cannot read pending intents"):
+        with redis_errors("cannot read pending intents"):
             pipe = self.client.pipeline(transaction=False)
             for office in offices:
                 pipe.zrangebyscore(intents_key(office), "-inf", now - min_age, start=0, num=100)
@@ -689,7 +688,7 @@ class BookingStore:
 
     def _recover_one(self, office: str, intent_id: str, now: float) -> int:
         keys = [intent_key(office, intent_id), intents_key(office)]
-        with _redis_errors("cannot take an intent"):
+        with redis_errors("cannot take an intent"):
             # Re-stamped (the next look is a while away) and waited for: the step that wrote the intent
             # is then on the replicas, so its after-effects may tell the user.
             raw = self.durable.script(self._take, keys, [intent_id, now])
@@ -719,7 +718,7 @@ class BookingStore:
         """Read, change in Python, write back only if nobody wrote meanwhile (retrying); keeps the TTL."""
         office, slot, booking_id = parse_ref(ref)
         keys = [booking_key(office, slot, booking_id), slot_redis_key(office, slot)]
-        with _redis_errors("cannot change booking"):
+        with redis_errors("cannot change booking"):
             raw = self.client.get(keys[0])
             for _ in range(_CAS_ATTEMPTS):
                 if raw is None:

@@ -123,7 +123,6 @@ def encode_notice(notice: Mapping[str, object]) -> list[str]:
 
 
 # Driver errors become StoreUnavailable (retry later: 503) or StoreError, naming only the operation.
-_redis_errors = redis_errors
 
 
 class ConversationStore:
@@ -149,7 +148,7 @@ class ConversationStore:
     def load(self, user: str) -> tuple[dict | None, int]:
         """(data, version) of the user's conversation; (None, 0) when there is none (or it expired)."""
         key = self.key(user)
-        with _redis_errors("cannot load conversation"):
+        with redis_errors("cannot load conversation"):
             version, raw = self.client.hmget(key, ["v", "data"])
         return self._decode(version, raw)
 
@@ -170,7 +169,7 @@ class ConversationStore:
         """(data, version, already processed) in one round trip, for a webhook event (both keys are in
         the user's shard: one node of a cluster)."""
         shard = self.shard(user)
-        with _redis_errors("cannot load conversation"):
+        with redis_errors("cannot load conversation"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hmget(conversation_key(shard, user), ["v", "data"])
             pipe.exists(event_key(shard, event_id))
@@ -181,7 +180,7 @@ class ConversationStore:
     def mark_event(self, event_id: str, owner: str) -> bool:
         """Mark an event processed that has no conversation save (a group's join; `owner` the group id, whose
         shard keeps the marker); False if it already was."""
-        with _redis_errors("cannot mark event"):
+        with redis_errors("cannot mark event"):
             key = event_key(shard_of(owner, self.shards), event_id)
             return bool(self.client.set(key, "1", ex=EVENT_TTL_SECONDS, nx=True))
 
@@ -243,7 +242,7 @@ class ConversationStore:
         if event_id is not None:
             keys.append(event_key(shard, event_id))
             args.append(EVENT_TTL_SECONDS)
-        with _redis_errors("cannot save conversation"):
+        with redis_errors("cannot save conversation"):
             saved, version = self._save(keys=keys, args=args)
         if not saved:
             raise ConflictError(
@@ -253,5 +252,5 @@ class ConversationStore:
 
     def delete(self, user: str) -> None:
         """Forget the user's conversation (a later save must start again from version 0)."""
-        with _redis_errors("cannot delete conversation"):
+        with redis_errors("cannot delete conversation"):
             self.client.delete(self.key(user))

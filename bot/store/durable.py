@@ -29,16 +29,12 @@ import redis
 from redis.commands.core import Script
 
 from bot.errors import NotReplicated, StoreUnavailable
+from bot.store.errors import UNAVAILABLE  # the step may not have run on the node: the caller tries again (503)
 
 log = logging.getLogger("hwbot.store")
 
 FENCE_TTL_SECONDS = 60
 _TAG = re.compile(r"\{([^{}]+)\}")
-# Errors after which the step may not have run on the node: the caller tries again (503, a retry).
-# A primary demoted by a failover answers READONLY; a slot without a primary is not covered.
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
-                redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.exceptions.ReadOnlyError,
-                redis.exceptions.SlotNotCoveredError)
 
 
 def fence_key(key: str) -> str:
@@ -93,7 +89,7 @@ class Durable:
                 pipe.set(fence, "1", ex=FENCE_TTL_SECONDS)
                 pipe.wait(self.min_replicas, self.timeout_ms)
                 result, _, acked = pipe.execute(raise_on_error=False)
-            except _UNAVAILABLE as exc:
+            except UNAVAILABLE as exc:
                 self._refresh()
                 raise StoreUnavailable(f"cannot reach the primary of a booking step: {exc.__class__.__name__}") from exc
             if attempt < 2 and isinstance(result, redis.exceptions.NoScriptError) and script is not None:
@@ -103,7 +99,7 @@ class Durable:
                 self._refresh()  # the slot moved (a failover, resharding) and nothing ran: ask its new primary
                 continue
             for answer in (result, acked):
-                if isinstance(answer, _UNAVAILABLE):
+                if isinstance(answer, UNAVAILABLE):
                     self._refresh()
                     raise StoreUnavailable(f"a booking step's node cannot take it: {answer.__class__.__name__}") from answer
                 if isinstance(answer, Exception):

@@ -30,7 +30,8 @@ from typing import Any
 
 import redis
 
-from bot.store.conversations import _redis_errors, encode_notice
+from bot.store.conversations import encode_notice
+from bot.store.errors import redis_errors
 from bot.store.shards import DEFAULT_SHARDS, MAX_SHARDS, OUTBOX_MAXLEN, outbox_key, shard_of, shard_tag
 
 HANDOFFS_KEY = "hwbot:handoffs"
@@ -144,7 +145,7 @@ class HandoffStore:
         info = {**info, "thread": thread}
         meta = {"user": user, "office": info.get("office", ""), "reason": info.get("reason", ""),
                 "step": info.get("step", ""), "since": info.get("at", ""), "mode": "console"}
-        with _redis_errors("cannot record handoff"):
+        with redis_errors("cannot record handoff"):
             self.client.sadd(user_threads_key(user), thread)
             self.client.hset(thread_key(thread), mapping=meta)
             self.client.hset(HANDOFFS_KEY, user, json.dumps(info, ensure_ascii=False))
@@ -161,7 +162,7 @@ class HandoffStore:
         """
         current = self.info(user)
         thread = (current or {}).get("thread")
-        with _redis_errors("cannot close handoff"):
+        with redis_errors("cannot close handoff"):
             if thread and valid_thread_id(thread) and closed_ts is not None:
                 pipe = self.client.pipeline(transaction=True)
                 pipe.hset(thread_key(thread), mapping={"closed_at": at, "closed_by": by})
@@ -174,13 +175,13 @@ class HandoffStore:
         return thread
 
     def info(self, user: str) -> dict[str, str] | None:
-        with _redis_errors("cannot read handoffs"):
+        with redis_errors("cannot read handoffs"):
             raw = self.client.hget(HANDOFFS_KEY, user)
         return json.loads(raw) if raw else None
 
     def waiting(self) -> dict[str, dict[str, str]]:
         """user -> {office, reason, step, at, thread}, oldest first."""
-        with _redis_errors("cannot read handoffs"):
+        with redis_errors("cannot read handoffs"):
             raw = self.client.hgetall(HANDOFFS_KEY)
         items = {user: json.loads(value) for user, value in raw.items()}
         return dict(sorted(items.items(), key=lambda item: item[1].get("at", "")))
@@ -191,14 +192,14 @@ class HandoffStore:
         """The thread's fields without the once-only markers; {} when there is no such thread."""
         if not valid_thread_id(thread):
             return {}
-        with _redis_errors("cannot read a thread"):
+        with redis_errors("cannot read a thread"):
             raw = self.client.hgetall(thread_key(thread))
         return _fields(raw)
 
     def messages(self, thread: str) -> list[dict[str, Any]]:
         if not valid_thread_id(thread):
             return []
-        with _redis_errors("cannot read a thread"):
+        with redis_errors("cannot read a thread"):
             raw = self.client.lrange(messages_key(thread), 0, -1)
         return [json.loads(item) for item in raw]
 
@@ -208,14 +209,14 @@ class HandoffStore:
         if not valid_thread_id(thread):
             return {}
         text = json.dumps(message, ensure_ascii=False)
-        with _redis_errors("cannot add to a thread"):
+        with redis_errors("cannot add to a thread"):
             flat = self._user_message(keys=[thread_key(thread), messages_key(thread)], args=[key, text])
         return _fields(dict(zip(flat[::2], flat[1::2])))
 
     def set_fields(self, thread: str, fields: dict[str, str]) -> None:
         if not valid_thread_id(thread):
             return
-        with _redis_errors("cannot update a thread"):
+        with redis_errors("cannot update a thread"):
             self.client.hset(thread_key(thread), mapping=fields)
 
     def staff_reply(self, thread: str, message: dict[str, Any], push: dict[str, object], nonce: str) -> int:
@@ -229,7 +230,7 @@ class HandoffStore:
         text = json.dumps(message, ensure_ascii=False)
         args = [nonce, text, str(message.get("at", "")), OUTBOX_MAXLEN, *encode_notice(push)]
         keys = [thread_key(thread), messages_key(thread), outbox_key(thread_shard(thread))]
-        with _redis_errors("cannot send a staff reply"):
+        with redis_errors("cannot send a staff reply"):
             return int(self._reply(keys=keys, args=args))
 
     # -- erasure and retention ------------------------------------------------------------------
@@ -241,7 +242,7 @@ class HandoffStore:
         threads out of the closed index; the user's thread set last, so that a step that failed is
         done by calling this again (every step is idempotent).
         """
-        with _redis_errors("cannot erase threads"):
+        with redis_errors("cannot erase threads"):
             threads = self.client.smembers(user_threads_key(user))
             self.client.hdel(HANDOFFS_KEY, user)
             self._delete_keys(sorted(thread for thread in threads if valid_thread_id(thread)))
@@ -261,12 +262,12 @@ class HandoffStore:
 
     def threads_of(self, user: str) -> set[str]:
         """The user's thread ids, open or closed (until erased or past retention)."""
-        with _redis_errors("cannot read threads"):
+        with redis_errors("cannot read threads"):
             return self.client.smembers(user_threads_key(user))
 
     def closed_before(self, ts: float, count: int = 500) -> list[str]:
         """Threads closed at or before `ts` (unix seconds)."""
-        with _redis_errors("cannot read closed threads"):
+        with redis_errors("cannot read closed threads"):
             return self.client.zrangebyscore(CLOSED_KEY, "-inf", ts, start=0, num=count)
 
     def delete(self, threads: list[str]) -> None:
@@ -278,7 +279,7 @@ class HandoffStore:
         if not threads:
             return
         valid = [thread for thread in threads if valid_thread_id(thread)]
-        with _redis_errors("cannot delete threads"):
+        with redis_errors("cannot delete threads"):
             pipe = self.client.pipeline(transaction=False)
             for thread in valid:
                 pipe.hget(thread_key(thread), "user")

@@ -28,7 +28,8 @@ import redis
 from redis.cluster import RedisCluster
 
 from bot.errors import LayoutError, StoreError
-from bot.store.conversations import _redis_errors, conversation_key, last_reply_key
+from bot.store.conversations import conversation_key, last_reply_key
+from bot.store.errors import redis_errors
 from bot.store.handoffs import CLOSED_KEY, HANDOFFS_KEY, messages_key, thread_key, user_threads_key
 from bot.store.outbox import DEAD_MAXLEN, GROUP, dead_key
 from bot.store.shards import OUTBOX_MAXLEN, entry_owner, outbox_key, shard_of
@@ -330,7 +331,7 @@ FAMILIES: list[Family] = [
 def migrate(client: redis.Redis, *, shards: int, dry: bool = False) -> Report:
     """Run every family in table order; what moved, was dropped, or was left (a name already taken)."""
     migration = Migration(client, shards=shards, dry=dry)
-    with _redis_errors("cannot migrate"):
+    with redis_errors("cannot migrate"):
         for family in FAMILIES:
             if family.legacy and migration.cluster:
                 continue  # the old layout only ever ran on one server (its steps spanned slots)
@@ -342,7 +343,7 @@ def migrate(client: redis.Redis, *, shards: int, dry: bool = False) -> Report:
 def old_layout(client: redis.Redis) -> list[str]:
     """The probe keys of the old layout that exist (one round trip)."""
     probes = [probe for family in FAMILIES if family.legacy for probe in family.probes]
-    with _redis_errors("cannot check the key layout"):
+    with redis_errors("cannot check the key layout"):
         pipe = client.pipeline(transaction=False)
         for probe in probes:
             pipe.exists(probe)

@@ -34,7 +34,8 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from bot.store.conversations import _redis_errors, encode_notice
+from bot.store.conversations import encode_notice
+from bot.store.errors import redis_errors
 from bot.store.shards import DEFAULT_SHARDS, MAX_SHARDS, OUTBOX_MAXLEN, entry_owner, outbox_key, shard_of
 
 DEAD_MAXLEN = 10_000  # per shard
@@ -225,7 +226,7 @@ class Outbox:
         flat = encode_notice(entry)
         fields = dict(zip(flat[::2], flat[1::2]))
         shard = self.shard(entry_owner(entry))
-        with _redis_errors("cannot append to the outbox"):
+        with redis_errors("cannot append to the outbox"):
             return self.client.xadd(outbox_key(shard), fields, maxlen=OUTBOX_MAXLEN, approximate=True)
 
     def add_many(self, entries: list[Mapping[str, object]], *, user: str, dedup: str | None = None) -> list[str]:
@@ -243,7 +244,7 @@ class Outbox:
         for entry in entries:
             flat = encode_notice(entry)
             args += [len(flat), *flat]
-        with _redis_errors("cannot append to the outbox"):
+        with redis_errors("cannot append to the outbox"):
             return [str(stream_id) for stream_id in self._add_many(keys=keys, args=args)]
 
     def note_shards(self) -> None:
@@ -251,7 +252,7 @@ class Outbox:
         shards of a process configured with more; once per process, a Redis error only postpones it."""
         if self._noted:
             return
-        with _redis_errors("cannot record the outbox shard count"):
+        with redis_errors("cannot record the outbox shard count"):
             self._known = max(self.shards, int(self._note(keys=[SHARDS_KEY], args=[self.shards])))
         self._noted = True
         self._refreshed_at = time.monotonic()
@@ -265,7 +266,7 @@ class Outbox:
 
     def refresh_shards(self) -> range:
         """Read the noted shard count again (the worker, now and then) and return `read_shards()`."""
-        with _redis_errors("cannot read the outbox shard count"):
+        with redis_errors("cannot read the outbox shard count"):
             noted = self.client.get(SHARDS_KEY)
         self._known = max(self.shards, int(noted or 0))
         self._refreshed_at = time.monotonic()
@@ -290,7 +291,7 @@ class Outbox:
     def entries(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """The newest entries of all shards, newest first (the simulator's staff pane, tests)."""
         self._fresh_shards()
-        with _redis_errors("cannot read the outbox"):
+        with redis_errors("cannot read the outbox"):
             return self._newest(outbox_key, count)
 
     def backlog(self) -> list[dict[str, int | None]]:
@@ -299,7 +300,7 @@ class Outbox:
         acknowledged (`pending`), waiting for a retry, and dead letters."""
         self._fresh_shards()
         shards = list(self.read_shards())
-        with _redis_errors("cannot read the outbox backlog"):
+        with redis_errors("cannot read the outbox backlog"):
             lengths = self._each("xlen", outbox_key, shards=shards)
             retries = self._each("zcard", retry_key, shards=shards)
             dead = self._each("xlen", dead_key, shards=shards)
@@ -319,14 +320,14 @@ class Outbox:
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """Entries moved to the dead-letter streams of all shards, newest first (the staff console)."""
         self._fresh_shards()
-        with _redis_errors("cannot read the dead-letter stream"):
+        with redis_errors("cannot read the dead-letter stream"):
             return self._newest(dead_key, count)
 
     def settled(self) -> bool:
         """True when every entry of every shard was delivered (or given up on): none left unread by the
         workers' group, none read and unacknowledged (the test kit waits for this; works on Redis 6.2)."""
         self._fresh_shards()
-        with _redis_errors("cannot read the outbox state"):
+        with redis_errors("cannot read the outbox state"):
             shards = [shard for shard, found in zip(self.read_shards(), self._each("exists", outbox_key)) if found]
             if not shards:
                 return True
@@ -350,7 +351,7 @@ class Outbox:
         """Note the shard count, then create the consumer group (and the stream) of every shard unless it
         exists; from the start of the stream, so entries appended before any worker ran are delivered too."""
         self.note_shards()
-        with _redis_errors("cannot create the outbox consumer group"):
+        with redis_errors("cannot create the outbox consumer group"):
             for shard in self.read_shards():
                 try:
                     self.client.xgroup_create(outbox_key(shard), GROUP, id="0", mkstream=True)
@@ -360,7 +361,7 @@ class Outbox:
 
     def own_pending(self, consumer: str, count: int = 1000) -> list[Entry]:
         """This consumer's unacknowledged entries not waiting for a retry (what it was delivering when it stopped)."""
-        with _redis_errors("cannot read pending outbox entries"):
+        with redis_errors("cannot read pending outbox entries"):
             return self._unscheduled(self._read(consumer, "0", count))
 
     def claim_stale(self, consumer: str, lease_ms: int, cursors: dict[int, str] | None = None,
@@ -371,7 +372,7 @@ class Outbox:
         by the previous call; None or a missing shard starts at the beginning)."""
         cursors = dict(cursors or {})
         shards = list(self.read_shards())
-        with _redis_errors("cannot claim stale outbox entries"):
+        with redis_errors("cannot claim stale outbox entries"):
             pipe = self.client.pipeline(transaction=False)
             for shard in shards:
                 pipe.xautoclaim(outbox_key(shard), GROUP, consumer, lease_ms, cursors.get(shard, "0-0"), count=count)
@@ -383,7 +384,7 @@ class Outbox:
 
     def claim_due(self, consumer: str, now: float, count: int = 100) -> list[Entry]:
         """Entries whose retry time has come; removing one from the schedule is what makes it ours."""
-        with _redis_errors("cannot claim due outbox retries"):
+        with redis_errors("cannot claim due outbox retries"):
             due = {shard: ids for shard, ids in zip(
                 self.read_shards(), self._each("zrangebyscore", retry_key, "-inf", now, start=0, num=count)) if ids}
             if not due:
@@ -407,7 +408,7 @@ class Outbox:
         the shards are in different slots, one pipeline per node reads them, and an idle wait looks
         again every `CLUSTER_POLL_S`.
         """
-        with _redis_errors("cannot read the outbox"):
+        with redis_errors("cannot read the outbox"):
             if not self.cluster:
                 return self._read(consumer, ">", count, block_ms)
             deadline = time.monotonic() + (block_ms or 0) / 1000
@@ -443,7 +444,7 @@ class Outbox:
         """Which of these done-marker keys (see `done_key`) are set."""
         if not keys:
             return set()
-        with _redis_errors("cannot read delivery markers"):
+        with redis_errors("cannot read delivery markers"):
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.exists(key)
@@ -451,7 +452,7 @@ class Outbox:
 
     def mark_channel(self, entry: Entry, channel: str) -> None:
         """One channel of a multi-channel entry went out: a retry skips it."""
-        with _redis_errors("cannot mark a delivery"):
+        with redis_errors("cannot mark a delivery"):
             self.client.set(entry.done_key(channel), "1", ex=DONE_TTL_SECONDS)
 
     def ack(self, entry: Entry, *, first: bool = False, drop: bool = False,
@@ -463,7 +464,7 @@ class Outbox:
         stream too (a user's messages: nothing reads them once sent, and they are the bulky entries).
         """
         stream = outbox_key(entry.shard)
-        with _redis_errors("cannot acknowledge an outbox entry"):
+        with redis_errors("cannot acknowledge an outbox entry"):
             # One round trip; without MULTI on a first attempt: the marker goes first, so an XACK lost
             # with the connection leaves a pending entry that the next delivery skips as delivered.
             pipe = self.client.pipeline(transaction=not first)
@@ -486,7 +487,7 @@ class Outbox:
         args = [entry.stream_id, GROUP, max_attempts, now, error, failed_at, DEAD_MAXLEN, int(permanent),
                 BACKOFF_BASE_S, BACKOFF_CAP_S, *flat]
         shard = entry.shard
-        with _redis_errors("cannot record a failed delivery"):
+        with redis_errors("cannot record a failed delivery"):
             answer = self._fail(keys=[outbox_key(shard), attempts_key(shard), retry_key(shard), dead_key(shard)],
                                 args=args)
         attempts, dead = int(answer[0]), bool(answer[1])

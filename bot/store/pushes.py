@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import redis
 
-from bot.store.conversations import _redis_errors
+from bot.store.errors import redis_errors
 
 # Kept a little over a year, so the console can show this month and the ones before.
 KEEP_SECONDS = 400 * 24 * 3600
@@ -26,7 +26,7 @@ class PushCounter:
 
     def count(self, month: str, to: str) -> None:
         """One push accepted by LINE in `month` (YYYY-MM), to a `user` or a `group`."""
-        with _redis_errors("cannot count a push"):
+        with redis_errors("cannot count a push"):
             pipe = self.client.pipeline(transaction=True)
             pipe.hincrby(pushes_key(month), to, 1)
             pipe.expire(pushes_key(month), KEEP_SECONDS)
@@ -34,6 +34,6 @@ class PushCounter:
 
     def month(self, month: str) -> dict[str, int]:
         """{"user": n, "group": n} for `month`; zeros when nothing was sent."""
-        with _redis_errors("cannot read the push count"):
+        with redis_errors("cannot read the push count"):
             raw = self.client.hgetall(pushes_key(month))
         return {"user": int(raw.get("user", 0)), "group": int(raw.get("group", 0))}

@@ -55,7 +55,6 @@ def language_key(user: str) -> str:
 
 
 # Driver errors become StoreUnavailable (retry later: 503) or StoreError, naming only the operation.
-_redis_errors = redis_errors
 
 
 class SimInbox:
@@ -71,7 +70,7 @@ class SimInbox:
             raise ValueError("nothing to add")
         key = inbox_key(user)
         encoded = [json.dumps(dict(item), ensure_ascii=False, separators=(",", ":")) for item in items]
-        with _redis_errors("cannot append to the simulator inbox"):
+        with redis_errors("cannot append to the simulator inbox"):
             pipe = self.client.pipeline(transaction=True)
             pipe.rpush(key, *encoded)
             pipe.expire(key, self.ttl_seconds)
@@ -82,7 +81,7 @@ class SimInbox:
         """(items after sequence `after`, each with its `seq`; the last sequence number)."""
         after = max(0, int(after))
         key = inbox_key(user)
-        with _redis_errors("cannot read the simulator inbox"):
+        with redis_errors("cannot read the simulator inbox"):
             pipe = self.client.pipeline(transaction=True)
             pipe.llen(key)
             pipe.lrange(key, after, after + MAX_ITEMS_READ - 1)
@@ -98,12 +97,12 @@ class SimInbox:
 
     def clear(self, user: str) -> None:
         """Forget the user's simulated chat history."""
-        with _redis_errors("cannot clear the simulator inbox"):
+        with redis_errors("cannot clear the simulator inbox"):
             self.client.delete(inbox_key(user), loading_key(user))
 
     def issue_reply_token(self, token: str, user: str) -> None:
         """Remember that `token` was sent in a webhook event of `user` (as LINE does)."""
-        with _redis_errors("cannot store a reply token"):
+        with redis_errors("cannot store a reply token"):
             self.client.set(reply_token_key(token), _part("user", user), ex=REPLY_TOKEN_TTL_SECONDS)
 
     def use_reply_token(self, token: str) -> str | None:
@@ -112,7 +111,7 @@ class SimInbox:
             key = reply_token_key(token)
         except ValueError:
             return None
-        with _redis_errors("cannot use a reply token"):
+        with redis_errors("cannot use a reply token"):
             pipe = self.client.pipeline(transaction=True)
             pipe.get(key)
             pipe.delete(key)
@@ -121,31 +120,31 @@ class SimInbox:
 
     def accept_retry_key(self, retry_key: str) -> bool:
         """True the first time a push retry key is seen; False for a retry of an accepted push."""
-        with _redis_errors("cannot store a retry key"):
+        with redis_errors("cannot store a retry key"):
             return bool(self.client.set(retry_key_key(retry_key), "1", nx=True, ex=RETRY_KEY_TTL_SECONDS))
 
     def start_loading(self, user: str, seconds: int) -> None:
         """Show the typing indicator for `seconds` (or until a message arrives)."""
-        with _redis_errors("cannot store the loading indicator"):
+        with redis_errors("cannot store the loading indicator"):
             self.client.set(loading_key(user), "1", ex=max(1, int(seconds)))
 
     def stop_loading(self, user: str) -> None:
-        with _redis_errors("cannot clear the loading indicator"):
+        with redis_errors("cannot clear the loading indicator"):
             self.client.delete(loading_key(user))
 
     def loading(self, user: str) -> bool:
-        with _redis_errors("cannot read the loading indicator"):
+        with redis_errors("cannot read the loading indicator"):
             return bool(self.client.exists(loading_key(user)))
 
     def set_language(self, user: str, language: str | None) -> None:
         """The `language` the stand-in's profile of `user` gives (None: none, as for a user who has not
         agreed to LINE's privacy policy)."""
-        with _redis_errors("cannot store the profile language"):
+        with redis_errors("cannot store the profile language"):
             if language:
                 self.client.set(language_key(user), language, ex=self.ttl_seconds)
             else:
                 self.client.delete(language_key(user))
 
     def language(self, user: str) -> str | None:
-        with _redis_errors("cannot read the profile language"):
+        with redis_errors("cannot read the profile language"):
             return self.client.get(language_key(user)) or None

@@ -36,7 +36,7 @@ from typing import Any
 
 import redis
 
-from bot.store.conversations import _redis_errors
+from bot.store.errors import redis_errors
 
 NAMES_KEY = "hwbot:{staff}:names"
 
@@ -175,22 +175,22 @@ class StaffAccountStore:
     def create(self, account: dict[str, str]) -> int:
         """Store a new account: 1 created, 0 the id is taken, -1 the name is taken."""
         pairs = [part for name, value in account.items() for part in (name, value)]
-        with _redis_errors("cannot create staff account"):
+        with redis_errors("cannot create staff account"):
             return int(self._create(keys=[account_key(account["id"]), NAMES_KEY],
                                     args=[account["id"], account["name"], *pairs]))
 
     def get(self, account: str) -> dict[str, str] | None:
-        with _redis_errors("cannot read staff account"):
+        with redis_errors("cannot read staff account"):
             found = self.client.hgetall(account_key(account))
         return found or None
 
     def id_for_name(self, name: str) -> str | None:
-        with _redis_errors("cannot read staff account"):
+        with redis_errors("cannot read staff account"):
             return self.client.hget(NAMES_KEY, name)
 
     def all(self) -> list[dict[str, str]]:
         """Every account, in name order."""
-        with _redis_errors("cannot list staff accounts"):
+        with redis_errors("cannot list staff accounts"):
             ids = self.client.hvals(NAMES_KEY)
             pipe = self.client.pipeline(transaction=False)
             for account in ids:
@@ -199,7 +199,7 @@ class StaffAccountStore:
         return sorted(found, key=lambda fields: (fields.get("name", ""), fields.get("id", "")))
 
     def update(self, account: str, fields: dict[str, str], *, remove: tuple[str, ...] = ()) -> None:
-        with _redis_errors("cannot update staff account"):
+        with redis_errors("cannot update staff account"):
             pipe = self.client.pipeline(transaction=True)
             if fields:
                 pipe.hset(account_key(account), mapping=fields)
@@ -209,31 +209,31 @@ class StaffAccountStore:
 
     def claim_totp_step(self, account: str, step: int) -> bool:
         """Record that the TOTP code of time step `step` was used; False when it (or a later one) was."""
-        with _redis_errors("cannot check TOTP code"):
+        with redis_errors("cannot check TOTP code"):
             return bool(self._totp_step(keys=[account_key(account)], args=[step]))
 
     # -- set-password links -----------------------------------------------------------------------
 
     def set_link(self, account: str, link_digest: str, ttl_seconds: int) -> bool:
         """Make `link_digest` the account's one set-password link (the previous one stops working)."""
-        with _redis_errors("cannot store set-password link"):
+        with redis_errors("cannot store set-password link"):
             return bool(self._link(keys=[account_key(account), link_key(link_digest)],
                                    args=[account, link_digest, ttl_seconds, link_key("")]))
 
     def link_account(self, link_digest: str) -> str | None:
         """The account a link is for, without using it up."""
-        with _redis_errors("cannot read set-password link"):
+        with redis_errors("cannot read set-password link"):
             return self.client.get(link_key(link_digest))
 
     def take_link(self, link_digest: str) -> str | None:
         """Use a link up: its account, or None when it was used, replaced or expired."""
-        with _redis_errors("cannot use set-password link"):
+        with redis_errors("cannot use set-password link"):
             return self._take_link(keys=[link_key(link_digest)], args=[link_digest, account_key("")])
 
     # -- sessions ---------------------------------------------------------------------------------
 
     def create_session(self, session_digest: str, fields: dict[str, str], ttl_seconds: int) -> None:
-        with _redis_errors("cannot store session"):
+        with redis_errors("cannot store session"):
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(session_key(session_digest), mapping=fields)
             pipe.expire(session_key(session_digest), max(ttl_seconds, 1))
@@ -242,16 +242,16 @@ class StaffAccountStore:
 
     def session(self, session_digest: str) -> tuple[dict[str, str], dict[str, str]]:
         """(session fields, its account's fields) in one round trip; empty dicts when gone."""
-        with _redis_errors("cannot read session"):
+        with redis_errors("cannot read session"):
             session, account = self._session(keys=[session_key(session_digest)], args=[account_key("")])
         return _pairs(session), _pairs(account)
 
     def touch_session(self, session_digest: str, fields: dict[str, str]) -> None:
-        with _redis_errors("cannot update session"):
+        with redis_errors("cannot update session"):
             self.client.hset(session_key(session_digest), mapping=fields)
 
     def drop_session(self, session_digest: str, account: str) -> None:
-        with _redis_errors("cannot end session"):
+        with redis_errors("cannot end session"):
             pipe = self.client.pipeline(transaction=True)
             pipe.delete(session_key(session_digest))
             pipe.srem(sessions_key(account), session_digest)
@@ -259,7 +259,7 @@ class StaffAccountStore:
 
     def sessions_of(self, account: str) -> list[tuple[str, dict[str, str]]]:
         """(digest, fields) of the account's live sessions; the ones gone are forgotten."""
-        with _redis_errors("cannot list sessions"):
+        with redis_errors("cannot list sessions"):
             digests = sorted(self.client.smembers(sessions_key(account)))
             pipe = self.client.pipeline(transaction=False)
             for session_digest in digests:
@@ -272,7 +272,7 @@ class StaffAccountStore:
 
     def drop_sessions(self, account: str) -> int:
         """End every session of the account; how many there were."""
-        with _redis_errors("cannot end sessions"):
+        with redis_errors("cannot end sessions"):
             digests = self.client.smembers(sessions_key(account))
             pipe = self.client.pipeline(transaction=True)
             for session_digest in digests:
@@ -284,24 +284,24 @@ class StaffAccountStore:
     # -- API tokens -------------------------------------------------------------------------------
 
     def add_token(self, account: str, token_id: str, token_digest: str, created: str) -> None:
-        with _redis_errors("cannot store API token"):
+        with redis_errors("cannot store API token"):
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(token_key(token_digest), mapping={"account": account, "id": token_id, "created": created})
             pipe.hset(tokens_key(account), token_id, json.dumps({"digest": token_digest, "created": created}))
             pipe.execute()
 
     def token(self, token_digest: str) -> dict[str, str] | None:
-        with _redis_errors("cannot read API token"):
+        with redis_errors("cannot read API token"):
             return self.client.hgetall(token_key(token_digest)) or None
 
     def tokens_of(self, account: str) -> dict[str, dict[str, str]]:
         """token id -> {"digest", "created"}."""
-        with _redis_errors("cannot list API tokens"):
+        with redis_errors("cannot list API tokens"):
             raw = self.client.hgetall(tokens_key(account))
         return {token_id: json.loads(value) for token_id, value in sorted(raw.items())}
 
     def revoke_token(self, account: str, token_id: str) -> bool:
-        with _redis_errors("cannot revoke API token"):
+        with redis_errors("cannot revoke API token"):
             raw = self.client.hget(tokens_key(account), token_id)
             if raw is None:
                 return False
@@ -314,7 +314,7 @@ class StaffAccountStore:
     # -- recovery codes ---------------------------------------------------------------------------
 
     def set_recovery(self, account: str, digests: list[str]) -> None:
-        with _redis_errors("cannot store recovery codes"):
+        with redis_errors("cannot store recovery codes"):
             pipe = self.client.pipeline(transaction=True)
             pipe.delete(recovery_key(account))
             if digests:
@@ -323,18 +323,18 @@ class StaffAccountStore:
 
     def use_recovery(self, account: str, code_digest: str) -> bool:
         """True once per code: SREM is the single use."""
-        with _redis_errors("cannot check recovery code"):
+        with redis_errors("cannot check recovery code"):
             return bool(self.client.srem(recovery_key(account), code_digest))
 
     def recovery_left(self, account: str) -> int:
-        with _redis_errors("cannot count recovery codes"):
+        with redis_errors("cannot count recovery codes"):
             return int(self.client.scard(recovery_key(account)))
 
     # -- failed logins ----------------------------------------------------------------------------
 
     def blocked_until(self, pair: str, account: str, address: str) -> float:
         """The latest `until` of the three counters (0 when none)."""
-        with _redis_errors("cannot read login backoff"):
+        with redis_errors("cannot read login backoff"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hget(fail_key("pair", pair), "until")
             pipe.hget(fail_key("account", account), "until")
@@ -346,7 +346,7 @@ class StaffAccountStore:
                        pair_cap: int, account_free: int, account_cap: int, address_free: int, address_cap: int,
                        address_keep_seconds: int) -> float:
         """Count a failed attempt on the three counters; the time until which the next one is refused."""
-        with _redis_errors("cannot record login failure"):
+        with redis_errors("cannot record login failure"):
             until = self._fail(
                 keys=[fail_key("pair", pair), fail_key("account", account), tried_key(address),
                       fail_key("address", address)],
@@ -355,7 +355,7 @@ class StaffAccountStore:
         return float(until)
 
     def clear_failures(self, pair: str, account: str) -> None:
-        with _redis_errors("cannot clear login backoff"):
+        with redis_errors("cannot clear login backoff"):
             self.client.delete(fail_key("pair", pair), fail_key("account", account))
 
 
