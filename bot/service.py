@@ -18,6 +18,7 @@ from bot import i18n
 from bot.clock import Clock
 from bot.dialog import Conversation, Dialog, Inbound, Outcome, StaffNotice
 from bot.dialog import texts
+from bot.dialog.engine import booking_language
 from bot.errors import ConflictError, StoreError
 from bot.profiles import Offices, load_offices
 from bot.settings import Settings
@@ -387,8 +388,7 @@ class BotService:
         data, _ = self.conversations.load(user)
         if data and data.get("lang") in i18n.LANGUAGES:
             return data["lang"]
-        made = [b for b in self.bookings.for_user(user) if b.get("lang") in i18n.LANGUAGES]
-        return max(made, key=lambda b: b.get("created_at") or "")["lang"] if made else i18n.DEFAULT
+        return booking_language(self.bookings, user) or i18n.DEFAULT
 
     def set_quiet(self, user: str, quiet: bool) -> bool:
         """Staff answer in LINE Official Account Manager (quiet: the bot says nothing) or in the console again."""

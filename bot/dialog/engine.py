@@ -127,11 +127,16 @@ class Dialog:
             action = self.registry.hooks["office_chosen"]
 
 
+def booking_language(bookings: Bookings, user: str) -> str | None:
+    """The language of the user's latest booking that records one (None when none does)."""
+    made = [booking for booking in bookings.for_user(user) if booking.get("lang") in i18n.LANGUAGES]
+    return max(made, key=lambda booking: booking.get("created_at") or "")["lang"] if made else None
+
+
 def remember_language(conversation: Conversation, bookings: Bookings) -> None:
     """A new conversation (the last one expired long ago) speaks the language of the user's latest
     booking, if they have one: they chose it then, so LINE's profile is not asked again."""
-    made = [booking for booking in bookings.for_user(conversation.user) if booking.get("lang") in i18n.LANGUAGES]
-    if made:
-        latest = max(made, key=lambda booking: booking.get("created_at") or "")
-        conversation.lang = latest["lang"]
+    lang = booking_language(bookings, conversation.user)
+    if lang is not None:
+        conversation.lang = lang
         conversation.profile_asked = True
